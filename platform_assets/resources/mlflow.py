@@ -1,0 +1,96 @@
+"""MLflow: run tracking through dagster-mlflow, and the model registry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+
+
+def prepare_tracking_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
+    """Create the SQLite folder and the experiment (with its artifact root) before anyone uses them.
+
+    Without this, MLflow creates the experiment with artifacts under ``./mlruns`` of whatever folder
+    the process happens to run in.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    if artifact_location and artifact_location.startswith("file://"):
+        Path(artifact_location[len("file://") :]).mkdir(parents=True, exist_ok=True)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    if client.get_experiment_by_name(experiment_name) is None:
+        try:
+            client.create_experiment(experiment_name, artifact_location=artifact_location)
+        except MlflowException:
+            if client.get_experiment_by_name(experiment_name) is None:  # not a lost race: a real failure
+                raise
+
+
+@dg.resource(
+    config_schema={
+        **CONFIG_SCHEMA,
+        "artifact_location": dg.Field(
+            dg.Noneable(dg.StringSource), default_value=None, description="Artifact root of the experiment."
+        ),
+    },
+    description="dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its dagster_run_id.",
+)
+def mlflow_tracking(context: dg.InitResourceContext) -> MlFlow:
+    config = context.resource_config
+    if config.get("mlflow_tracking_uri"):
+        prepare_tracking_store(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
+    return MlFlow(context)
+
+
+@contextmanager
+def tracking_run(tracker: MlFlow) -> Iterator[str]:
+    """Make the Dagster run's MLflow run active for one asset, and finish it when the asset is done.
+
+    Several assets of one Dagster run share its MLflow run; each reopens it and leaves it FINISHED,
+    so a run materialized from the UI without a job hook is not left RUNNING.
+    """
+    import mlflow
+
+    active = mlflow.active_run()
+    # dagster-mlflow starts a fresh run without recording its id; adopt it so later assets reopen it.
+    run_id = tracker.mlflow_run_id or (active.info.run_id if active is not None else None)
+    if run_id is None:
+        raise RuntimeError("dagster-mlflow started no MLflow run for this Dagster run")
+    tracker.mlflow_run_id = run_id
+    if active is None or active.info.run_id != run_id:
+        if active is not None:
+            mlflow.end_run()
+        mlflow.start_run(run_id=run_id)
+    try:
+        yield run_id
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run()
+
+
+class ModelRegistry(dg.ConfigurableResource):  # type: ignore[misc]
+    """The MLflow model registry, for reading runs and versions and moving aliases."""
+
+    tracking_uri: str
+    model_name: str
+
+    def client(self) -> Any:
+        import mlflow
+
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        client = self.client()
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])

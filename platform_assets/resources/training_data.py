@@ -1,0 +1,53 @@
+"""Which tensor partitions a model is trained on, and how they are split."""
+
+from __future__ import annotations
+
+import io
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from platform_assets import lake_keys
+from platform_assets.ml.dataset import Split, split_dataset
+from platform_assets.ml.features import REASON
+from platform_assets.resources.lake import LakeStorage, content_hash
+
+
+class TrainingData(dg.ConfigurableResource):  # type: ignore[misc]
+    """One definition of the modelling dataset, shared by the CNN, the baselines and the evaluation."""
+
+    window_days: int = Field(default=0, description="Newest N tensor partitions to use; 0 uses all.")
+    validation_fraction: float = Field(default=0.1, description="Share of rows for early stopping/thresholds.")
+    test_fraction: float = Field(default=0.2, description="Share of rows held out for evaluation.")
+    split_seed: int = Field(default=42, description="Seed of the ID hash that assigns rows to splits.")
+
+    def available_partitions(self, lake: LakeStorage) -> list[str]:
+        partitions = sorted({lake_keys.partition_of(k) for k in lake.list_keys(lake_keys.TENSORS_PREFIX)})
+        if not partitions:
+            raise ValueError("no credit_history_tensors partitions in the lake: materialize them first")
+        return partitions[-self.window_days :] if self.window_days > 0 else partitions
+
+    def load(
+        self, lake: LakeStorage, data_versions: dict[str, str] | None = None
+    ) -> tuple[pd.DataFrame, dict[str, str]]:
+        """Valid tensor rows and ``{partition: sha256}``.
+
+        With ``data_versions`` it loads exactly those partitions and fails if any changed since.
+        """
+        partitions = sorted(data_versions) if data_versions else self.available_partitions(lake)
+        frames, versions = [], {}
+        for partition in partitions:
+            data = lake.read_bytes(lake_keys.tensors(partition))
+            versions[partition] = content_hash(data)
+            if data_versions and versions[partition] != data_versions[partition]:
+                raise ValueError(
+                    f"credit_history_tensors partition {partition} changed since training "
+                    f"(sha256 {versions[partition][:12]} != {data_versions[partition][:12]}): retrain first"
+                )
+            frames.append(pd.read_parquet(io.BytesIO(data)))
+        rows = pd.concat(frames, ignore_index=True)
+        return rows[rows[REASON].isna()].reset_index(drop=True), versions
+
+    def splits(self, rows: pd.DataFrame) -> dict[str, Split]:
+        return split_dataset(rows, self.validation_fraction, self.test_fraction, self.split_seed)
