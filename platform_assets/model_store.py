@@ -43,14 +43,6 @@ def read_verified(lake: LakeStorage, key: str, sha256: str) -> bytes:
     return data
 
 
-def keras_to_bytes(model: Any) -> bytes:
-    """The model in Keras' native ``.keras`` format (a zip of config and weights; no pickle)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        return path.read_bytes()
-
-
 def keras_from_bytes(data: bytes) -> Any:
     import keras
 

@@ -114,9 +114,22 @@ def default_risk_model(
             signature=mlflow.models.infer_signature(example, predict_cnn(trained.model, example)),
         )
     version = f"v{logged.registered_model_version}"
-    model_bytes = model_store.keras_to_bytes(trained.model)
+    # The lake keeps the very bytes MLflow stored, so one sha256 names the artifact everywhere.
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=tmp))
+        model_bytes = (local / "data" / "model.keras").read_bytes()
     model_key = f"{lake_keys.model_dir(MODEL_NAME, version)}/model.keras"
     model_sha = lake.write_bytes(model_key, model_bytes)
+    registry_tags = {
+        "threshold": repr(trained.threshold),
+        "feature_spec_version": features.FEATURE_SPEC_VERSION,
+        "model_keras_sha256": model_sha,
+        "lake_version": version,
+        "dagster_run_id": context.run_id,
+    }
+    client = mlflow.MlflowClient()
+    for key, value in registry_tags.items():
+        client.set_model_version_tag(MODEL_NAME, str(logged.registered_model_version), key, value)
     info = {
         "model": MODEL_NAME,
         "version": version,
