@@ -8,17 +8,59 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from platform_assets import settings
 
 
-def latest_partitions(days: int, today: datetime | None = None) -> list[str]:
+def latest_partitions(days: int, today: date | None = None) -> list[str]:
     """The ``days`` newest complete daily partitions (yesterday backwards), oldest first."""
-    end = (today or datetime.now(UTC)).date()
-    start = datetime.fromisoformat(settings.PARTITIONS_START).date()
-    keys = [(end - timedelta(days=d)).isoformat() for d in range(days, 0, -1)]
-    return [k for k in keys if datetime.fromisoformat(k).date() >= start]
+    end = today or datetime.now(UTC).date()
+    start = date.fromisoformat(settings.PARTITIONS_START)
+    keys = [end - timedelta(days=d) for d in range(days, 0, -1)]
+    return [k.isoformat() for k in keys if k >= start]
+
+
+def ensure_dagster_home(home: Path) -> Path:
+    """Point ``DAGSTER_HOME`` at the platform home (unless set) with SQLite storage and no telemetry."""
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home / "dagster")))
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return dagster_home
+
+
+def run_pipeline(partitions: list[str], run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Materialize ingest + features for ``partitions``, then train and evaluate; return the evaluation.
+
+    Raises ``RuntimeError`` naming the job and partition of the first failed run.
+    """
+    ensure_dagster_home(settings.platform_home())
+    import dagster as dg
+
+    from platform_assets import lake_keys, model_store
+    from platform_assets.definitions import defs
+
+    definitions = defs()
+    with dg.DagsterInstance.get() as instance:
+        ingest = definitions.resolve_job_def("daily_ingest_job")
+        for partition in partitions:
+            print(f"ingest + features: {partition}", flush=True)
+            if not ingest.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False).success:
+                raise RuntimeError(f"daily_ingest_job failed for {partition}: see the run in the Dagster UI")
+        print("training + evaluation", flush=True)
+        training = definitions.resolve_job_def("training_job").execute_in_process(
+            instance=instance, run_config=run_config, raise_on_error=False
+        )
+        if not training.success:
+            raise RuntimeError("training_job failed: see the run in the Dagster UI")
+    lake = definitions.resources["lake"]
+    info = model_store.latest_info(lake, settings.MODEL_NAME)
+    report = model_store.read_json(lake, f"{lake_keys.model_dir(settings.MODEL_NAME, info['version'])}/evaluation.json")
+    return {**report, "partitions": len(info["data_versions"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,36 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=int(os.environ.get("PLATFORM_DEMO_DAYS", "7")))
     parser.add_argument("--partitions", nargs="*", help="explicit partition dates instead of the latest --days")
     args = parser.parse_args(argv)
-
-    home = settings.platform_home()
-    os.environ.setdefault("DAGSTER_HOME", str(home / "dagster"))
-    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
-
-    import dagster as dg
-
-    from platform_assets import model_store
-    from platform_assets.definitions import defs
-    from platform_assets.ml.evaluate import metrics_table
-
-    definitions = defs()
     partitions = args.partitions or latest_partitions(args.days)
     if not partitions:
         raise SystemExit(f"no partitions to run: --days {args.days} reaches before {settings.PARTITIONS_START}")
-    with dg.DagsterInstance.get() as instance:
-        ingest = definitions.get_job_def("daily_ingest_job")
-        for partition in partitions:
-            print(f"ingest + features: {partition}", flush=True)
-            if not ingest.execute_in_process(partition_key=partition, instance=instance).success:
-                return 1
-        print("training + evaluation", flush=True)
-        if not definitions.get_job_def("training_job").execute_in_process(instance=instance).success:
-            return 1
-    lake = definitions.resources["lake"]
-    info = model_store.latest_info(lake, settings.MODEL_NAME)
-    report = model_store.read_json(lake, f"models/{settings.MODEL_NAME}/{info['version']}/evaluation.json")
+
+    from platform_assets.ml.evaluate import metrics_table
+
+    try:
+        report = run_pipeline(partitions)
+    except RuntimeError as error:
+        print(f"demo failed: {error}")
+        return 1
     print(
-        f"\n{settings.MODEL_NAME} {info['version']} on {report['test_rows']} test rows "
-        f"({len(info['data_versions'])} partitions):\n"
+        f"\n{settings.MODEL_NAME} {report['model_version']} on {report['test_rows']} test rows "
+        f"({report['partitions']} partitions):\n"
     )
     print(metrics_table(report["metrics"]))
     return 0

@@ -33,15 +33,27 @@ class Split:
         return {"history": self.features.tensor, "static": self.features.static}
 
 
+def _mix(ids: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded 64-bit hash of each ID (splitmix64 finaliser): uniform, and different per seed."""
+    z = ids.astype("uint64") + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
 def assign_splits(ids: np.ndarray, labels: np.ndarray, validation: float, test: float, seed: int) -> np.ndarray:
     """Stratified, deterministic split names per row.
 
-    Within each class, rows are ranked by a seeded hash of their ID and cut at the fractions, so a
-    client keeps its split when more partitions arrive and the class balance is the same in each.
+    Within each class, rows are ranked by a seeded hash of their ID and cut at the fractions, so the
+    class balance is exactly the same in each split and the same rows always give the same split.
     """
     if not (0 < validation < 1 and 0 < test < 1 and validation + test < 1):
         raise ValueError(f"validation ({validation}) and test ({test}) fractions must be in (0, 1) with sum < 1")
-    hashed = (ids.astype("uint64") * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed)) % np.uint64(2**61 - 1)
+    with np.errstate(over="ignore"):  # the hash multiplies modulo 2**64 on purpose
+        hashed = _mix(ids, seed)
     out = np.empty(len(ids), dtype=object)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)

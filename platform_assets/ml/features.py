@@ -101,7 +101,9 @@ def coerce_raw_frame(frame: pd.DataFrame, source: str, *, require_target: bool =
     out = pd.DataFrame(index=frame.index)
     for column in required:
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() | ~np.isfinite(values.astype("float64")) | (values % 1 != 0)
+        as_float = values.astype("float64")
+        # Beyond int64 a cast would wrap silently into a plausible (even valid) value.
+        bad = values.isna() | ~np.isfinite(as_float) | (values % 1 != 0) | (as_float.abs() >= 2.0**63)
         if bad.any():
             first = bad.to_numpy().nonzero()[0][0]
             raise RawSchemaError(

@@ -146,9 +146,11 @@ class S3Lake(LakeStorage):
     def list_keys(self, prefix: str) -> list[str]:
         paginator = self._client().get_paginator("list_objects_v2")
         strip = len(self._key(""))
+        # Like a folder: "a" lists "a/..." but not "ab/...".
+        folder = self._key(prefix.strip("/") + "/") if prefix.strip("/") else self._key("")
         keys = [
             obj["Key"][strip:]
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder)
             for obj in page.get("Contents", [])
         ]
         return sorted(keys)

@@ -34,7 +34,10 @@ class CreditHistorySource(dg.ConfigurableResource):  # type: ignore[misc]
 
             bucket, _, key = self.uci_csv[len("s3://") :].partition("/")
             client = boto3.client("s3", endpoint_url=self.s3_endpoint_url)
-            return client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+            try:
+                return client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+            except (client.exceptions.NoSuchKey, client.exceptions.NoSuchBucket):
+                raise FileNotFoundError(f"UCI CSV not found: {self.uci_csv}") from None
         path = Path(self.uci_csv)
         if not path.is_file():
             raise FileNotFoundError(f"UCI CSV not found: {path}")
@@ -44,13 +47,13 @@ class CreditHistorySource(dg.ConfigurableResource):  # type: ignore[misc]
         """Raw records for ``day``; raises naming the source on any schema problem or an empty day."""
         if self.kind == "synthetic":
             return synthetic.generate_partition(day, self.rows_per_day, self.seed)
-        frame = uci.read_uci_csv(self._read_source_bytes(), self.uci_csv or "")
         day_index = (day - date.fromisoformat(self.replay_start)).days
         if not 0 <= day_index < self.replay_days:
             raise ValueError(
                 f"partition {day} is outside the UCI replay window: {self.replay_days} days from "
                 f"{self.replay_start} (set PLATFORM_UCI_REPLAY_START to move it)"
             )
+        frame = uci.read_uci_csv(self._read_source_bytes(), self.uci_csv or "")
         batch = uci.replay_partition(frame, day_index, self.replay_days)
         if batch.empty:
             raise ValueError(f"{self.uci_csv}: replay day {day_index} ({day}) has no rows")

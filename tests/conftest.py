@@ -1,0 +1,42 @@
+"""Fixtures shared by every test folder: an isolated platform home and the real UCI file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def uci_csv_path() -> Path | None:
+    """``$PLATFORM_UCI_CSV`` or ``../shared/data/uci_credit_default_taiwan.csv`` beside the checkout."""
+    candidate = Path(os.environ.get("PLATFORM_UCI_CSV") or REPO.parent / "shared/data/uci_credit_default_taiwan.csv")
+    return candidate if candidate.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def uci_csv() -> Path:
+    path = uci_csv_path()
+    if path is None:
+        pytest.skip("UCI CSV not found: set PLATFORM_UCI_CSV or place it at ../shared/data/")
+    return path
+
+
+@pytest.fixture
+def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh PLATFORM_HOME (lake, MLflow store, Dagster home) with no other platform env vars set."""
+    for name in list(os.environ):
+        if name.startswith(("PLATFORM_", "MLFLOW_")) and name != "PLATFORM_UCI_CSV":
+            monkeypatch.delenv(name)
+    home = tmp_path / "platform_home"
+    monkeypatch.setenv("PLATFORM_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    yield home

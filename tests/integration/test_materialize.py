@@ -1,0 +1,177 @@
+"""End to end on small data, through real Spark, MLflow and a Dagster instance on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pandas as pd
+import pytest
+
+from platform_assets import lake_keys, model_store, settings
+from platform_assets.definitions import defs
+from platform_assets.ml import features, schema
+from platform_assets.resources.lake import content_hash
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+PARTITIONS = ["2026-10-05", "2026-10-06"]
+FAST_TRAINING = {"ops": {"default_risk_model": {"config": {"epochs": 4, "patience": 2}}}}
+
+
+def data_version(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> str:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    assert records, f"{asset} {partition} was not materialized"
+    return records[0].asset_materialization.tags["dagster/data_version"]
+
+
+def test_whole_graph_on_synthetic_data(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATFORM_ROWS_PER_DAY", "600")
+    monkeypatch.setenv("PLATFORM_AUC_FLOOR", "0.6")
+    definitions = defs()
+    lake = definitions.resources["lake"]
+    with dg.DagsterInstance.get() as instance:
+        for partition in PARTITIONS:
+            result = definitions.resolve_job_def("daily_ingest_job").execute_in_process(
+                partition_key=partition, instance=instance
+            )
+            assert result.success
+            # Each partition's content hash is its data version.
+            for asset, key in (
+                ("raw_credit_applications", lake_keys.raw),
+                ("credit_history_tensors", lake_keys.tensors),
+            ):
+                assert data_version(instance, asset, partition) == content_hash(lake.read_bytes(key(partition)))
+        training = definitions.resolve_job_def("training_job").execute_in_process(
+            instance=instance, run_config=FAST_TRAINING
+        )
+        assert training.success
+        gate = {e.check_name: e for e in training.get_asset_check_evaluations()}
+        assert gate["cnn_beats_floor_and_baselines"].passed, gate["cnn_beats_floor_and_baselines"].metadata
+
+        # Training progress appears in the run log while it runs.
+        logs = [e.message for e in instance.all_logs(training.run_id) if e.message]
+        assert any(m.startswith("epoch 1: ") and "val_auc=" in m for m in logs)
+
+    info = model_store.latest_info(lake, settings.MODEL_NAME)
+    assert info["data_versions"] == {p: content_hash(lake.read_bytes(lake_keys.tensors(p))) for p in PARTITIONS}
+    model_bytes = lake.read_bytes(f"{lake_keys.model_dir(settings.MODEL_NAME, info['version'])}/model.keras")
+    assert model_bytes[:2] == b"PK", "native .keras (zip) format expected"
+
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    version = client.get_model_version(settings.MODEL_NAME, info["registered_version"])
+    assert version.tags["model_keras_sha256"] == content_hash(model_bytes) == info["artifacts"]["model.keras"]
+    assert float(version.tags["threshold"]) == pytest.approx(info["threshold"])
+    assert version.tags["feature_spec_version"] == features.FEATURE_SPEC_VERSION
+    run = client.get_run(info["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "val_auc")) >= 2, "per-epoch metrics expected"
+    for name in ("test_roc_auc", "test_logistic_regression_roc_auc", "test_hist_gradient_boosting_roc_auc"):
+        assert 0.5 < run.data.metrics[name] <= 1.0, name
+    assert "feature_spec.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+    report = model_store.read_json(lake, f"{lake_keys.model_dir(settings.MODEL_NAME, info['version'])}/evaluation.json")
+    assert set(report["metrics"]) == {"cnn", "logistic_regression", "hist_gradient_boosting"}
+    assert report["test_rows"] == info["rows"]["test"]
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def uci_defs(monkeypatch: pytest.MonkeyPatch, csv: Path) -> dg.Definitions:
+    monkeypatch.setenv("PLATFORM_SOURCE", "uci_csv")
+    monkeypatch.setenv("PLATFORM_UCI_CSV", str(csv))
+    monkeypatch.setenv("PLATFORM_UCI_REPLAY_START", "2026-10-01")
+    return defs()
+
+
+def test_out_of_range_rows_are_quarantined_and_counted(
+    platform_home: Path, uci_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = pd.read_csv(uci_csv).head(3000)
+    frame.loc[0:4, "LIMIT_BAL"] = -1000
+    frame.loc[5:6, "AGE"] = 140
+    frame.loc[7, "PAY_0"] = 12
+    definitions = uci_defs(monkeypatch, write_csv(frame, tmp_path / "uci_subset.csv"))
+    lake = definitions.resources["lake"]
+    with dg.DagsterInstance.get() as instance:
+        total_quarantined = 0
+        for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
+            result = definitions.resolve_job_def("daily_ingest_job").execute_in_process(
+                partition_key=day, instance=instance
+            )
+            assert result.success
+            raw = lake.read_frame(lake_keys.raw(day))
+            tensors = lake.read_frame(lake_keys.tensors(day))
+            assert len(tensors) == len(raw), "no row may be dropped silently"
+            quarantined = tensors[features.REASON].notna().sum()
+            [check] = result.get_asset_check_evaluations()
+            assert check.metadata["out_of_range_rows"].value == quarantined
+            if quarantined:
+                stored = lake.read_frame(lake_keys.quarantine(day))
+                assert len(stored) == quarantined and stored[features.REASON].notna().all()
+                assert not check.passed
+            total_quarantined += quarantined
+    all_rows = sum(len(lake.read_frame(lake_keys.raw(d))) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))
+    replayed_bad = frame.head(8)[schema.ID].isin(
+        pd.concat(lake.read_frame(lake_keys.raw(d)) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))[schema.ID]
+    )
+    assert total_quarantined == replayed_bad.sum() and all_rows < len(frame)
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return "\n".join(
+        str(e.step_failure_data.error.cause or e.step_failure_data.error.message) + e.step_failure_data.error.message
+        for e in result.all_events
+        if e.is_step_failure
+    )
+
+
+def test_source_missing_a_column_fails_naming_file_and_column(
+    platform_home: Path, uci_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = write_csv(pd.read_csv(uci_csv).head(500).drop(columns=["PAY_AMT3"]), tmp_path / "no_pay_amt3.csv")
+    definitions = uci_defs(monkeypatch, csv)
+    with dg.DagsterInstance.get() as instance:
+        result = definitions.resolve_job_def("daily_ingest_job").execute_in_process(
+            partition_key="2026-10-01", instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    message = failure_message(result)
+    assert "no_pay_amt3.csv" in message and "PAY_AMT3" in message
+
+
+def test_wrong_type_and_partition_outside_the_replay_fail_clearly(
+    platform_home: Path, uci_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = pd.read_csv(uci_csv).head(500).astype({"AGE": object})
+    frame.loc[3, "AGE"] = "forty"
+    definitions = uci_defs(monkeypatch, write_csv(frame, tmp_path / "bad_age.csv"))
+    with dg.DagsterInstance.get() as instance:
+        ingest = definitions.resolve_job_def("daily_ingest_job")
+        bad_type = ingest.execute_in_process(partition_key="2026-10-01", instance=instance, raise_on_error=False)
+        outside = ingest.execute_in_process(partition_key="2026-11-20", instance=instance, raise_on_error=False)
+    assert "'AGE'" in failure_message(bad_type) and "bad_age.csv" in failure_message(bad_type)
+    assert "outside the UCI replay window" in failure_message(outside)
+
+
+def test_evaluation_refuses_models_trained_on_different_data(platform_home: Path) -> None:
+    definitions = defs()
+    lake = definitions.resources["lake"]
+    model_store.publish(lake, settings.MODEL_NAME, "v1", {"version": "v1", "data_versions": {"a": "1"}, "split": {}})
+    model_store.publish(lake, "baseline_models", "b1", {"version": "b1", "data_versions": {"a": "2"}, "split": {}})
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            [definitions.resolve_assets_def("model_evaluation")],
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert "different data or splits" in failure_message(result)
+    assert json.loads(lake.read_text(lake_keys.latest_pointer(settings.MODEL_NAME)))["version"] == "v1"

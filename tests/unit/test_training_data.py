@@ -1,0 +1,85 @@
+"""TrainingData.load: valid tensor rows from the lake, pinned by content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from platform_assets import lake_keys
+from platform_assets.ml import features, schema, synthetic
+from platform_assets.resources.lake import LocalLake
+from platform_assets.resources.training_data import TrainingData
+
+OLD, NEW = "2026-10-01", "2026-10-02"
+
+
+def _tensor_rows(day: str, rows: int, seed: int = 8) -> pd.DataFrame:
+    return features.featurize_rows(synthetic.generate_partition(date.fromisoformat(day), rows, seed))
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> LocalLake:
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    old = synthetic.generate_partition(date.fromisoformat(OLD), 40, seed=8)
+    old.loc[3, "AGE"] = 17  # one quarantined row in the older partition
+    lake.write_frame(lake_keys.tensors(OLD), features.featurize_rows(old))
+    lake.write_frame(lake_keys.tensors(NEW), _tensor_rows(NEW, 60))
+    return lake
+
+
+def _file_hash(tmp_path: Path, partition: str) -> str:
+    return hashlib.sha256((tmp_path / "lake" / lake_keys.tensors(partition)).read_bytes()).hexdigest()
+
+
+def test_load_returns_valid_rows_and_partition_hashes(lake: LocalLake, tmp_path: Path) -> None:
+    rows, versions = TrainingData().load(lake)
+    assert len(rows) == 40 - 1 + 60
+    assert rows[features.REASON].isna().all()
+    assert 2026100100004 not in set(rows[schema.ID])  # the quarantined client (row 3 of the old day)
+    assert versions == {OLD: _file_hash(tmp_path, OLD), NEW: _file_hash(tmp_path, NEW)}
+    assert list(rows.index) == list(range(len(rows)))
+
+
+def test_loaded_rows_split_into_model_inputs(lake: LocalLake) -> None:
+    training_data = TrainingData(validation_fraction=0.1, test_fraction=0.2)
+    rows, _ = training_data.load(lake)
+    splits = training_data.splits(rows)
+    assert sum(len(s) for s in splits.values()) == len(rows)
+    train = splits["train"]
+    assert train.features.tensor.shape == (len(train), schema.N_MONTHS, len(features.CHANNELS))
+    assert np.isfinite(train.flat()).all()
+
+
+def test_window_days_picks_the_newest_partitions(lake: LocalLake, tmp_path: Path) -> None:
+    rows, versions = TrainingData(window_days=1).load(lake)
+    assert versions == {NEW: _file_hash(tmp_path, NEW)}
+    assert len(rows) == 60
+    assert TrainingData(window_days=5).available_partitions(lake) == [OLD, NEW]
+
+
+def test_pinned_versions_reload_exactly_those_partitions(lake: LocalLake) -> None:
+    rows, versions = TrainingData().load(lake)
+    lake.write_frame(lake_keys.tensors("2026-10-03"), _tensor_rows("2026-10-03", 10))  # arrives later
+    again, same = TrainingData().load(lake, data_versions=versions)
+    assert same == versions
+    pd.testing.assert_frame_equal(
+        again.drop(columns=[features.HISTORY, features.STATIC]), rows.drop(columns=[features.HISTORY, features.STATIC])
+    )
+
+
+def test_changed_partition_is_refused(lake: LocalLake) -> None:
+    _, versions = TrainingData().load(lake)
+    lake.write_frame(lake_keys.tensors(OLD), _tensor_rows(OLD, 40, seed=99))  # rewritten since training
+    with pytest.raises(ValueError, match="changed since training") as error:
+        TrainingData().load(lake, data_versions=versions)
+    assert OLD in str(error.value)
+
+
+def test_empty_lake_raises(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no credit_history_tensors partitions"):
+        TrainingData().load(LocalLake(root=str(tmp_path / "empty")))
