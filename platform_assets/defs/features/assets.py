@@ -10,6 +10,7 @@ from platform_assets.ml.spark_features import featurize_on_spark
 from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.spark import CreditSparkResource
+from platform_assets.retries import io_retry_policy
 from platform_assets.settings import OWNER
 
 TENSOR_COLUMNS = [
@@ -35,7 +36,7 @@ class TensorConfig(dg.Config):  # type: ignore[misc]
     group_name="features",
     kinds={"spark", "parquet"},
     owners=[OWNER],
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    retry_policy=io_retry_policy(),
     description=(
         "Each client's 6 months of history as a months x channels tensor plus a static vector, computed "
         "on Spark with platform_assets.ml.features.featurize_rows (the function serving uses). Protected "

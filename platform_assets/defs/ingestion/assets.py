@@ -10,6 +10,7 @@ from platform_assets.ml.features import RawSchemaError
 from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.source import CreditHistorySource
+from platform_assets.retries import io_retry_policy
 from platform_assets.settings import OWNER
 
 RAW_TABLE_SCHEMA = dg.TableSchema(
@@ -22,7 +23,7 @@ RAW_TABLE_SCHEMA = dg.TableSchema(
     group_name="ingestion",
     kinds={"pandas", "parquet"},
     owners=[OWNER],
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    retry_policy=io_retry_policy(),
     description=(
         "One day of raw credit records with the UCI 'default of credit card clients' schema, from the "
         "seeded synthetic generator or the UCI CSV replay. The partition's sha256 is its data version."

@@ -20,6 +20,7 @@ from platform_assets.ml.train import TrainConfig, predict_cnn, train_baselines, 
 from platform_assets.resources.lake import LakeStorage, content_hash
 from platform_assets.resources.mlflow import ModelRegistry, tracking_run
 from platform_assets.resources.training_data import TrainingData
+from platform_assets.retries import io_retry_policy
 from platform_assets.settings import MODEL_NAME, OWNER
 
 BASELINES = "baseline_models"
@@ -67,6 +68,7 @@ def _split_settings(training_data: TrainingData) -> dict[str, float | int]:
     group_name="training",
     kinds={"tensorflow", "mlflow"},
     owners=[OWNER],
+    retry_policy=io_retry_policy(),
     description=(
         "Keras CNN (Conv2D over the months x channels image, joined with the static vector), class-weighted, "
         "early-stopped on validation AUC; saved as .keras in the lake and registered in MLflow."
@@ -172,6 +174,7 @@ def default_risk_model(
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     owners=[OWNER],
+    retry_policy=io_retry_policy(),
     description="Logistic regression and HistGradientBoosting on the CNN's inputs and split, for comparison.",
 )
 def baseline_models(
@@ -234,6 +237,7 @@ def _load_baselines(lake: LakeStorage, info: dict[str, Any]) -> dict[str, Any]:
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     owners=[OWNER],
+    retry_policy=io_retry_policy(),
     description=(
         "Test-set ROC AUC, accuracy, precision/recall at each model's threshold, Brier score and calibration "
         "for the CNN and both baselines, with ROC and calibration plots; logged to the CNN's MLflow run."

@@ -1,0 +1,14 @@
+"""Weekly retrain on everything ingested so far."""
+
+import dagster as dg
+
+from platform_assets.defs.training.jobs import training_job
+
+weekly_retrain_schedule = dg.ScheduleDefinition(
+    name="weekly_retrain_schedule",
+    job=training_job,
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Mondays 03:00 UTC, after the daily ingest: retrain, evaluate and gate the model.",
+)
