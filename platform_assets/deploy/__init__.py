@@ -1,0 +1,1 @@
+"""Rolling a built Bento out: a managed local ``bentoml serve`` process, or a Kubernetes rollout."""
