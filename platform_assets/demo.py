@@ -33,8 +33,11 @@ def ensure_dagster_home(home: Path) -> Path:
     return dagster_home
 
 
-def run_pipeline(partitions: list[str], run_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Materialize ingest + features for ``partitions``, then train and evaluate; return the evaluation.
+def run_pipeline(
+    partitions: list[str], run_config: dict[str, Any] | None = None, *, deploy: bool = False
+) -> dict[str, Any]:
+    """Materialize ingest + features for ``partitions``, then train, evaluate and run governance (and, with
+    ``deploy``, build and roll out the service); return the evaluation report.
 
     Raises ``RuntimeError`` naming the job and partition of the first failed run.
     """
@@ -51,12 +54,15 @@ def run_pipeline(partitions: list[str], run_config: dict[str, Any] | None = None
             print(f"ingest + features: {partition}", flush=True)
             if not ingest.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False).success:
                 raise RuntimeError(f"daily_ingest_job failed for {partition}: see the run in the Dagster UI")
-        print("training + evaluation", flush=True)
-        training = definitions.resolve_job_def("training_job").execute_in_process(
-            instance=instance, run_config=run_config, raise_on_error=False
-        )
-        if not training.success:
-            raise RuntimeError("training_job failed: see the run in the Dagster UI")
+        job_name = "retrain_and_deploy_job" if deploy else "training_job"
+        print(f"{job_name}", flush=True)
+        job = definitions.resolve_job_def(job_name)
+        if not job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False).success:
+            raise RuntimeError(f"{job_name} failed: see the run in the Dagster UI")
+        if not deploy:
+            governance = definitions.resolve_job_def("governance_job")
+            if not governance.execute_in_process(instance=instance, raise_on_error=False).success:
+                raise RuntimeError("governance_job failed: see the run in the Dagster UI")
     lake = definitions.resources["lake"]
     info = model_store.latest_info(lake, settings.MODEL_NAME)
     report = model_store.read_json(lake, f"{lake_keys.model_dir(settings.MODEL_NAME, info['version'])}/evaluation.json")
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=int(os.environ.get("PLATFORM_DEMO_DAYS", "7")))
     parser.add_argument("--partitions", nargs="*", help="explicit partition dates instead of the latest --days")
+    parser.add_argument("--no-deploy", action="store_true", help="stop after governance: no Bento, no service")
     args = parser.parse_args(argv)
     partitions = args.partitions or latest_partitions(args.days)
     if not partitions:
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from platform_assets.ml.evaluate import metrics_table
 
     try:
-        report = run_pipeline(partitions)
+        report = run_pipeline(partitions, deploy=not args.no_deploy)
     except RuntimeError as error:
         print(f"demo failed: {error}")
         return 1

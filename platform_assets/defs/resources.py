@@ -6,8 +6,10 @@ import dagster as dg
 
 from platform_assets import settings
 from platform_assets.resources.gates import ModelGates
+from platform_assets.resources.governance_gates import FairnessGates
 from platform_assets.resources.lake import lake_from_uri
 from platform_assets.resources.mlflow import ModelRegistry, mlflow_tracking
+from platform_assets.resources.signer import signer_from_env
 from platform_assets.resources.source import CreditHistorySource
 from platform_assets.resources.spark import CreditSparkResource, spark_config
 from platform_assets.resources.training_data import TrainingData
@@ -48,6 +50,11 @@ def resources() -> dg.Definitions:
             ),
             "training_data": TrainingData(
                 window_days=int(os.environ.get("PLATFORM_TRAINING_WINDOW_DAYS", "0")),
+            ),
+            "model_signer": signer_from_env(),
+            "fairness_gates": FairnessGates(
+                min_disparate_impact_ratio=float(os.environ.get("PLATFORM_MIN_DISPARATE_IMPACT", "0.8")),
+                max_equal_opportunity_difference=float(os.environ.get("PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF", "0.1")),
             ),
         }
     )

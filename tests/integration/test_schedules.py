@@ -32,7 +32,7 @@ def test_daily_ingest_requests_the_day_that_just_ended(platform_home: Path) -> N
 def test_weekly_retrain_runs_the_training_job_on_mondays(platform_home: Path) -> None:
     schedule = defs().resolve_schedule_def("weekly_retrain_schedule")
     assert schedule.cron_schedule == "0 3 * * 1"
-    assert schedule.job_name == "training_job"
+    assert schedule.job_name == "retrain_and_deploy_job"
     [request] = run_requests("weekly_retrain_schedule", datetime(2026, 11, 2, 3, 0, tzinfo=UTC))
     assert request.partition_key is None
 

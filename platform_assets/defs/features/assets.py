@@ -10,7 +10,7 @@ from platform_assets.ml.spark_features import featurize_on_spark
 from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.spark import CreditSparkResource
-from platform_assets.retries import io_retry_policy
+from platform_assets.retries import fail_fast, io_retry_policy
 from platform_assets.settings import OWNER
 
 TENSOR_COLUMNS = [
@@ -47,12 +47,16 @@ def credit_history_tensors(
     context: dg.AssetExecutionContext, config: TensorConfig, pyspark: CreditSparkResource, lake: LakeStorage
 ) -> dg.MaterializeResult:
     partition = context.partition_key
-    raw = lake.read_frame(lake_keys.raw(partition))
+    with fail_fast():
+        raw = lake.read_frame(lake_keys.raw(partition))
     rows = featurize_on_spark(pyspark.spark_session, raw, include_protected=config.include_protected)
     quarantined = rows[rows[features.REASON].notna()]
     valid = rows[rows[features.REASON].isna()]
     if valid.empty:
-        raise ValueError(f"partition {partition}: all {len(rows)} rows failed validation; see the quarantine file")
+        raise dg.Failure(
+            description=f"partition {partition}: all {len(rows)} rows failed validation; see the quarantine file",
+            allow_retries=False,
+        )
     # The whole partition, quarantined rows included with their reason, is the asset's value.
     digest = lake.write_frame(lake_keys.tensors(partition), rows[TENSOR_COLUMNS])
     if quarantined.empty:

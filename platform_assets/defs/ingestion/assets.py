@@ -6,11 +6,10 @@ import dagster as dg
 
 from platform_assets import lake_keys
 from platform_assets.ml import schema
-from platform_assets.ml.features import RawSchemaError
 from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.source import CreditHistorySource
-from platform_assets.retries import io_retry_policy
+from platform_assets.retries import fail_fast, io_retry_policy
 from platform_assets.settings import OWNER
 
 RAW_TABLE_SCHEMA = dg.TableSchema(
@@ -33,11 +32,8 @@ def raw_credit_applications(
     context: dg.AssetExecutionContext, credit_source: CreditHistorySource, lake: LakeStorage
 ) -> dg.MaterializeResult:
     partition = context.partition_key
-    try:
+    with fail_fast():  # a bad or missing source will not fix itself
         frame = credit_source.load_day(date.fromisoformat(partition))
-    except (RawSchemaError, ValueError, FileNotFoundError) as error:
-        # A bad or missing source will not fix itself: fail now instead of retrying.
-        raise dg.Failure(description=str(error), allow_retries=False) from error
     key = lake_keys.raw(partition)
     digest = lake.write_frame(key, frame)
     context.log.info(f"{len(frame)} rows from {credit_source.describe()} -> {lake.uri(key)}")

@@ -20,7 +20,7 @@ from platform_assets.ml.train import TrainConfig, predict_cnn, train_baselines, 
 from platform_assets.resources.lake import LakeStorage, content_hash
 from platform_assets.resources.mlflow import ModelRegistry, tracking_run
 from platform_assets.resources.training_data import TrainingData
-from platform_assets.retries import io_retry_policy
+from platform_assets.retries import fail_fast, io_retry_policy
 from platform_assets.settings import MODEL_NAME, OWNER
 
 BASELINES = "baseline_models"
@@ -83,8 +83,9 @@ def default_risk_model(
 ) -> dg.MaterializeResult:
     import mlflow
 
-    rows, data_versions = training_data.load(lake)
-    splits = training_data.splits(rows)
+    with fail_fast():
+        rows, data_versions = training_data.load(lake)
+        splits = training_data.splits(rows)
     train_config = config.to_train_config()
     spec = _feature_spec(splits["train"].features.static.shape[1])
     context.log.info(
@@ -186,8 +187,9 @@ def baseline_models(
     import mlflow
     import skops.io
 
-    rows, data_versions = training_data.load(lake)
-    splits = training_data.splits(rows)
+    with fail_fast():
+        rows, data_versions = training_data.load(lake)
+        splits = training_data.splits(rows)
     version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{context.run_id[:8]}"
     artifacts, thresholds, val_auc = {}, {}, {}
     with tracking_run(mlflow_tracker) as run_id:
@@ -246,14 +248,19 @@ def _load_baselines(lake: LakeStorage, info: dict[str, Any]) -> dict[str, Any]:
 def model_evaluation(
     context: dg.AssetExecutionContext, lake: LakeStorage, model_registry: ModelRegistry
 ) -> dg.MaterializeResult:
-    cnn_info = model_store.latest_info(lake, MODEL_NAME)
-    baseline_info = model_store.latest_info(lake, BASELINES)
+    with fail_fast():
+        cnn_info = model_store.latest_info(lake, MODEL_NAME)
+        baseline_info = model_store.latest_info(lake, BASELINES)
     if cnn_info["data_versions"] != baseline_info["data_versions"] or cnn_info["split"] != baseline_info["split"]:
-        raise ValueError(
-            f"{MODEL_NAME} {cnn_info['version']} and baseline_models {baseline_info['version']} were trained on "
-            "different data or splits: materialize both together before evaluating"
+        raise dg.Failure(
+            allow_retries=False,
+            description=(
+                f"{MODEL_NAME} {cnn_info['version']} and baseline_models {baseline_info['version']} were trained "
+                "on different data or splits: materialize both together before evaluating"
+            ),
         )
-    rows, _ = TrainingData().load(lake, data_versions=cnn_info["data_versions"])
+    with fail_fast():
+        rows, _ = TrainingData().load(lake, data_versions=cnn_info["data_versions"])
     split = cnn_info["split"]
     test = TrainingData(
         validation_fraction=split["validation"], test_fraction=split["test"], split_seed=split["seed"]

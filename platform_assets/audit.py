@@ -1,0 +1,191 @@
+"""The auditor's chain for a model version: manifest and signature -> Dagster and MLflow runs -> data.
+
+    python -m platform_assets.audit --model-version v3
+    python -m platform_assets.audit --prediction-id <id>     # prediction -> model version -> ...
+
+Reads the lake (``PLATFORM_LAKE_URI`` / ``PLATFORM_HOME``) and verifies the manifest with the
+configured public key (``PLATFORM_VERIFY_KEY_FILE``; locally the demo key under
+``$PLATFORM_HOME/keys``). The run ids and partitions printed come from the *signed* manifest, so
+they are only trusted when the signature line says ``VERIFIED``. Exit code 0 when the chain is
+complete and verified, 1 when it is printed but does not verify, 2 when it cannot be built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from platform_assets import lake_keys, model_store, settings
+from platform_assets.governance import manifest as manifests
+from platform_assets.governance import signing
+from platform_assets.resources.lake import LakeStorage, lake_from_uri
+from platform_assets.resources.signer import ModelSigner, signer_from_env
+
+
+class AuditError(LookupError):
+    """The chain cannot be built (unknown model version or prediction, no manifest)."""
+
+
+@dataclass
+class AuditChain:
+    model: str
+    model_version: str
+    manifest_uri: str
+    verified: bool
+    signature_status: str
+    manifest: dict[str, Any]
+    prediction: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        lineage, data = self.manifest.get("lineage", {}), self.manifest.get("data", {})
+        return {
+            "prediction": self.prediction,
+            "model": self.model,
+            "model_version": self.model_version,
+            "manifest": self.manifest_uri,
+            "signature_verified": self.verified,
+            "signature_status": self.signature_status,
+            "trained_at": self.manifest.get("trained_at"),
+            "code_version": self.manifest.get("code_version", {}).get("git_commit"),
+            "dagster_run_id": lineage.get("training_dagster_run_id"),
+            "manifest_dagster_run_id": lineage.get("manifest_dagster_run_id"),
+            "mlflow_run_id": lineage.get("mlflow_run_id"),
+            "mlflow_model_uri": lineage.get("mlflow_model_uri"),
+            "data_partitions": data.get("data_versions", {}),
+            "notes": self.notes,
+        }
+
+
+def default_lake() -> LakeStorage:
+    return lake_from_uri(settings.lake_uri(), endpoint_url=os.environ.get("PLATFORM_S3_ENDPOINT") or None)
+
+
+def audit_model_version(
+    model_version: str,
+    *,
+    lake: LakeStorage | None = None,
+    signer: ModelSigner | None = None,
+    model: str = settings.MODEL_NAME,
+) -> AuditChain:
+    """The chain of ``model_version`` (``vN``; a bare number is accepted), its manifest verified."""
+    lake = lake or default_lake()
+    signer = signer or signer_from_env()
+    version = model_version if model_version.startswith("v") else f"v{model_version}"
+    folder = lake_keys.model_dir(model, version)
+    try:
+        info = model_store.read_json(lake, f"{folder}/info.json")
+    except FileNotFoundError:
+        raise AuditError(f"no {model} {version} in the lake at {lake.uri(folder)}") from None
+    manifest_key = f"{folder}/{manifests.MANIFEST_FILE}"
+    try:
+        body = lake.read_bytes(manifest_key)
+    except FileNotFoundError:
+        raise AuditError(
+            f"{model} {version} has no manifest ({lake.uri(manifest_key)}): materialize model_manifest; "
+            "an unsigned model has no trustworthy lineage"
+        ) from None
+    sig_key = f"{folder}/{manifests.SIGNATURE_FILE}"
+    signature = lake.read_bytes(sig_key) if lake.exists(sig_key) else None
+    artifacts = {
+        name: lake.read_bytes(f"{folder}/{name}") for name in info["artifacts"] if lake.exists(f"{folder}/{name}")
+    }
+    try:
+        document = manifests.verify_manifest(body, signature, signer.verify_key(), artifacts)
+        verified, status = True, f"VERIFIED (Ed25519, key {document['signing']['key_id']})"
+    except (manifests.ManifestVerificationError, signing.SigningKeyError) as error:
+        verified, status = False, f"NOT VERIFIED: {error}"
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = {}
+    chain = AuditChain(model, version, lake.uri(manifest_key), verified, status, document)
+    if document and document.get("lineage", {}).get("mlflow_run_id") != info.get("mlflow_run_id"):
+        chain.notes.append("info.json and the manifest name different MLflow runs")
+    return chain
+
+
+def lookup_prediction(prediction_id: str) -> dict[str, Any]:
+    """The inference-log row of ``prediction_id`` (its ``model_version`` continues the chain)."""
+    try:
+        import sqlalchemy as sa
+
+        from platform_assets.serving import inference_log
+        from platform_assets.serving.config import default_inference_db
+    except ImportError as error:
+        raise AuditError(f"the inference log is not available in this installation ({error})") from None
+    url = os.environ.get("CREDIT_RISK_INFERENCE_DB", "").strip() or default_inference_db()
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise AuditError(f"no inference log at {url}: no prediction was served with this configuration")
+    engine = inference_log.make_engine(url)
+    table = inference_log.predictions
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(sa.select(table).where(table.c.prediction_id == prediction_id)).mappings().first()
+    except sa.exc.OperationalError as error:
+        raise AuditError(f"cannot read the inference log {url}: {error.orig}") from None
+    finally:
+        engine.dispose()
+    if row is None:
+        raise AuditError(f"no prediction {prediction_id!r} in the inference log {url}")
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dict(row).items()}
+
+
+def audit_prediction(prediction_id: str, **kwargs: Any) -> AuditChain:
+    """prediction -> model version -> manifest -> runs -> data."""
+    prediction = lookup_prediction(prediction_id)
+    chain = audit_model_version(str(prediction["model_version"]), **kwargs)
+    chain.prediction = prediction
+    return chain
+
+
+def format_chain(chain: AuditChain) -> str:
+    d = chain.as_dict()
+    lines = []
+    if chain.prediction:
+        p = chain.prediction
+        lines += [
+            f"prediction     {p['prediction_id']} at {p.get('created_at')}: probability {p.get('probability')}, "
+            f"decision {p.get('decision')} (application {p.get('application_id')}, served as {p.get('role')})",
+            "  -> model version",
+        ]
+    lines += [
+        f"model          {d['model']} {d['model_version']} (trained {d['trained_at']}, code {d['code_version']})",
+        f"manifest       {d['manifest']}",
+        f"  signature    {d['signature_status']}",
+        f"dagster run    {d['dagster_run_id']} (training); manifest signed in run {d['manifest_dagster_run_id']}",
+        f"mlflow run     {d['mlflow_run_id']} ({d['mlflow_model_uri']})",
+        "data partitions (credit_history_tensors, data version = sha256):",
+        *[f"  {partition}  {digest}" for partition, digest in sorted(d["data_partitions"].items())],
+        *[f"note: {n}" for n in d["notes"]],
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m platform_assets.audit", description=__doc__.split("\n")[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model-version", help="model version, e.g. v3")
+    target.add_argument("--prediction-id", help="a prediction id from the inference log")
+    parser.add_argument("--json", action="store_true", help="print the chain as JSON")
+    args = parser.parse_args(argv)
+    try:
+        if args.prediction_id:
+            chain = audit_prediction(args.prediction_id)
+        else:
+            chain = audit_model_version(args.model_version)
+    except (AuditError, signing.SigningKeyError) as error:
+        print(f"audit: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(chain.as_dict(), indent=2, sort_keys=True) if args.json else format_chain(chain))
+    return 0 if chain.verified else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model signing and manifests: pure code (no Dagster), shared by the governance assets, the audit CLI and serving."""

@@ -1,0 +1,130 @@
+"""The audit chain on a hand-built lake: model version -> signed manifest -> runs -> partitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from platform_assets import audit, lake_keys, model_store
+from platform_assets.governance import manifest as manifests
+from platform_assets.governance import signing
+from platform_assets.ml import drift, features
+from platform_assets.resources.lake import LocalLake
+from platform_assets.resources.signer import ModelSigner
+
+MODEL = "default_risk_model"
+MODEL_BYTES = b"PK\x03\x04 model bytes" * 50
+
+
+@pytest.fixture
+def signed_lake(tmp_path: Path) -> tuple[LocalLake, ModelSigner]:
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    private, public = signing.write_key_pair(tmp_path / "keys")
+    folder = lake_keys.model_dir(MODEL, "v3")
+    info = {
+        "model": MODEL,
+        "version": "v3",
+        "registered_version": "3",
+        "artifacts": {"model.keras": lake.write_bytes(f"{folder}/model.keras", MODEL_BYTES)},
+        "trained_at": "2026-10-06T12:00:00+00:00",
+        "threshold": 0.4,
+        "target": "default payment next month",
+        "feature_spec": {"version": "1"},
+        "data_versions": {"2026-10-05": "a" * 64, "2026-10-06": "b" * 64},
+        "split": {"validation": 0.1, "test": 0.2, "seed": 42},
+        "mlflow_run_id": "mlflow-run-9",
+        "dagster_run_id": "dagster-run-9",
+    }
+    model_store.publish(lake, MODEL, "v3", info)
+    key = signing.load_private_key_file(private)
+    body = manifests.canonical_json(
+        manifests.build_manifest(
+            info=info,
+            evaluation={"metrics": {}, "best_baseline": "logistic_regression"},
+            fairness_summary={},
+            documents={},
+            code={"git_commit": "abc123", "available": True, "dirty": False},
+            libraries={},
+            key_id=signing.key_id(key),
+            created_at=datetime.now(UTC).isoformat(),
+            dagster_run_id="dagster-run-10",
+        )
+    )
+    lake.write_bytes(f"{folder}/manifest.json", body)
+    lake.write_bytes(f"{folder}/manifest.sig", signing.sign(key, body))
+    return lake, ModelSigner(public_key_file=str(public), environment="prod")
+
+
+def test_chain_of_a_model_version(signed_lake: tuple[LocalLake, ModelSigner]) -> None:
+    lake, signer = signed_lake
+    chain = audit.audit_model_version("v3", lake=lake, signer=signer)
+    assert chain.verified
+    text = audit.format_chain(chain)
+    for expected in ("default_risk_model v3", "VERIFIED", "dagster-run-9", "mlflow-run-9", "2026-10-05  " + "a" * 64):
+        assert expected in text
+    assert audit.audit_model_version("3", lake=lake, signer=signer).model_version == "v3"
+
+
+def test_unknown_version_and_missing_manifest_are_clear(signed_lake: tuple[LocalLake, ModelSigner]) -> None:
+    lake, signer = signed_lake
+    with pytest.raises(audit.AuditError, match="no default_risk_model v4"):
+        audit.audit_model_version("v4", lake=lake, signer=signer)
+    lake.delete(f"{lake_keys.model_dir(MODEL, 'v3')}/manifest.json")
+    with pytest.raises(audit.AuditError, match="has no manifest"):
+        audit.audit_model_version("v3", lake=lake, signer=signer)
+
+
+def test_wrong_key_is_reported_not_verified(signed_lake: tuple[LocalLake, ModelSigner], tmp_path: Path) -> None:
+    lake, _ = signed_lake
+    _, other_public = signing.write_key_pair(tmp_path / "other")
+    chain = audit.audit_model_version("v3", lake=lake, signer=ModelSigner(public_key_file=str(other_public)))
+    assert not chain.verified and "was signed with key" in chain.signature_status
+    assert chain.as_dict()["mlflow_run_id"] == "mlflow-run-9", "the unverified chain is still shown"
+
+
+def test_chain_from_a_prediction_in_the_inference_log(
+    signed_lake: tuple[LocalLake, ModelSigner], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from platform_assets.serving import inference_log
+
+    lake, signer = signed_lake
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = inference_log.make_engine(url)
+    inference_log.create_tables(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(inference_log.predictions).values(
+                prediction_id="p-1",
+                created_at=datetime(2026, 10, 7, 9, 0),
+                model_version="v3",
+                role="champion",
+                application_id=42,
+                probability=0.61,
+                threshold=0.4,
+                decision="decline",
+            )
+        )
+    engine.dispose()
+    monkeypatch.setenv("CREDIT_RISK_INFERENCE_DB", url)
+    chain = audit.audit_prediction("p-1", lake=lake, signer=signer)
+    assert chain.verified and chain.prediction is not None and chain.prediction["application_id"] == 42
+    assert audit.format_chain(chain).startswith("prediction     p-1")
+    with pytest.raises(audit.AuditError, match="no prediction 'p-2'"):
+        audit.audit_prediction("p-2", lake=lake, signer=signer)
+
+
+def test_drift_feature_columns_name_the_tensor_cells() -> None:
+    rng = np.random.default_rng(0)
+    batch = features.FeatureBatch(
+        tensor=rng.random((3, 6, len(features.CHANNELS))).astype("float32"),
+        static=rng.random((3, len(features.STATIC_FEATURES))).astype("float32"),
+    )
+    frame = drift.feature_frame(batch, features.STATIC_FEATURES)
+    assert frame.shape == (3, 6 * len(features.CHANNELS) + len(features.STATIC_FEATURES))
+    np.testing.assert_allclose(frame["delay_m6"], batch.tensor[:, 5, 0])
+    np.testing.assert_allclose(frame["payment_to_limit_m1"], batch.tensor[:, 0, 7])
+    np.testing.assert_allclose(frame["worst_delay"], batch.static[:, 2])
