@@ -114,22 +114,52 @@ def coerce_raw_frame(frame: pd.DataFrame, source: str, *, require_target: bool =
     return out.reset_index(drop=True)
 
 
-def _range_rules(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
-    """(reason, violated mask) per rule, in the order reasons are reported."""
-    rules: list[tuple[str, pd.Series]] = [
-        ("LIMIT_BAL must be positive", frame["LIMIT_BAL"] <= 0),
+class _Columns:
+    """The raw columns as one float64 matrix, read by name: one conversion instead of one pandas lookup
+    per column (which dominated a single request's cost). Exact for whole numbers below 2**53."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.values = frame.to_numpy(dtype="float64")
+        self.position = {name: i for i, name in enumerate(frame.columns)}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.position
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[:, self.position[name]]
+
+    def months(self, names: tuple[str, ...], rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(n, 6) array of ``names`` (given most recent first) ordered oldest -> newest."""
+        return self.values[rows][:, [self.position[n] for n in reversed(names)]]
+
+
+def _range_rules(columns: _Columns) -> list[tuple[str, np.ndarray]]:
+    """(reason, violated mask) per rule, in the order reasons are reported.
+
+    Plain numpy over the columns: the service runs this for every request, and pandas' per-column
+    overhead (not the arithmetic) dominated a single row's cost.
+    """
+
+    col = columns.__getitem__
+
+    def outside(name: str, codes: frozenset[int]) -> np.ndarray:
+        return ~np.isin(col(name), list(codes))
+
+    age = col("AGE")
+    rules: list[tuple[str, np.ndarray]] = [
+        ("LIMIT_BAL must be positive", col("LIMIT_BAL") <= 0),
         (
             f"AGE outside {schema.AGE_RANGE[0]}..{schema.AGE_RANGE[1]}",
-            ~frame["AGE"].between(*schema.AGE_RANGE),
+            (age < schema.AGE_RANGE[0]) | (age > schema.AGE_RANGE[1]),
         ),
-        ("SEX not in {1, 2}", ~frame["SEX"].isin(schema.SEX_CODES)),
-        ("EDUCATION not in 0..6", ~frame["EDUCATION"].isin(schema.EDUCATION_CODES)),
-        ("MARRIAGE not in 0..3", ~frame["MARRIAGE"].isin(schema.MARRIAGE_CODES)),
+        ("SEX not in {1, 2}", outside("SEX", schema.SEX_CODES)),
+        ("EDUCATION not in 0..6", outside("EDUCATION", schema.EDUCATION_CODES)),
+        ("MARRIAGE not in 0..3", outside("MARRIAGE", schema.MARRIAGE_CODES)),
     ]
-    rules += [(f"{c} not in -2..9", ~frame[c].isin(schema.PAY_CODES)) for c in schema.PAY_COLUMNS]
-    rules += [(f"{c} is negative", frame[c] < 0) for c in schema.PAY_AMT_COLUMNS]
-    if schema.TARGET in frame.columns:
-        rules.append((f"{schema.TARGET!r} not in {{0, 1}}", ~frame[schema.TARGET].isin(schema.TARGET_CODES)))
+    rules += [(f"{c} not in -2..9", (col(c) < -2) | (col(c) > 9)) for c in schema.PAY_COLUMNS]
+    rules += [(f"{c} is negative", col(c) < 0) for c in schema.PAY_AMT_COLUMNS]
+    if schema.TARGET in columns:
+        rules.append((f"{schema.TARGET!r} not in {{0, 1}}", outside(schema.TARGET, schema.TARGET_CODES)))
     return rules
 
 
@@ -138,23 +168,30 @@ def quarantine_reasons(frame: pd.DataFrame) -> pd.Series:
 
     Negative BILL_AMT is a real quirk of the data (credit balances) and stays valid.
     """
-    reasons = pd.Series([None] * len(frame), index=frame.index, dtype="object")
-    for reason, violated in _range_rules(frame):
-        reasons = reasons.mask(reasons.isna() & violated.to_numpy(), reason)
+    return pd.Series(_reasons(_Columns(frame)), index=frame.index, dtype="object")
+
+
+def _reasons(columns: _Columns) -> np.ndarray:
+    reasons = np.full(len(columns.values), None, dtype=object)
+    undecided = np.ones(len(columns.values), dtype=bool)
+    for reason, violated in _range_rules(columns):
+        hit = undecided & violated
+        if hit.any():
+            reasons[hit] = reason
+            undecided &= ~hit
     return reasons
-
-
-def _chronological(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """(n, 6) float64 array of ``columns`` (given most recent first) ordered oldest -> newest."""
-    return frame[list(columns)].to_numpy(dtype="float64")[:, ::-1]
 
 
 def build_features(frame: pd.DataFrame, *, include_protected: bool = False) -> FeatureBatch:
     """Turn validated raw rows into model inputs (see the module docstring for the scaling)."""
-    limit = frame["LIMIT_BAL"].to_numpy(dtype="float64")[:, None]
-    pay = _chronological(frame, schema.PAY_COLUMNS)
-    bill = _chronological(frame, schema.BILL_COLUMNS)
-    paid = _chronological(frame, schema.PAY_AMT_COLUMNS)
+    return _features(_Columns(frame), slice(None), include_protected)
+
+
+def _features(columns: _Columns, rows: np.ndarray | slice, include_protected: bool) -> FeatureBatch:
+    limit = columns["LIMIT_BAL"][rows][:, None]
+    pay = columns.months(schema.PAY_COLUMNS, rows)
+    bill = columns.months(schema.BILL_COLUMNS, rows)
+    paid = columns.months(schema.PAY_AMT_COLUMNS, rows)
     # Oldest month: no earlier statement in the record, so compare with its own bill.
     previous_bill = np.concatenate([bill[:, :1], bill[:, :-1]], axis=1)
     channels = [
@@ -176,10 +213,10 @@ def build_features(frame: pd.DataFrame, *, include_protected: bool = False) -> F
     ]
     if include_protected:
         static_columns += [
-            (frame["SEX"].to_numpy() == 2).astype("float64"),
-            (frame["AGE"].to_numpy(dtype="float64") - 18.0) / 82.0,
-            (frame["MARRIAGE"].to_numpy() == 1).astype("float64"),
-            (frame["EDUCATION"].to_numpy() == 1).astype("float64"),
+            (columns["SEX"][rows] == 2).astype("float64"),
+            (columns["AGE"][rows] - 18.0) / 82.0,
+            (columns["MARRIAGE"][rows] == 1).astype("float64"),
+            (columns["EDUCATION"][rows] == 1).astype("float64"),
         ]
     static = np.stack(static_columns, axis=1).astype("float32")
     return FeatureBatch(tensor=tensor, static=static)
@@ -192,28 +229,42 @@ HISTORY = "history"
 STATIC = "static"
 
 
+@dataclass(frozen=True)
+class Featurized:
+    """Validation and features of n raw rows: ``reasons`` (object array, None for valid rows), the
+    ``valid`` mask, and the ``batch`` of model inputs for the valid rows, in row order."""
+
+    reasons: np.ndarray
+    valid: np.ndarray
+    batch: FeatureBatch
+
+
+def featurize(frame: pd.DataFrame, *, include_protected: bool = False) -> Featurized:
+    """Validate and featurize typed raw rows: THE transform of training (through ``featurize_rows`` on
+    Spark) and of serving (directly, as arrays)."""
+    columns = _Columns(frame)
+    reasons = _reasons(columns)
+    valid = np.equal(reasons, None)
+    return Featurized(reasons=reasons, valid=valid, batch=_features(columns, valid, include_protected))
+
+
 def featurize_rows(frame: pd.DataFrame, *, include_protected: bool = False) -> pd.DataFrame:
-    """Validate and featurize typed raw rows, keeping every row.
+    """``featurize`` as a table that keeps every row (what Spark maps over the lake partitions).
 
     Returns ``frame`` with ``quarantine_reason`` (None for valid rows), ``history`` (a list of
-    6 x channels floats, row-major by month) and ``static`` (a list of floats). This is the function
-    Spark maps over the lake partitions and the function the service applies to requests.
+    6 x channels floats, row-major by month) and ``static`` (a list of floats), both empty for
+    quarantined rows.
     """
-    out = frame.reset_index(drop=True).copy()
-    reasons = quarantine_reasons(out)
-    valid = reasons.isna().to_numpy()
+    out = frame.reset_index(drop=True)
+    result = featurize(out, include_protected=include_protected)
     history: list[list[float]] = [[] for _ in range(len(out))]
     static: list[list[float]] = [[] for _ in range(len(out))]
-    if valid.any():
-        batch = build_features(out[valid], include_protected=include_protected)
-        flat = batch.tensor.reshape(len(batch), -1)
-        for position, row in enumerate(valid.nonzero()[0]):
-            history[row] = flat[position].tolist()
-            static[row] = batch.static[position].tolist()
-    out[REASON] = reasons.astype("object")
-    out[HISTORY] = history
-    out[STATIC] = static
-    return out
+    flat = result.batch.tensor.reshape(len(result.batch), schema.N_MONTHS * len(CHANNELS)).tolist()
+    vectors = result.batch.static.tolist()
+    for position, row in enumerate(result.valid.nonzero()[0]):
+        history[row] = flat[position]
+        static[row] = vectors[position]
+    return out.assign(**{REASON: result.reasons, HISTORY: history, STATIC: static})
 
 
 def batch_from_rows(rows: pd.DataFrame) -> FeatureBatch:

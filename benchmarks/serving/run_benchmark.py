@@ -1,0 +1,229 @@
+"""Serving benchmark: the project's Bento service vs a seed-style FastAPI app (``model.predict`` per
+request) vs a trivial BentoML endpoint, with the same load tool (wrk) in one run, on loopback.
+
+    .venv/bin/python benchmarks/serving/run_benchmark.py [--duration 15] [--workers 2] [--json out.json]
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). Trains a model with the production architecture on
+synthetic data (seconds), registers it in a temporary MLflow store, then runs each server alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+TARGETS = {
+    "p99_ms_c32": 25.0,
+    "p50_ms_c1": 2.0,
+    "batch_rows_per_s": 100_000.0,
+    "x_baseline": 100.0,
+    "share_of_trivial": 0.80,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def machine() -> dict[str, Any]:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), platform.processor())
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "wrk": (wrk or ["?"])[0]}
+
+
+def prepare(home: Path) -> dict[str, Any]:
+    """Train and register a model with the production CNN architecture; create a predict key."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mlflow
+
+        from platform_assets.ml import schema
+        from platform_assets.ml.model import CNNConfig
+        from platform_assets.serving import fixtures, registry
+        from platform_assets.serving.auth import create_key
+
+        uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+        fixtures.prepare_store(uri, home / "mlflow" / "artifacts")
+        train = fixtures.synthetic_rows(days=3, rows_per_day=1000, seed=7)
+        tiny = fixtures.train_tiny(train, seed=1, epochs=1, config=CNNConfig())
+        registered = fixtures.register_tiny(tiny, fixtures.keras_inputs(train))
+        registry.set_alias(registry.CHAMPION, registered.version, tracking_uri=uri)
+        model_file = home / "baseline_model.keras"
+        model_file.write_bytes(registered.model_bytes)
+        key, _ = create_key(home / "keys.json", ["predict"])
+        raw = fixtures.synthetic_rows(days=1, rows_per_day=1000, seed=99).drop(columns=[schema.TARGET])
+        rows = [{k: int(v) for k, v in row.items()} for row in raw.to_dict("records")]
+        del mlflow
+    (home / "one.json").write_text(json.dumps({"applications": rows[:1]}))
+    (home / "batch.json").write_text(json.dumps({"applications": rows[:1000]}))
+    return {"tracking_uri": uri, "model_file": model_file, "key": key, "threshold": tiny.threshold}
+
+
+def start(name: str, home: Path, setup: dict[str, Any], port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PLATFORM_HOME": str(home),
+        "MLFLOW_TRACKING_URI": setup["tracking_uri"],
+        "CREDIT_RISK_API_KEYS_FILE": str(home / "keys.json"),
+        "CREDIT_RISK_WORKERS": str(workers),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "BASELINE_MODEL": str(setup["model_file"]),
+        "BASELINE_THRESHOLD": repr(setup["threshold"]),
+    }
+    host = ["--host", "127.0.0.1", "--port", str(port)]
+    if name == "service":
+        cmd, cwd = [str(BIN / "bentoml"), "serve", "service:CreditRiskService", *host], REPO / "bentos" / "credit_risk"
+    elif name == "trivial":
+        cmd, cwd = [str(BIN / "bentoml"), "serve", "trivial_service:TrivialService", *host], HERE
+    else:
+        cmd = [str(BIN / "uvicorn"), "baseline_app:app", *host, "--workers", str(workers), "--log-level", "warning"]
+        cwd = HERE
+    log = (home / f"{name}.log").open("ab")
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(url: str, body: bytes, key: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.post(url + "/predict", content=body, headers=headers, timeout=10).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready in {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wrk(url: str, body_file: Path, key: str, connections: int, duration: int) -> dict[str, Any]:
+    threads = min(2, connections)
+    env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_AUTH": key}
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
+    cmd += ["-s", str(HERE / "report.lua")]
+    out = subprocess.run([*cmd, url + "/predict"], capture_output=True, text=True, env=env, check=True).stdout
+    match = re.search(r"WRK_JSON (\{.*\})", out)
+    if match is None:
+        raise RuntimeError(f"no result from wrk:\n{out}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = result["status_errors"] + result["socket_errors"]
+    return result
+
+
+def measure(name: str, home: Path, setup: dict[str, Any], duration: int, workers: int) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start(name, home, setup, port, workers)
+    try:
+        wait_ready(url, (home / "one.json").read_bytes(), setup["key"], process)
+        one, batch = home / "one.json", home / "batch.json"
+        wrk(url, one, setup["key"], 8, 3)  # warm-up
+        wrk(url, batch, setup["key"], 2, 2)
+        c32 = wrk(url, one, setup["key"], 32, duration)
+        c1 = wrk(url, one, setup["key"], 1, duration)
+        rows = wrk(url, batch, setup["key"], 4, duration)
+    finally:
+        stop(process)
+    return {
+        "rps_c32": c32["rps"],
+        "p99_ms_c32": c32["p99_us"] / 1000,
+        "p50_ms_c1": c1["p50_us"] / 1000,
+        "rps_c1": c1["rps"],
+        "batch_rows_per_s": rows["rps"] * 1000,
+        "batch_p50_ms": rows["p50_us"] / 1000,
+        "errors": c32["errors"] + c1["errors"] + rows["errors"],
+        "requests": c32["requests"] + c1["requests"] + rows["requests"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=15, help="seconds per scenario")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes, the same for all three")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary platform home (logs)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    home = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    info = machine()
+    print(f"machine: nproc={info['nproc']}  cpu={info['cpu']}  python={info['python']}  {info['wrk']}")
+    print(f"load average before: {os.getloadavg()}")
+    setup = prepare(home)
+    results = {}
+    for name in ("service", "baseline", "trivial"):
+        print(f"measuring {name} ...", flush=True)
+        results[name] = measure(name, home, setup, args.duration, args.workers)
+    print(f"load average after: {os.getloadavg()}")
+    header = f"{'':10} {'req/s c32':>10} {'p99 ms c32':>11} {'p50 ms c1':>10} {'req/s c1':>9} "
+    header += f"{'rows/s 1000':>12} {'errors':>7}"
+    print(header)
+    for name, r in results.items():
+        print(
+            f"{name:10} {r['rps_c32']:10.1f} {r['p99_ms_c32']:11.2f} {r['p50_ms_c1']:10.2f} {r['rps_c1']:9.1f} "
+            f"{r['batch_rows_per_s']:12.0f} {r['errors']:7d}"
+        )
+    service = results["service"]
+    ratios = {
+        "x_baseline": service["rps_c32"] / max(results["baseline"]["rps_c32"], 1e-9),
+        "share_of_trivial": service["rps_c32"] / max(results["trivial"]["rps_c32"], 1e-9),
+    }
+    checks = {
+        "throughput >= 100x baseline": ratios["x_baseline"] >= TARGETS["x_baseline"],
+        "throughput >= 80% of trivial": ratios["share_of_trivial"] >= TARGETS["share_of_trivial"],
+        "p99 <= 25 ms at 32 conns": service["p99_ms_c32"] <= TARGETS["p99_ms_c32"],
+        "p50 <= 2 ms at 1 conn": service["p50_ms_c1"] <= TARGETS["p50_ms_c1"],
+        "1000-row batches >= 100k rows/s": service["batch_rows_per_s"] >= TARGETS["batch_rows_per_s"],
+        "zero errors": service["errors"] == 0,
+    }
+    print(f"service vs baseline: {ratios['x_baseline']:.1f}x   service vs trivial: {ratios['share_of_trivial']:.0%}")
+    for check, ok in checks.items():
+        print(f"  [{'PASS' if ok else 'MISS'}] {check}")
+    if args.json:
+        document = {"machine": info, "results": results, "ratios": ratios, "checks": checks}
+        args.json.write_text(json.dumps(document, indent=2))
+    if args.keep:
+        print(f"logs in {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

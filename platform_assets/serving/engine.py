@@ -1,0 +1,239 @@
+"""The service's behaviour without the web framework: predict, feedback, status, readiness, shutdown.
+
+``bentos/credit_risk/service.py`` only adapts HTTP to these methods, so everything here can be driven
+directly from Python as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from platform_assets.ml import schema
+from platform_assets.serving import metrics, routing
+from platform_assets.serving.bias import BiasWindow
+from platform_assets.serving.config import ServingConfig
+from platform_assets.serving.inference_log import PROTECTED_LOG_COLUMNS, InferenceLog, utcnow
+from platform_assets.serving.models import LoadedModel, ModelManager, ModelSet, configure_tensorflow
+from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict
+from platform_assets.serving.scorer import Scorer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    reason: str | None = None  # short cause of an error, for the error metric
+
+    def json_bytes(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":")).encode("utf-8")
+
+
+def _publish(old: ModelSet, new: ModelSet) -> None:
+    weight = new.effective_weight / 100.0
+    current = {}
+    if new.champion is not None:
+        current["champion"] = (new.champion.label, 1.0 - weight)
+    if new.challenger is not None:
+        current["challenger"] = (new.challenger.label, weight)
+    previous = {role: m.label for role, m in (("champion", old.champion), ("challenger", old.challenger)) if m}
+    metrics.publish_models(current, previous)
+
+
+class CreditRiskEngine:
+    def __init__(self, config: ServingConfig) -> None:
+        self.config = config
+        package_logger = logging.getLogger("platform_assets")
+        if package_logger.level == logging.NOTSET:  # model loads/swaps/refusals belong in the server log
+            package_logger.setLevel(logging.INFO)
+        configure_tensorflow(config.tf_threads)  # before any TensorFlow op runs in this process
+        self.log = InferenceLog(config.inference_db)
+        self.scorer = Scorer(max_rows=max(4096, config.max_batch))
+        self.bias = BiasWindow(config.bias_window, config.bias_window_seconds, config.bias_min_group)
+        self.models = ModelManager(config, on_swap=_publish)
+        metrics.publish_models({}, {})
+        self.models.refresh()
+        if self.models.current.champion is None:
+            logger.error(
+                "no champion model: set the MLflow alias 'champion' on a version of %s (%s); not ready until then",
+                config.model_name,
+                config.tracking_uri,
+            )
+        self.models.start()
+
+    @classmethod
+    def from_env(cls) -> CreditRiskEngine:
+        return cls(ServingConfig.from_env())
+
+    def ready(self) -> bool:
+        return self.models.current.champion is not None
+
+    def close(self) -> None:
+        """Stop polling and scoring, then write every queued prediction."""
+        self.models.stop()
+        self.scorer.close()
+        self.log.close()
+
+    # -- predict ----------------------------------------------------------------------------------
+    def _plan(self, snapshot: ModelSet, apps: Applications) -> list[tuple[LoadedModel, str, np.ndarray]]:
+        """(model, role, row positions) for each model the batch is routed to."""
+        n = len(apps)
+        if apps.model_version is not None:
+            found = snapshot.find(apps.model_version)
+            if found is None:
+                serving = ", ".join(
+                    f"{m.label} ({r})"
+                    for r, m in (("champion", snapshot.champion), ("challenger", snapshot.challenger))
+                    if m
+                )
+                raise RequestError(
+                    422,
+                    f"unknown model_version {apps.model_version!r}: this service serves {serving}",
+                    field="model_version",
+                    reason="unknown_model_version",
+                )
+            return [(found[0], found[1], np.arange(n))]
+        assert snapshot.champion is not None
+        plan = [(snapshot.champion, "champion", np.arange(n))]
+        if snapshot.challenger is not None and snapshot.effective_weight > 0:
+            flags = np.fromiter(routing.to_challenger(apps.ids, snapshot.effective_weight), dtype=bool, count=n)
+            plan = [
+                (snapshot.champion, "champion", np.flatnonzero(~flags)),
+                (snapshot.challenger, "challenger", np.flatnonzero(flags)),
+            ]
+        for model, _, rows in plan:
+            if model.include_protected:
+                for column in schema.PROTECTED_COLUMNS:
+                    missing = rows[~apps.sent[column][rows]]
+                    if len(missing):
+                        raise RequestError(
+                            422,
+                            f"row {int(missing[0])}: missing field {column!r}, an input of model {model.label}",
+                            field=column,
+                            row=int(missing[0]),
+                        )
+        return [p for p in plan if len(p[2])]
+
+    async def predict(self, body: bytes) -> Reply:
+        try:
+            apps = parse_predict(body, self.config.max_batch)
+            snapshot = self.models.current  # one read: the whole request uses this set
+            if snapshot.champion is None:
+                raise RequestError(
+                    503,
+                    f"no model is serving: no version of {self.config.model_name!r} has the alias 'champion' "
+                    "(or it failed verification)",
+                    reason="no_model",
+                )
+            plan = self._plan(snapshot, apps)
+            probabilities = await asyncio.wrap_future(self.scorer.submit(apps.columns, [(m, r) for m, _, r in plan]))
+        except RequestError as exc:
+            return Reply(exc.status, exc.body(), exc.reason)
+        return Reply(200, self._respond(apps, plan, probabilities))
+
+    def _respond(
+        self, apps: Applications, plan: list[tuple[LoadedModel, str, np.ndarray]], probabilities: np.ndarray
+    ) -> dict[str, Any]:
+        n = len(apps)
+        labels: list[str] = [""] * n
+        roles: list[str] = [""] * n
+        thresholds = np.empty(n, dtype="float64")
+        for model, role, rows in plan:
+            for i in rows.tolist():
+                labels[i] = model.label
+                roles[i] = role
+            thresholds[rows] = model.threshold
+        probs = probabilities.astype("float64").tolist()
+        declines = (probabilities >= thresholds).tolist()
+        decisions = ["decline" if d else "approve" for d in declines]
+        ids = [str(uuid.uuid4()) for _ in range(n)]
+        now = utcnow()
+        protected = {
+            log_name: [v if s else None for v, s in zip(apps.columns[c].tolist(), apps.sent[c].tolist(), strict=True)]
+            for c, log_name in PROTECTED_LOG_COLUMNS.items()
+        }
+        records = [
+            {
+                "prediction_id": ids[i],
+                "created_at": now,
+                "model_version": labels[i],
+                "role": roles[i],
+                "application_id": apps.ids[i],
+                "probability": probs[i],
+                "threshold": float(thresholds[i]),
+                "decision": decisions[i],
+                **{name: values[i] for name, values in protected.items()},
+            }
+            for i in range(n)
+        ]
+        self.log.log_predictions(records)
+        if self.bias.observe(protected, decisions):
+            metrics.publish_bias(self.bias)
+        for model, role, rows in plan:
+            metrics.observe_predictions(
+                model.label, role, [probs[i] for i in rows.tolist()], [decisions[i] for i in rows.tolist()]
+            )
+        return {
+            "predictions": [
+                {
+                    "application_id": apps.ids[i],
+                    "probability_of_default": probs[i],
+                    "decision": decisions[i],
+                    "model_version": labels[i],
+                    "role": roles[i],
+                    "prediction_id": ids[i],
+                }
+                for i in range(n)
+            ]
+        }
+
+    # -- feedback ---------------------------------------------------------------------------------
+    def feedback(self, body: bytes) -> Reply:
+        """Store outcomes synchronously; the 200 means they are committed."""
+        try:
+            items = parse_feedback(body, self.config.max_batch)
+        except RequestError as exc:
+            return Reply(exc.status, exc.body(), exc.reason)
+        try:
+            results = self.log.record_feedback(items)
+        except Exception as exc:
+            logger.exception("storing %d feedback record(s) failed", len(items))
+            return Reply(503, {"error": f"feedback not stored, retry later: {type(exc).__name__}"}, "storage_error")
+        known = sum(r.known for r in results)
+        if known:
+            metrics.FEEDBACK.labels(known="true").inc(known)
+        if len(results) - known:
+            metrics.FEEDBACK.labels(known="false").inc(len(results) - known)
+        return Reply(
+            200,
+            {
+                "stored": len(results),
+                "known": known,
+                "unknown": len(results) - known,
+                "outcomes": [
+                    {
+                        "feedback_id": r.feedback_id,
+                        "prediction_id": r.prediction_id,
+                        "application_id": r.application_id,
+                        "known": r.known,
+                    }
+                    for r in results
+                ],
+            },
+        )
+
+    # -- admin ------------------------------------------------------------------------------------
+    def status(self, refresh: bool = False) -> Reply:
+        if refresh:
+            self.models.refresh()
+        return Reply(
+            200, {**self.models.status(), "inference_log_dropped": self.log.dropped, "live_bias": self.bias.snapshot()}
+        )

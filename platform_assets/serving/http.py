@@ -1,0 +1,114 @@
+"""ASGI middleware in front of the service's endpoints: API-key roles, body-size limit, request metrics.
+
+* ``/predict`` needs role ``predict``, ``/feedback`` role ``feedback``, ``/admin/*`` role ``admin``
+  (an admin key may call everything). Missing/unknown key -> 401, wrong role -> 403.
+* Paths in ``CREDIT_RISK_PROTECTED_PATHS`` (e.g. ``/metrics``) need an admin key; every other path
+  (``/livez``, ``/readyz``, ``/metrics``, the docs) stays open.
+* ``/docs`` redirects to the Swagger UI that BentoML serves at ``/`` (spec at ``/docs.json``).
+* A body larger than ``CREDIT_RISK_MAX_BODY_BYTES`` (by Content-Length) -> 413 before it is read.
+* Requests, latency and errors of the protected endpoints are counted with ``observability``'s names;
+  handlers name an error's cause in the ``X-Error-Reason`` response header.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from platform_assets.serving import metrics
+from platform_assets.serving.auth import KeyStore, bearer_token
+from platform_assets.serving.config import ServingConfig
+
+ROUTE_ROLES = {"/predict": "predict", "/feedback": "feedback"}
+ADMIN_PREFIX = "/admin/"
+REASON_HEADER = b"x-error-reason"
+
+
+def _role_for(path: str, protected: frozenset[str]) -> str | None:
+    if path in ROUTE_ROLES:
+        return ROUTE_ROLES[path]
+    if path.startswith(ADMIN_PREFIX) or path in protected:
+        return "admin"
+    return None
+
+
+async def _reply(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+            + headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class ServingMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        config = ServingConfig.from_env()
+        self.keys = KeyStore(config.api_keys_file, config.api_keys_inline)
+        self.max_body = config.max_body_bytes
+        self.protected = config.protected_paths
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == "/docs":
+            return await _reply(send, 307, {"docs": "/", "openapi": "/docs.json"}, [(b"location", b"/")])
+        role = _role_for(path, self.protected)
+        if role is None:
+            await self.app(scope, receive, send)
+            return
+        metered = path in ROUTE_ROLES or path.startswith(ADMIN_PREFIX)
+        start = time.perf_counter()
+        seen: dict[str, Any] = {"status": 500, "reason": "internal"}
+
+        async def send_and_record(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == REASON_HEADER:
+                        seen["reason"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            headers = dict(scope["headers"])
+            token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
+            record = self.keys.authenticate(token) if token else None
+            if record is None:
+                message = "missing API key" if token is None else "unknown API key"
+                await _reply(
+                    send_and_record,
+                    401,
+                    {"error": f"{message}: send 'Authorization: Bearer <key>' with a key of role {role!r}"},
+                    [(b"www-authenticate", b"Bearer"), (REASON_HEADER, b"unauthorized")],
+                )
+            elif not record.allows(role):
+                await _reply(
+                    send_and_record,
+                    403,
+                    {"error": f"key {record.key_id} has roles {list(record.roles)}; {path} needs role {role!r}"},
+                    [(REASON_HEADER, b"forbidden")],
+                )
+            elif int(headers.get(b"content-length", b"0") or 0) > self.max_body:
+                await _reply(
+                    send_and_record,
+                    413,
+                    {"error": f"request body larger than {self.max_body} bytes"},
+                    [(REASON_HEADER, b"body_too_large")],
+                )
+            else:
+                await self.app(scope, receive, send_and_record)
+        finally:
+            if metered:
+                status = str(seen["status"])
+                metrics.REQUESTS.labels(endpoint=path, status=status).inc()
+                metrics.LATENCY.labels(endpoint=path).observe(time.perf_counter() - start)
+                if seen["status"] >= 400:
+                    metrics.ERRORS.labels(endpoint=path, status=status, reason=seen["reason"]).inc()

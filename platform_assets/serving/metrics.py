@@ -1,0 +1,108 @@
+"""The service's Prometheus metrics, named and labelled exactly as ``platform_assets.observability`` says.
+
+They live in prometheus_client's default registry. Under ``bentoml serve`` every worker writes them
+to ``PROMETHEUS_MULTIPROC_DIR`` and BentoML's ``/metrics`` merges the workers, so gauges declare how
+to combine processes (the most recent value among live workers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from platform_assets import observability as obs
+
+#: Roles a loaded model can have; the ``role`` label takes only these values.
+ROLES = ("champion", "challenger")
+
+REQUESTS = Counter(
+    obs.REQUESTS_TOTAL.removesuffix("_total"), "Requests handled, by endpoint and HTTP status.", ["endpoint", "status"]
+)
+LATENCY = Histogram(
+    obs.REQUEST_LATENCY_SECONDS,
+    "Request latency in seconds, from the first byte in to the last byte out.",
+    ["endpoint"],
+    buckets=obs.LATENCY_BUCKETS,
+)
+ERRORS = Counter(
+    obs.REQUEST_ERRORS_TOTAL.removesuffix("_total"),
+    "Requests answered with an error status, by endpoint, status and short cause.",
+    ["endpoint", "status", "reason"],
+)
+PREDICTIONS = Counter(
+    obs.PREDICTIONS_TOTAL.removesuffix("_total"),
+    "Scored applications, by model version, role and decision.",
+    ["model_version", "role", "decision"],
+)
+SCORE = Histogram(
+    obs.SCORE, "Probability of default of scored applications.", ["model_version", "role"], buckets=obs.SCORE_BUCKETS
+)
+FEEDBACK = Counter(
+    obs.FEEDBACK_TOTAL.removesuffix("_total"),
+    "Outcome records stored, by whether their prediction/application was found.",
+    ["known"],
+)
+TRAFFIC_WEIGHT = Gauge(
+    obs.TRAFFIC_WEIGHT, "Share of traffic routed to each role, 0..1.", ["role"], multiprocess_mode="livemostrecent"
+)
+MODEL_INFO = Gauge(
+    obs.MODEL_INFO,
+    "1 for the model version serving each role, 0 for versions it served before.",
+    ["role", "model_version"],
+    multiprocess_mode="livemostrecent",
+)
+
+
+def observe_predictions(model_version: str, role: str, probabilities: list[float], decisions: list[str]) -> None:
+    """Count one model's share of a batch (one label lookup per batch, not per row)."""
+    score = SCORE.labels(model_version=model_version, role=role)
+    for p in probabilities:
+        score.observe(p)
+    declines = sum(1 for d in decisions if d == "decline")
+    if declines:
+        PREDICTIONS.labels(model_version=model_version, role=role, decision="decline").inc(declines)
+    if len(decisions) - declines:
+        PREDICTIONS.labels(model_version=model_version, role=role, decision="approve").inc(len(decisions) - declines)
+
+
+def publish_models(current: dict[str, tuple[str, float]], previous: dict[str, str]) -> None:
+    """Set the info and weight gauges: ``current`` maps role -> (version, traffic share)."""
+    for role in ROLES:
+        old = previous.get(role)
+        new = current.get(role)
+        if old is not None and (new is None or new[0] != old):
+            MODEL_INFO.labels(role=role, model_version=old).set(0)
+        if new is not None:
+            MODEL_INFO.labels(role=role, model_version=new[0]).set(1)
+        TRAFFIC_WEIGHT.labels(role=role).set(new[1] if new is not None else 0.0)
+
+
+LIVE_SELECTION_RATE = Gauge(
+    obs.LIVE_SELECTION_RATE,
+    "Declined share per protected group over the live bias window (the fairness report's selection rate).",
+    ["attribute", "group"],
+    multiprocess_mode="livemostrecent",
+)
+LIVE_GROUP_PREDICTIONS = Gauge(
+    obs.LIVE_GROUP_PREDICTIONS,
+    "Predictions per protected group in the live bias window.",
+    ["attribute", "group"],
+    multiprocess_mode="livemostrecent",
+)
+LIVE_DISPARATE_IMPACT_RATIO = Gauge(
+    obs.LIVE_DISPARATE_IMPACT_RATIO,
+    "Lowest group approval rate / highest over the live bias window (NaN: fewer than two measurable groups).",
+    ["attribute"],
+    multiprocess_mode="livemostrecent",
+)
+
+
+def publish_bias(window: Any) -> None:
+    """Set the live bias gauges from a ``bias.BiasWindow``."""
+    for attribute, groups in window.rates().items():
+        for group, rates in groups.items():
+            LIVE_SELECTION_RATE.labels(attribute=attribute, group=group).set(rates.selection_rate)
+            LIVE_GROUP_PREDICTIONS.labels(attribute=attribute, group=group).set(rates.predictions)
+    for attribute, ratio in window.disparate_impact().items():
+        LIVE_DISPARATE_IMPACT_RATIO.labels(attribute=attribute).set(ratio)

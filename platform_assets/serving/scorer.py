@@ -1,0 +1,133 @@
+"""Micro-batching inference: one thread per worker featurizes and scores whatever requests are waiting.
+
+Requests are not held back to fill a batch: when the thread is idle a lone request is scored at once;
+while it is busy, arriving requests queue and the next pass takes them all (up to ``max_rows``). Each
+pass applies ``features.featurize`` once to all its rows, and calls each model once on the rows
+routed to it. A request whose rows fail validation gets its own 422; the others in the pass are unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from platform_assets.ml import features, schema
+from platform_assets.serving.models import LoadedModel
+from platform_assets.serving.payloads import RequestError
+
+logger = logging.getLogger(__name__)
+
+#: Columns handed to the feature code (raw schema without the target).
+RAW_INPUT_COLUMNS = tuple(c for c in schema.RAW_COLUMNS if c != schema.TARGET)
+
+
+@dataclass
+class Job:
+    columns: dict[str, np.ndarray]
+    #: (model, row positions in this job) for each model the job's rows are routed to.
+    groups: list[tuple[LoadedModel, np.ndarray]]
+    future: Future[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns[schema.ID])
+
+
+def field_of(reason: str) -> str:
+    """The column a ``quarantine_reasons`` message is about (messages start with the column name)."""
+    first = reason.split(" ", 1)[0].strip("'")
+    return first if first in schema.RAW_COLUMNS else reason
+
+
+class Scorer:
+    def __init__(self, max_rows: int = 4096) -> None:
+        self._max_rows = max_rows
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="scorer", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, columns: dict[str, np.ndarray], groups: list[tuple[LoadedModel, np.ndarray]]
+    ) -> Future[np.ndarray]:
+        """Score one request; the future holds float32 probabilities in row order, or a ``RequestError``."""
+        job = Job(columns, groups, Future())
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs, rows = [job], len(job)
+            while rows < self._max_rows:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                jobs.append(more)
+                rows += len(more)
+            try:
+                self._score(jobs)
+            except Exception as exc:  # a bug or a TensorFlow failure: fail these requests, keep the thread
+                logger.exception("scoring %d request(s) failed", len(jobs))
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(exc)
+
+    def _score(self, jobs: list[Job]) -> None:
+        frame = pd.DataFrame({c: np.concatenate([j.columns[c] for j in jobs]) for c in RAW_INPUT_COLUMNS})
+        include_protected = any(m.include_protected for j in jobs for m, _ in j.groups)
+        featurized = features.featurize(frame, include_protected=include_protected)
+        reasons = featurized.reasons
+        starts = np.cumsum([0] + [len(j) for j in jobs])
+        accepted: list[int] = []
+        for index, job in enumerate(jobs):
+            own = reasons[starts[index] : starts[index + 1]]
+            bad = [i for i, r in enumerate(own) if r is not None]
+            if bad:
+                row, reason = bad[0], own[bad[0]]
+                job.future.set_exception(
+                    RequestError(
+                        422,
+                        f"row {row}: {reason}" + (f" ({len(bad)} invalid rows in all)" if len(bad) > 1 else ""),
+                        field=field_of(reason),
+                        row=row,
+                    )
+                )
+            else:
+                accepted.append(index)
+        if not accepted:
+            return
+        positions = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in accepted])
+        # The batch holds valid rows only; every row of an accepted request is valid.
+        in_batch = (np.cumsum(featurized.valid) - 1)[positions]
+        batch = features.FeatureBatch(featurized.batch.tensor[in_batch], featurized.batch.static[in_batch])
+        # Rows of the batch per model: positions within each accepted job, shifted to the batch.
+        per_model: dict[int, tuple[LoadedModel, list[np.ndarray]]] = {}
+        offset = 0
+        for index in accepted:
+            for model, rows in jobs[index].groups:
+                per_model.setdefault(id(model), (model, []))[1].append(rows + offset)
+            offset += len(jobs[index])
+        probabilities = np.empty(len(batch), dtype="float32")
+        for model, parts in per_model.values():
+            idx = np.concatenate(parts)
+            probabilities[idx] = model.predict(batch.tensor[idx], batch.static[idx])
+        offset = 0
+        for index in accepted:
+            n = len(jobs[index])
+            jobs[index].future.set_result(probabilities[offset : offset + n])
+            offset += n

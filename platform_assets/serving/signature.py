@@ -1,0 +1,171 @@
+"""The signed manifest of a model version, checked by the service before the version may serve.
+
+The ``model_manifest`` asset logs ``manifest.json`` and ``manifest.sig`` to the model version's MLflow
+run under ``governance/`` and tags the version with ``manifest_sha256``. When the service loads a
+version it downloads both beside the model and runs ``governance.manifest.verify_manifest`` with the
+configured public key over the very ``model.keras`` bytes it is about to load. It also checks that the
+manifest is the one of *this* registry version and run, so a valid manifest copied from another
+version is refused too.
+
+The public key, first found:
+
+1. ``CREDIT_RISK_VERIFY_KEY_FILE`` (the service's own setting),
+2. ``PLATFORM_VERIFY_KEY_FILE`` (the key the Dagster checks and the audit CLI use),
+3. ``PLATFORM_ENV=local`` only: the local demo key ``$PLATFORM_HOME/keys/verify_key.pem`` if it exists.
+
+With a key, verification is mandatory: an unsigned, tampered or mismatching version is refused (the
+reason is logged and listed under ``refused`` in ``/admin/status``) and the previous model keeps
+serving. A key file that is configured but missing or not an Ed25519 public key refuses every version
+(with that reason) rather than serving unverified models.
+
+Without any key, ``PLATFORM_ENV=local`` serves versions **unverified**: a loud warning per version and
+``"signature": "unverified: ..."`` in ``/admin/status``. In ``staging`` and ``prod`` a missing key
+refuses every version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from platform_assets import settings
+from platform_assets.governance import manifest as manifests
+from platform_assets.governance import signing
+
+logger = logging.getLogger(__name__)
+
+VERIFY_KEY_ENV: Final = "CREDIT_RISK_VERIFY_KEY_FILE"
+PLATFORM_VERIFY_KEY_ENV: Final = "PLATFORM_VERIFY_KEY_FILE"
+#: Artifact folder of the model version's MLflow run that holds manifest.json and manifest.sig.
+MANIFEST_ARTIFACT_DIR: Final = "governance"
+#: Version tag set by the model_manifest asset once the manifest is logged (sha256 of manifest.json).
+MANIFEST_SHA_TAG: Final = "manifest_sha256"
+#: The name the manifest gives the Keras file (``data/model.keras`` in the MLflow model).
+MANIFEST_MODEL_ARTIFACT: Final = "model.keras"
+UNVERIFIED_PREFIX: Final = "unverified"
+
+
+class SignatureRefused(Exception):
+    """The version's manifest is missing, does not verify, or belongs to another version."""
+
+
+@dataclass(frozen=True)
+class VerifyKey:
+    """The key the service verifies manifests with, or why there is none."""
+
+    key: Ed25519PublicKey | None
+    source: str
+    #: Set when a key is configured but unusable, or required (not local) but absent: refuse everything.
+    error: str | None = None
+
+    @property
+    def key_id(self) -> str | None:
+        return signing.key_id(self.key) if self.key is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "source": self.source, "error": self.error}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> VerifyKey:
+        env = os.environ if env is None else env
+        for name in (VERIFY_KEY_ENV, PLATFORM_VERIFY_KEY_ENV):
+            path = (env.get(name) or "").strip()
+            if path:
+                try:
+                    return cls(signing.load_public_key_file(path), f"{name}={path}")
+                except signing.SigningKeyError as error:
+                    return cls(None, f"{name}={path}", f"the configured verify key is unusable: {error}")
+        environment = (env.get("PLATFORM_ENV") or "local").strip()
+        if environment != settings.Environment.LOCAL.value:
+            return cls(
+                None,
+                "none",
+                f"no manifest verify key configured in the {environment!r} environment: set {VERIFY_KEY_ENV} to the "
+                "Ed25519 public key (verify_key.pem) of the key that signs the manifests",
+            )
+        home = Path(env.get("PLATFORM_HOME") or ".platform_home").resolve()
+        demo = home / "keys" / signing.PUBLIC_KEY_FILE
+        if demo.is_file():
+            try:
+                return cls(signing.load_public_key_file(demo), f"local demo key {demo}")
+            except signing.SigningKeyError as error:
+                return cls(None, f"local demo key {demo}", f"the local demo verify key is unusable: {error}")
+        return cls(None, "none (PLATFORM_ENV=local)")
+
+
+def _download_manifest(client: Any, tracking_uri: str, run_id: str, dst: Path) -> tuple[bytes, bytes | None]:
+    """``manifest.json`` and ``manifest.sig`` (None when absent) of ``run_id``; SignatureRefused without a manifest."""
+    import mlflow
+
+    listed = {Path(a.path).name for a in client.list_artifacts(run_id, MANIFEST_ARTIFACT_DIR)} if run_id else set()
+    if manifests.MANIFEST_FILE not in listed:
+        raise SignatureRefused(
+            f"unsigned: MLflow run {run_id or '(none)'} has no {MANIFEST_ARTIFACT_DIR}/{manifests.MANIFEST_FILE} "
+            "(materialize model_manifest for this version)"
+        )
+
+    def fetch(name: str) -> bytes:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{MANIFEST_ARTIFACT_DIR}/{name}", dst_path=str(dst), tracking_uri=tracking_uri
+        )
+        return Path(path).read_bytes()
+
+    body = fetch(manifests.MANIFEST_FILE)
+    signature = fetch(manifests.SIGNATURE_FILE) if manifests.SIGNATURE_FILE in listed else None
+    return body, signature
+
+
+def verify_version(
+    client: Any,
+    tracking_uri: str,
+    *,
+    version: str,
+    run_id: str,
+    tags: Mapping[str, str],
+    model_bytes: bytes,
+    verify_key: VerifyKey,
+    label: str,
+) -> str:
+    """Verify the signed manifest of registry ``version`` against ``model_bytes``; the status for /admin/status.
+
+    Raises ``SignatureRefused`` with the reason when the version must not serve.
+    """
+    if verify_key.error is not None:
+        raise SignatureRefused(verify_key.error)
+    if verify_key.key is None:
+        status = f"{UNVERIFIED_PREFIX}: no verify key configured (PLATFORM_ENV=local); set {VERIFY_KEY_ENV}"
+        logger.warning(
+            "!!! SERVING %s WITHOUT SIGNATURE VERIFICATION: no manifest verify key is configured and PLATFORM_ENV "
+            "is local; set %s (outside local development a missing key refuses every model) !!!",
+            label,
+            VERIFY_KEY_ENV,
+        )
+        return status
+    with tempfile.TemporaryDirectory(prefix="credit-risk-manifest-") as tmp:
+        body, signature = _download_manifest(client, tracking_uri, run_id, Path(tmp))
+    try:
+        document = manifests.verify_manifest(body, signature, verify_key.key, {MANIFEST_MODEL_ARTIFACT: model_bytes})
+    except manifests.ManifestVerificationError as error:
+        raise SignatureRefused(f"manifest verification failed ({type(error).__name__}): {error}") from None
+    signed_version = str(document.get("registered_version"))
+    signed_run = (document.get("lineage") or {}).get("mlflow_run_id")
+    if signed_version != str(version) or signed_run != run_id:
+        raise SignatureRefused(
+            f"mismatching manifest: it is signed for registry version {signed_version} (run {signed_run}), "
+            f"not version {version} (run {run_id})"
+        )
+    tagged = tags.get(MANIFEST_SHA_TAG)
+    if tagged and tagged != hashlib.sha256(body).hexdigest():
+        raise SignatureRefused(
+            f"mismatching manifest: the {MANIFEST_SHA_TAG} tag is {tagged}, the logged manifest.json has "
+            f"{hashlib.sha256(body).hexdigest()} (a newer manifest was tagged but not logged, or it was replaced)"
+        )
+    return f"verified (Ed25519, key {document['signing']['key_id']}, manifest of {document['version']})"

@@ -1,0 +1,85 @@
+"""The live bias window and the service's choice of manifest verify key, without a server."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from platform_assets.governance import signing
+from platform_assets.serving.bias import BiasWindow, group_labels
+from platform_assets.serving.signature import PLATFORM_VERIFY_KEY_ENV, VERIFY_KEY_ENV, VerifyKey
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_group_labels_follow_the_fairness_report() -> None:
+    assert group_labels("sex", [1, 2, None], (25, 35, 45, 60)) == ["male", "female", None]
+    assert group_labels("age", [24, 25, 60, None], (25, 35, 45, 60)) == ["<25", "25-34", "60+", None]
+    assert group_labels("education", [2, 9], (25,)) == ["university", "code 9"]
+
+
+def test_selection_rates_and_disparate_impact_over_the_window() -> None:
+    window = BiasWindow(max_predictions=100, max_age_seconds=60, min_group_size=2, clock=Clock())
+    # men: 3 of 4 approved; women: 1 of 4 approved; the last row carries no attribute and is ignored.
+    sex = [1, 1, 1, 1, 2, 2, 2, 2, None]
+    decisions = ["approve"] * 3 + ["decline"] + ["approve"] + ["decline"] * 3 + ["decline"]
+    assert window.observe({"sex": sex, "age": [None] * 9}, decisions)
+    rates = window.rates()["sex"]
+    assert rates["male"].selection_rate == pytest.approx(0.25) and rates["female"].selection_rate == pytest.approx(0.75)
+    assert rates["male"].predictions == 4 and len(window) == 8
+    assert window.disparate_impact()["sex"] == pytest.approx(0.25 / 0.75)
+    assert "age_band" not in window.rates()
+    assert not window.observe({"sex": [None]}, ["approve"])
+
+
+def test_window_evicts_by_count_and_by_age() -> None:
+    clock = Clock()
+    window = BiasWindow(max_predictions=4, max_age_seconds=60, min_group_size=1, clock=clock)
+    window.observe({"sex": [1, 1, 2, 2]}, ["decline", "decline", "approve", "approve"])
+    window.observe({"sex": [1, 2]}, ["approve", "approve"])  # pushes out the two declined men
+    assert window.rates()["sex"]["male"].predictions == 1
+    assert window.disparate_impact()["sex"] == pytest.approx(1.0)
+    clock.now += 61
+    assert len(window) == 0 and window.rates()["sex"]["male"].predictions == 0
+    assert math.isnan(window.disparate_impact()["sex"])
+
+
+def test_small_groups_are_not_measured_and_never_divide_by_zero() -> None:
+    window = BiasWindow(max_predictions=100, min_group_size=3, clock=Clock())
+    window.observe({"sex": [1, 1, 1, 2]}, ["approve", "approve", "approve", "decline"])
+    assert not window.rates()["sex"]["female"].measured
+    assert math.isnan(window.disparate_impact()["sex"])  # one measurable group
+    everyone_declined = BiasWindow(min_group_size=1, clock=Clock())
+    everyone_declined.observe({"sex": [1, 2]}, ["decline", "decline"])
+    assert math.isnan(everyone_declined.disparate_impact()["sex"])
+    snapshot = everyone_declined.snapshot()
+    assert snapshot["attributes"]["sex"]["disparate_impact_ratio"] is None
+    with pytest.raises(ValueError, match="at least 1"):
+        BiasWindow(max_predictions=0)
+
+
+def test_verify_key_from_env(tmp_path: Path) -> None:
+    _, public = signing.write_key_pair(tmp_path / "keys")
+    configured = VerifyKey.from_env({VERIFY_KEY_ENV: str(public), "PLATFORM_ENV": "prod"})
+    assert configured.key is not None and configured.error is None and configured.key_id.startswith("ed25519:")
+    fallback = VerifyKey.from_env({PLATFORM_VERIFY_KEY_ENV: str(public), "PLATFORM_ENV": "prod"})
+    assert fallback.key_id == configured.key_id
+    missing = VerifyKey.from_env({VERIFY_KEY_ENV: str(tmp_path / "nope.pem")})
+    assert missing.key is None and "does not exist" in (missing.error or "")
+    prod_without = VerifyKey.from_env({"PLATFORM_ENV": "prod", "PLATFORM_HOME": str(tmp_path / "empty")})
+    assert prod_without.key is None and "no manifest verify key configured" in (prod_without.error or "")
+    local_without = VerifyKey.from_env({"PLATFORM_ENV": "local", "PLATFORM_HOME": str(tmp_path / "empty")})
+    assert local_without.key is None and local_without.error is None  # served unverified, with a warning
+    local_demo = VerifyKey.from_env({"PLATFORM_ENV": "local", "PLATFORM_HOME": str(tmp_path)})
+    assert local_demo.key_id == configured.key_id and "demo" in local_demo.source
+    not_a_key = tmp_path / "bad.pem"
+    not_a_key.write_text("hello")
+    assert "not a PEM public key" in (VerifyKey.from_env({VERIFY_KEY_ENV: str(not_a_key)}).error or "")

@@ -1,0 +1,182 @@
+"""Fast tests of the serving package without a server: routing, keys, payload validation, the log."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from platform_assets.ml import schema
+from platform_assets.serving import auth, inference_log, payloads, routing
+from platform_assets.serving.payloads import RequestError
+
+RAW_ROW = {
+    "ID": 7,
+    "LIMIT_BAL": 50_000,
+    "AGE": 31,
+    **{c: 0 for c in schema.PAY_COLUMNS},
+    **{c: 1000 for c in schema.BILL_COLUMNS},
+    **{c: 500 for c in schema.PAY_AMT_COLUMNS},
+}
+
+
+def body(rows: object) -> bytes:
+    return json.dumps({"applications": rows}).encode()
+
+
+def test_routing_is_sticky_and_proportional() -> None:
+    ids = list(range(1, 20_001))
+    first = routing.to_challenger(ids, 10.0)
+    assert first == routing.to_challenger(ids, 10.0)
+    assert 0.09 <= sum(first) / len(ids) <= 0.11
+    # Raising the weight only adds IDs to the challenger.
+    wider = routing.to_challenger(ids, 50.0)
+    assert all(w for f, w in zip(first, wider, strict=True) if f)
+    assert not any(routing.to_challenger(ids[:100], 0.0)) and all(routing.to_challenger(ids[:100], 100.0))
+
+
+def test_keys_are_stored_hashed_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    key, record = auth.create_key(path, ["predict"])
+    assert key not in path.read_text() and record.sha256 in path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+    store = auth.KeyStore(path)
+    found = store.authenticate(key)
+    assert found is not None and found.allows("predict") and not found.allows("feedback")
+    assert store.authenticate(key + "x") is None
+    assert auth.bearer_token("Bearer abc") == "abc" and auth.bearer_token("Basic abc") is None
+
+
+def test_inline_keys_and_bad_key_documents() -> None:
+    digest = auth.hash_key("secret")
+    store = auth.KeyStore(inline=json.dumps([{"sha256": digest, "role": "admin"}]))
+    record = store.authenticate("secret")
+    assert record is not None and record.allows("feedback")
+    with pytest.raises(auth.KeyFileError, match="roles"):
+        auth.parse_keys(json.dumps({"keys": [{"sha256": digest, "roles": ["root"]}]}), "test")
+    with pytest.raises(auth.KeyFileError, match="sha256"):
+        auth.parse_keys(json.dumps({"keys": [{"sha256": "abc", "roles": ["admin"]}]}), "test")
+
+
+def test_keys_cli_prints_the_key_once(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "platform_assets.serving.keys", "create", "--role", "feedback", "--file", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = done.stdout.strip()
+    assert key.startswith(auth.KEY_PREFIX) and key not in path.read_text()
+    record = auth.KeyStore(path).authenticate(key)
+    assert record is not None and record.roles == ("feedback",)
+
+
+def test_parse_predict_accepts_valid_rows_and_fills_protected_placeholders() -> None:
+    apps = payloads.parse_predict(body([RAW_ROW, {**RAW_ROW, "ID": 8, "SEX": 2, "LIMIT_BAL": 1e5}]), 10)
+    assert apps.ids == [7, 8]
+    assert apps.columns["LIMIT_BAL"].tolist() == [50_000, 100_000]
+    assert apps.sent["SEX"].tolist() == [False, True] and apps.columns["SEX"].tolist() == [1, 2]
+    assert apps.sent["AGE"].tolist() == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("document", "status", "field", "row"),
+    [
+        (b"{not json", 400, None, None),
+        (b"", 400, None, None),
+        (body([]), 422, "applications", None),
+        (body([RAW_ROW] * 11), 413, "applications", None),
+        (json.dumps({"rows": []}).encode(), 422, "rows", None),
+        (body("nope"), 422, "applications", None),
+        (body([RAW_ROW, {k: v for k, v in RAW_ROW.items() if k != "PAY_3"}]), 422, "PAY_3", 1),
+        (body([RAW_ROW, {**RAW_ROW, "LIMIT_BAL": "lots"}]), 422, "LIMIT_BAL", 1),
+        (body([{**RAW_ROW, "BILL_AMT2": 1.5}]), 422, "BILL_AMT2", 0),
+        (body([RAW_ROW, RAW_ROW, {**RAW_ROW, "PAY_0": True}]), 422, "PAY_0", 2),
+        (body([{**RAW_ROW, "SEX": "F"}]), 422, "SEX", 0),
+        (body([{**RAW_ROW, "ID": -1}]), 422, "ID", 0),
+        (body([{**RAW_ROW, "ID": 2**70}]), 422, "ID", 0),
+        (json.dumps({"applications": [RAW_ROW], "model_version": 3}).encode(), 422, "model_version", None),
+    ],
+)
+def test_parse_predict_rejects_bad_input(document: bytes, status: int, field: str | None, row: int | None) -> None:
+    with pytest.raises(RequestError) as caught:
+        payloads.parse_predict(document, 10)
+    assert (caught.value.status, caught.value.field, caught.value.row) == (status, field, row)
+    if row is not None:
+        assert f"row {row}" in caught.value.message and field in caught.value.message
+
+
+def test_parse_predict_rejects_nan_and_infinity() -> None:
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        document = body([RAW_ROW]).replace(b'"LIMIT_BAL": 50000', b'"LIMIT_BAL": ' + literal)
+        with pytest.raises(RequestError, match="row 0: field 'LIMIT_BAL'") as caught:
+            payloads.parse_predict(document, 10)
+        assert caught.value.status == 422
+    assert math.isnan(json.loads(b"NaN"))
+
+
+def test_parse_feedback() -> None:
+    outcomes = [{"prediction_id": "abc", "defaulted": 1}, {"application_id": 5, "defaulted": 0}]
+    items = payloads.parse_feedback(json.dumps({"outcomes": outcomes}).encode(), 10)
+    assert items[1] == {"prediction_id": None, "application_id": 5, "defaulted": 0}
+    for bad, field in [
+        ([{"defaulted": 1}], "prediction_id"),
+        ([{"prediction_id": "a", "defaulted": 2}], "defaulted"),
+        ([{"prediction_id": "a"}], "defaulted"),
+        ([{"application_id": "x", "defaulted": 1}], "application_id"),
+        ([{"prediction_id": "a", "defaulted": 1, "extra": 1}], "extra"),
+    ]:
+        with pytest.raises(RequestError) as caught:
+            payloads.parse_feedback(json.dumps(bad).encode(), 10)
+        assert caught.value.status == 422 and caught.value.field == field and caught.value.row == 0
+
+
+def test_inference_log_round_trip(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = inference_log.InferenceLog(url, batch_size=2)
+    now = inference_log.utcnow()
+    records = [
+        {
+            "prediction_id": f"p{i}",
+            "created_at": now,
+            "model_version": "v1" if i < 3 else "v2",
+            "role": "champion" if i < 3 else "challenger",
+            "application_id": 100 + i,
+            "probability": 0.1 * i,
+            "threshold": 0.25,
+            "decision": "decline" if 0.1 * i >= 0.25 else "approve",
+            "sex": 2 if i == 0 else None,
+            "education": None,
+            "marriage": None,
+            "age": 30,
+        }
+        for i in range(5)
+    ]
+    log.log_predictions(records[:3])
+    log.log_predictions(records[3:])
+    results = log.record_feedback(
+        [
+            {"prediction_id": "p1", "application_id": None, "defaulted": 1},
+            {"prediction_id": None, "application_id": 104, "defaulted": 0},
+            {"prediction_id": "missing", "application_id": None, "defaulted": 1},
+            {"prediction_id": None, "application_id": 999, "defaulted": 0},
+        ]
+    )
+    assert [r.known for r in results] == [True, True, False, False]
+    assert results[1].prediction_id == "p4"
+    log.close()
+
+    frame = inference_log.read_predictions(url, start=now - timedelta(minutes=1), end=now + timedelta(minutes=1))
+    assert len(frame) == 5 and frame.set_index("prediction_id")["defaulted"].to_dict()["p1"] == 1
+    labelled = inference_log.read_predictions(url, labelled_only=True, model_versions=["v2"])
+    assert labelled["prediction_id"].tolist() == ["p4"]
+    assert len(inference_log.read_feedback(url)) == 4
+    summary = inference_log.summary_by_version(url).set_index("model_version")
+    assert summary.loc["v1", "predictions"] == 3 and summary.loc["v2", "labelled"] == 1
+    assert inference_log.read_predictions(url, start=now + timedelta(days=1)).empty
