@@ -3,8 +3,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 export PLATFORM_HOME ?= $(CURDIR)/.platform_home
+export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster
+ROLE ?= predict
+# A retrain started by the sensors rolls the new model out as a canary (10 % -> 50 % -> promote).
+export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
-.PHONY: demo test install lint materialize ui clean
+.PHONY: demo test install lint materialize ui loop-demo service-status service-stop api-key signing-keys \
+        bench-uci bench-serving clean
 
 $(BIN)/activate: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,15 +20,16 @@ $(BIN)/activate: pyproject.toml constraints.txt
 
 install: $(BIN)/activate
 
-## make demo: install, materialize the whole graph on the synthetic default, then serve the UI.
+## make demo: install; ingest the latest 7 days (synthetic), train, gate, build and serve the model on
+## 127.0.0.1:3001; then the Dagster UI (webserver + daemon) on 127.0.0.1:3000 until Ctrl-C.
 demo: install materialize ui
 
 materialize: install
 	$(BIN)/python -m platform_assets.demo
 
 ui: install
-	@echo "Dagster UI: http://127.0.0.1:3000  (Ctrl-C to stop)"
-	DAGSTER_HOME=$(PLATFORM_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	@echo "Dagster UI: http://127.0.0.1:3000  (Ctrl-C stops the UI; 'make service-stop' stops the model service)"
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 ## make test: install if needed, then the whole suite (slow tests included).
 test: install
@@ -33,5 +39,39 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## make loop-demo: with `make demo` running, send drifted traffic with feedback: the accuracy-drop sensor
+## retrains, the new version starts as a canary, the canary sensor steps it to promotion. Watch the UI.
+loop-demo: install
+	test -s $(PLATFORM_HOME)/serving/loop-demo.key || $(BIN)/python -m platform_assets.serving.keys create \
+	  --role predict --role feedback --file $(PLATFORM_HOME)/serving/api_keys.json --note loop-demo \
+	  > $(PLATFORM_HOME)/serving/loop-demo.key
+	$(BIN)/python -m platform_assets.replay --url http://127.0.0.1:3001 \
+	  --api-key-file $(PLATFORM_HOME)/serving/loop-demo.key --source synthetic --shift 0.7 --rows 3000 \
+	  --rate 100 --feedback-delay 5
+	$(BIN)/python -m platform_assets.replay --url http://127.0.0.1:3001 \
+	  --api-key-file $(PLATFORM_HOME)/serving/loop-demo.key --source synthetic --rows 6000 --rate 100 \
+	  --feedback-delay 5 --day 2027-02-01
+
+service-status: install
+	$(BIN)/python -m platform_assets.deploy.local status
+
+service-stop: install
+	$(BIN)/python -m platform_assets.deploy.local stop
+
+## make api-key ROLE=feedback: a new key for the local service (printed once, stored hashed).
+api-key: install
+	$(BIN)/python -m platform_assets.serving.keys create --role $(ROLE) --file $(PLATFORM_HOME)/serving/api_keys.json
+
+## make signing-keys: an Ed25519 key pair for model manifests under $(PLATFORM_HOME)/keys.
+signing-keys: install
+	$(BIN)/python -m platform_assets.governance.keys create --out-dir $(PLATFORM_HOME)/keys
+
+bench-uci: install
+	$(BIN)/python benchmarks/uci_auc.py
+
+bench-serving: install
+	$(BIN)/python benchmarks/serving/run_benchmark.py
+
 clean:
+	-$(BIN)/python -m platform_assets.deploy.local stop
 	rm -rf $(PLATFORM_HOME)

@@ -91,7 +91,37 @@ def main(argv: list[str] | None = None) -> int:
         f"({report['partitions']} partitions):\n"
     )
     print(metrics_table(report["metrics"]))
+    if not args.no_deploy:
+        print_service_help()
     return 0
+
+
+def print_service_help() -> None:
+    """Where the service runs and a key to call it with (created once, stored hashed)."""
+    from platform_assets.definitions import defs
+    from platform_assets.serving.auth import create_key
+
+    deployer = defs().resources["deployer"]
+    state = deployer.local_manager().current()
+    if state is None:
+        print("the credit-risk service is not running: see the credit_risk_deployment run")
+        return
+    key_file = settings.platform_home() / "serving" / "demo.key"
+    if not key_file.exists():
+        key, _ = create_key(deployer.api_keys_file(), ["predict", "feedback"], note="make demo")
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+    key = key_file.read_text().strip()
+    print(f"\ncredit-risk service: {state.url}  (docs: {state.url}/docs, metrics: {state.url}/metrics)")
+    print(f"demo API key (predict, feedback), also in {key_file}:\n  {key}")
+    print(
+        f"try:\n  curl -s -X POST {state.url}/predict -H 'Authorization: Bearer {key}' "
+        "-H 'Content-Type: application/json' -d @- <<'JSON'\n"
+        '{"applications": [{"ID": 1, "LIMIT_BAL": 20000, "AGE": 24, "PAY_0": 2, "PAY_2": 2, "PAY_3": -1, '
+        '"PAY_4": -1, "PAY_5": -2, "PAY_6": -2, "BILL_AMT1": 3913, "BILL_AMT2": 3102, "BILL_AMT3": 689, '
+        '"BILL_AMT4": 0, "BILL_AMT5": 0, "BILL_AMT6": 0, "PAY_AMT1": 0, "PAY_AMT2": 689, "PAY_AMT3": 0, '
+        '"PAY_AMT4": 0, "PAY_AMT5": 0, "PAY_AMT6": 0}]}\nJSON'
+    )
 
 
 if __name__ == "__main__":

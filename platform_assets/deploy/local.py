@@ -178,3 +178,29 @@ class LocalServiceManager:
         if not path.exists():
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m platform_assets.deploy.local status|stop``: the service ``credit_risk_deployment`` started."""
+    import argparse
+
+    from platform_assets import settings
+
+    parser = argparse.ArgumentParser(prog="python -m platform_assets.deploy.local", description=main.__doc__)
+    parser.add_argument("command", choices=["status", "stop"])
+    args = parser.parse_args(argv)
+    manager = LocalServiceManager(settings.platform_home() / "serving")
+    state = manager.current()
+    if state is None:
+        print("no managed credit-risk service is running")
+        return 0 if args.command == "stop" else 1
+    if args.command == "stop":
+        manager.stop(state)
+        print(f"stopped {state.bento} (pid {state.pid})")
+    else:
+        print(json.dumps(asdict(state), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,6 +11,9 @@ from typing import Any
 import dagster as dg
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
+from platform_assets.deploy.rollout import RolloutPlan
+from platform_assets.serving.registry import WEIGHT_TAG as CHALLENGER_WEIGHT_TAG
+
 
 def prepare_tracking_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
     """Create the SQLite folder and the experiment (with its artifact root) before anyone uses them.
@@ -44,9 +47,13 @@ def prepare_tracking_store(tracking_uri: str, experiment_name: str, artifact_loc
     description="dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its dagster_run_id.",
 )
 def mlflow_tracking(context: dg.InitResourceContext) -> MlFlow:
+    import mlflow
+
     config = context.resource_config
     if config.get("mlflow_tracking_uri"):
         prepare_tracking_store(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
+        # The registry lives in the tracking store: never in whatever registry URI the process set before.
+        mlflow.set_registry_uri(config["mlflow_tracking_uri"])
     return MlFlow(context)
 
 
@@ -86,7 +93,46 @@ class ModelRegistry(dg.ConfigurableResource):  # type: ignore[misc]
     def client(self) -> Any:
         import mlflow
 
-        return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def aliases(self) -> dict[str, str]:
+        """``{"champion": "v3", ...}`` for the registered model; empty when it has no aliases (or no versions)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client().get_registered_model(self.model_name)
+        except MlflowException:
+            return {}
+        return {alias: f"v{version}" for alias, version in model.aliases.items()}
+
+    def challenger_weight(self) -> float:
+        """The challenger's traffic share in percent (0 when unset)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client().get_registered_model(self.model_name).tags
+        except MlflowException:
+            return 0.0
+        return float(tags.get(CHALLENGER_WEIGHT_TAG, 0.0))
+
+    def apply(self, plan: RolloutPlan) -> None:
+        """Move the aliases and weight to ``plan``: challenger weight first to 0 so no request is routed
+        to a version that is about to stop being the challenger."""
+        self.restore(
+            {"champion": plan.champion, **({"challenger": plan.challenger} if plan.challenger else {})},
+            plan.challenger_weight,
+        )
+
+    def restore(self, aliases: dict[str, str], weight: float) -> None:
+        """Set exactly ``aliases`` (champion/challenger) and the challenger ``weight``."""
+        client = self.client()
+        client.set_registered_model_tag(self.model_name, CHALLENGER_WEIGHT_TAG, "0.0")
+        for alias in ("champion", "challenger"):
+            if alias in aliases:
+                client.set_registered_model_alias(self.model_name, alias, aliases[alias].removeprefix("v"))
+            elif alias in self.aliases():
+                client.delete_registered_model_alias(self.model_name, alias)
+        client.set_registered_model_tag(self.model_name, CHALLENGER_WEIGHT_TAG, repr(float(weight)))
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric

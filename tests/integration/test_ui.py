@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,10 +12,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from net_support import free_port
 
 from platform_assets.demo import run_pipeline
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+#: What ``run_pipeline`` without deployment materializes: ingest, features, training and governance.
+PIPELINE_ASSETS = {
+    "raw_credit_applications",
+    "credit_history_tensors",
+    "default_risk_model",
+    "baseline_models",
+    "model_evaluation",
+    "fairness_report",
+    "data_drift_report",
+    "model_performance_report",
+    "model_manifest",
+    "model_card",
+}
 
 REPO = Path(__file__).resolve().parents[2]
 QUERY = """
@@ -25,15 +39,12 @@ QUERY = """
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def dagster_dev(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("PLATFORM_ROWS_PER_DAY", "400")
+    # A 2-epoch model on 800 rows: this test is about the UI, not about passing the quality gate.
+    monkeypatch.setenv("PLATFORM_AUC_FLOOR", "0.5")
+    monkeypatch.setenv("PLATFORM_BASELINE_MARGIN", "0.5")
     run_pipeline(["2026-10-10", "2026-10-11"], {"ops": {"default_risk_model": {"config": {"epochs": 2}}}})
     port = free_port()
     process = subprocess.Popen(
@@ -84,16 +95,14 @@ def test_ui_lists_every_asset_materialized_with_lineage(dagster_dev: str) -> Non
             break
         time.sleep(2)
     assets = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-    assert set(assets) >= {
-        "raw_credit_applications",
-        "credit_history_tensors",
-        "default_risk_model",
-        "baseline_models",
-        "model_evaluation",
-    }
-    for name, node in assets.items():
-        assert node["assetMaterializations"], f"{name} is not materialized"
+    assert set(assets) >= PIPELINE_ASSETS | {"credit_risk_bento", "credit_risk_deployment"}
+    for name in PIPELINE_ASSETS:
+        assert assets[name]["assetMaterializations"], f"{name} is not materialized"
     deps = {name: {"/".join(d["path"]) for d in node["dependencyKeys"]} for name, node in assets.items()}
     assert deps["credit_history_tensors"] == {"raw_credit_applications"}
     assert deps["default_risk_model"] == {"credit_history_tensors"}
     assert deps["model_evaluation"] == {"default_risk_model", "baseline_models"}
+    assert "default_risk_model" in deps["fairness_report"]
+    # The Bento is built only behind the evaluation gate and the signed manifest.
+    assert deps["credit_risk_bento"] == {"model_evaluation", "model_manifest"}
+    assert deps["credit_risk_deployment"] == {"credit_risk_bento"}

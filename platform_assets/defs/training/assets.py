@@ -21,6 +21,7 @@ from platform_assets.resources.lake import LakeStorage, content_hash
 from platform_assets.resources.mlflow import ModelRegistry, tracking_run
 from platform_assets.resources.training_data import TrainingData
 from platform_assets.retries import fail_fast, io_retry_policy
+from platform_assets.serving.registry import register_keras_model
 from platform_assets.settings import MODEL_NAME, OWNER
 
 BASELINES = "baseline_models"
@@ -109,36 +110,23 @@ def default_risk_model(
             validation.labels, predict_cnn(trained.model, validation.keras_inputs()), trained.threshold
         )
         mlflow.log_metrics({f"val_{k}": v for k, v in val_metrics.items()})
-        example = {k: v[:5] for k, v in splits["train"].keras_inputs().items()}
-        logged = mlflow.tensorflow.log_model(
+        registered = register_keras_model(
             trained.model,
-            name="model",
-            registered_model_name=MODEL_NAME,
-            signature=mlflow.models.infer_signature(example, predict_cnn(trained.model, example)),
+            threshold=trained.threshold,
+            example_inputs={k: v[:5] for k, v in splits["train"].keras_inputs().items()},
+            model_name=MODEL_NAME,
+            dagster_run_id=context.run_id,
         )
-    version = f"v{logged.registered_model_version}"
+    version = registered.label
     # The lake keeps the very bytes MLflow stored, so one sha256 names the artifact everywhere.
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=tmp))
-        model_bytes = (local / "data" / "model.keras").read_bytes()
     model_key = f"{lake_keys.model_dir(MODEL_NAME, version)}/model.keras"
-    model_sha = lake.write_bytes(model_key, model_bytes)
-    registry_tags = {
-        "threshold": repr(trained.threshold),
-        "feature_spec_version": features.FEATURE_SPEC_VERSION,
-        "model_keras_sha256": model_sha,
-        "lake_version": version,
-        "dagster_run_id": context.run_id,
-    }
-    client = mlflow.MlflowClient()
-    for key, value in registry_tags.items():
-        client.set_model_version_tag(MODEL_NAME, str(logged.registered_model_version), key, value)
+    model_sha = lake.write_bytes(model_key, registered.model_bytes)
     info = {
         "model": MODEL_NAME,
         "version": version,
-        "registered_version": str(logged.registered_model_version),
+        "registered_version": registered.version,
         "mlflow_run_id": run_id,
-        "mlflow_model_uri": logged.model_uri,
+        "mlflow_model_uri": registered.model_uri,
         "dagster_run_id": context.run_id,
         "trained_at": datetime.now(UTC).isoformat(),
         "artifacts": {"model.keras": model_sha},
@@ -158,7 +146,7 @@ def default_risk_model(
         metadata={
             "model_version": version,
             "mlflow_run_id": run_id,
-            "mlflow_model_uri": logged.model_uri,
+            "mlflow_model_uri": registered.model_uri,
             "threshold": trained.threshold,
             "best_epoch": trained.best_epoch,
             "validation_roc_auc": val_metrics["roc_auc"],

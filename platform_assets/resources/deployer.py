@@ -1,0 +1,91 @@
+"""Rolls the Bento out: a managed local ``bentoml serve`` (default) or a Kubernetes rollout."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+import httpx
+from pydantic import Field
+
+from platform_assets import settings
+from platform_assets.deploy.local import DeploymentFailed, LocalServiceManager, ServiceState
+from platform_assets.deploy.rollout import RolloutPlan, Strategy
+
+
+class ServiceDeployer(dg.ConfigurableResource):  # type: ignore[misc]
+    """Where and how the credit-risk service runs. Ports are TCP ports; timeouts are seconds."""
+
+    target: Literal["local", "kubernetes"] = Field(default="local", description="local process or Kubernetes.")
+    host: str = Field(default="127.0.0.1", description="Interface the local service listens on.")
+    port: int = Field(default=3001, description="Port of the local service.")
+    strategy: Strategy = Field(default="replace", description="replace the champion, or start a canary.")
+    first_canary_weight: float = Field(default=10.0, description="Challenger traffic share when a canary starts.")
+    ready_timeout_seconds: float = Field(default=180.0, description="How long a new service may take to be ready.")
+    refresh_seconds: float = Field(default=2.0, description="How often the service polls the registry.")
+    k8s_overlay: str = Field(default="k8s/overlays/staging", description="Kustomize overlay for the kubernetes target.")
+    k8s_namespace: str = Field(default="credit-risk", description="Namespace of the Rollout.")
+    image_repository: str = Field(default="credit-risk-service", description="Image the Bento is containerized as.")
+
+    def state_dir(self) -> Path:
+        return settings.platform_home() / "serving"
+
+    def api_keys_file(self) -> Path:
+        return self.state_dir() / "api_keys.json"
+
+    def local_manager(self) -> LocalServiceManager:
+        return LocalServiceManager(self.state_dir(), host=self.host, port=self.port)
+
+    def admin_key(self) -> str:
+        """The deployer's own admin key (created once, file mode 0600); only its hash is in the key file."""
+        from platform_assets.serving.auth import create_key
+
+        secret = self.state_dir() / "deployer.key"
+        if not secret.exists():
+            self.state_dir().mkdir(parents=True, exist_ok=True)
+            key, _ = create_key(self.api_keys_file(), ["admin"], note="credit_risk_deployment")
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key)
+        return secret.read_text().strip()
+
+    def service_env(self, bentoml_home: Path) -> dict[str, str]:
+        self.admin_key()  # the key file must exist before the service reads it
+        return {
+            "PLATFORM_HOME": str(settings.platform_home()),
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri(),
+            "BENTOML_HOME": str(bentoml_home),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "CREDIT_RISK_API_KEYS_FILE": str(self.api_keys_file()),
+            "CREDIT_RISK_REFRESH_SECONDS": str(self.refresh_seconds),
+        }
+
+    def deploy_local(self, bento: str, code_version: str, bentoml_home: Path) -> tuple[ServiceState, bool]:
+        """Serve ``bento``; a running service with the same code is kept (model changes need no restart)."""
+        manager = self.local_manager()
+        current = manager.current()
+        if current is not None and current.bento.rsplit("-", 1)[-1] == code_version:
+            return current, False
+        return manager.deploy(bento, self.service_env(bentoml_home), self.ready_timeout_seconds)
+
+    def wait_for_models(self, state: ServiceState, plan: RolloutPlan) -> dict[str, Any]:
+        """Poll ``/admin/status`` until the service serves what ``plan`` says; return that status."""
+        headers = {"Authorization": f"Bearer {self.admin_key()}"}
+        deadline = time.monotonic() + self.ready_timeout_seconds
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.post(f"{state.url}/admin/status", json={"refresh": True}, headers=headers, timeout=30)
+                status = response.json() if response.status_code == 200 else {"http_status": response.status_code}
+            except httpx.TransportError as error:
+                status = {"error": str(error)}
+            if status.get("champion") == plan.champion and status.get("challenger") == plan.challenger:
+                return status
+            time.sleep(1)
+        raise DeploymentFailed(
+            f"service at {state.url} did not switch to champion={plan.champion} challenger={plan.challenger} "
+            f"within {self.ready_timeout_seconds:.0f} s; last status: {status}"
+        )
