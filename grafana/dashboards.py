@@ -323,6 +323,46 @@ def model_info_panel() -> JSON:
     }
 
 
+# --- Fairness (live) ------------------------------------------------------------------------------------
+
+
+def live_disparate_impact_panel() -> JSON:
+    expr = f"min by (attribute) ({obs.LIVE_DISPARATE_IMPACT_RATIO}{{{JOB}}})"
+    return _timeseries(
+        "Live disparate impact ratio",
+        "Lowest group approval rate / highest, per protected attribute, over the service's sliding window of "
+        "recent predictions that carried the attribute (CREDIT_RISK_BIAS_WINDOW). Below the line the four-fifths "
+        "rule fails (alert CreditRiskLiveDisparateImpactLow). Gaps: fewer than two groups large enough to measure.",
+        [_target(expr, "{{attribute}}", "A")],
+        unit="percentunit",
+        max_value=1,
+        thresholds=_thresholds((None, "red"), (obs.DISPARATE_IMPACT_BOUND, "green")),
+    )
+
+
+def live_selection_rate_panel() -> JSON:
+    expr = f"max by (attribute, group) ({obs.LIVE_SELECTION_RATE}{{{JOB}}})"
+    return _timeseries(
+        "Live selection (decline) rate by protected group",
+        "Share of each group's applications declined over the live bias window (the fairness report's "
+        "selection rate); compare with the model card's test-split figures.",
+        [_target(expr, "{{attribute}}={{group}}", "A")],
+        unit="percentunit",
+        max_value=1,
+    )
+
+
+def live_group_predictions_panel() -> JSON:
+    expr = f"sum by (attribute, group) ({obs.LIVE_GROUP_PREDICTIONS}{{{JOB}}})"
+    return _timeseries(
+        "Live bias window: predictions per group",
+        "Predictions of each protected group in the live bias window (summed over pods). Groups under "
+        "CREDIT_RISK_BIAS_MIN_GROUP (default 30) are left out of the disparate impact ratio.",
+        [_target(expr, "{{attribute}}={{group}}", "A")],
+        unit="none",
+    )
+
+
 # --- Layout --------------------------------------------------------------------------------------------
 
 #: (row title, [(panel function, width, height), ...]); panels fill each row left to right.
@@ -348,6 +388,14 @@ LAYOUT: list[tuple[str, list[tuple[Callable[[], JSON], int, int]]]] = [
             (score_distribution_panel, 12, 9),
             (score_by_version_panel, 12, 9),
             (feedback_rate_panel, 24, 7),
+        ],
+    ),
+    (
+        "Fairness (live)",
+        [
+            (live_disparate_impact_panel, 8, 8),
+            (live_selection_rate_panel, 8, 8),
+            (live_group_predictions_panel, 8, 8),
         ],
     ),
 ]

@@ -23,6 +23,16 @@ FEEDBACK_TOTAL: Final = f"{NAMESPACE}_feedback_total"
 TRAFFIC_WEIGHT: Final = f"{NAMESPACE}_traffic_weight"
 #: Gauge (info-style, value 1), labels: role, model_version.
 MODEL_INFO: Final = f"{NAMESPACE}_model_info"
+#: Gauge 0..1, labels: attribute (sex|age_band|marriage|education), group. Declined share of the group
+#: over the live bias window (platform_assets/serving/bias.py), as the fairness report's selection rate.
+LIVE_SELECTION_RATE: Final = f"{NAMESPACE}_live_selection_rate"
+#: Gauge, labels: attribute, group. Predictions of the group in the live bias window.
+LIVE_GROUP_PREDICTIONS: Final = f"{NAMESPACE}_live_group_predictions"
+#: Gauge 0..1 (NaN when fewer than two groups are measurable), labels: attribute. Lowest group approval
+#: rate / highest over the live bias window: the four-fifths rule wants >= 0.8.
+LIVE_DISPARATE_IMPACT_RATIO: Final = f"{NAMESPACE}_live_disparate_impact_ratio"
+#: The four-fifths rule bound the live-bias alert and dashboard use.
+DISPARATE_IMPACT_BOUND: Final = 0.8
 
 #: Latency buckets in seconds, fine enough for a millisecond service.
 LATENCY_BUCKETS: Final = (
@@ -54,4 +64,7 @@ EXPORTED: Final = (
     FEEDBACK_TOTAL,
     TRAFFIC_WEIGHT,
     MODEL_INFO,
+    LIVE_SELECTION_RATE,
+    LIVE_GROUP_PREDICTIONS,
+    LIVE_DISPARATE_IMPACT_RATIO,
 )

@@ -56,6 +56,12 @@ class FakeService:
         self.weight.labels(role="champion").set(0.8)
         self.info.labels(role="champion", model_version=CHAMPION).set(1)
         self.info.labels(role="challenger", model_version=CHALLENGER).set(1)
+        selection = Gauge(obs.LIVE_SELECTION_RATE, "selection", ["attribute", "group"], registry=r)
+        group_predictions = Gauge(obs.LIVE_GROUP_PREDICTIONS, "window", ["attribute", "group"], registry=r)
+        for group, rate in (("male", 0.22), ("female", 0.2)):
+            selection.labels(attribute="sex", group=group).set(rate)
+            group_predictions.labels(attribute="sex", group=group).set(500)
+        Gauge(obs.LIVE_DISPARATE_IMPACT_RATIO, "ratio", ["attribute"], registry=r).labels(attribute="sex").set(0.975)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._traffic, name="fake-credit-risk-traffic", daemon=True)
         self._counter = itertools.count()

@@ -31,6 +31,7 @@ from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.signer import ModelSigner
 from platform_assets.resources.training_data import TrainingData
 from platform_assets.retries import io_retry_policy
+from platform_assets.serving.signature import MANIFEST_SHA_TAG
 from platform_assets.settings import MODEL_NAME, OWNER
 
 GROUP = "governance"
@@ -346,9 +347,16 @@ def model_manifest(
     manifest_key = model_key(version, manifests.MANIFEST_FILE)
     lake.write_bytes(manifest_key, body)
     lake.write_bytes(model_key(version, manifests.SIGNATURE_FILE), signature)
+    # The service downloads both from the model version's run (governance/) and verifies them before it
+    # serves the version; the tag changes the version's tags, so a service that refused the version while
+    # it had no manifest yet retries it.
     _log_to_mlflow(
         model_registry, info["mlflow_run_id"], {manifests.MANIFEST_FILE: body, manifests.SIGNATURE_FILE: signature}
     )
+    if info.get("registered_version"):
+        model_registry.client().set_model_version_tag(
+            MODEL_NAME, str(info["registered_version"]), MANIFEST_SHA_TAG, content_hash(body)
+        )
     status = f"signed with {signing.key_id(key)} ({model_signer.key_source()})"
     return dg.MaterializeResult(
         data_version=dg.DataVersion(content_hash(body)),
