@@ -5,10 +5,12 @@ import os
 import dagster as dg
 
 from platform_assets import settings
+from platform_assets.resources.deployer import ServiceDeployer
 from platform_assets.resources.gates import ModelGates
 from platform_assets.resources.governance_gates import FairnessGates
 from platform_assets.resources.lake import lake_from_uri
 from platform_assets.resources.mlflow import ModelRegistry, mlflow_tracking
+from platform_assets.resources.monitoring import LiveMonitoring
 from platform_assets.resources.signer import signer_from_env
 from platform_assets.resources.source import CreditHistorySource
 from platform_assets.resources.spark import CreditSparkResource, spark_config
@@ -48,10 +50,19 @@ def resources() -> dg.Definitions:
                 baseline_margin=float(os.environ.get("PLATFORM_BASELINE_MARGIN", "0.02")),
                 max_quarantine_share=float(os.environ.get("PLATFORM_MAX_QUARANTINE_SHARE", "0.05")),
             ),
+            "deployer": ServiceDeployer(
+                target=os.environ.get("PLATFORM_DEPLOY_TARGET", "local"),
+                port=int(os.environ.get("PLATFORM_SERVICE_PORT", "3001")),
+                strategy=os.environ.get("PLATFORM_ROLLOUT_STRATEGY", "replace"),
+                first_canary_weight=float(os.environ.get("PLATFORM_FIRST_CANARY_WEIGHT", "10")),
+                k8s_overlay=os.environ.get("PLATFORM_K8S_OVERLAY", "k8s/overlays/staging"),
+                k8s_namespace=os.environ.get("PLATFORM_K8S_NAMESPACE", "credit-risk"),
+            ),
             "training_data": TrainingData(
                 window_days=int(os.environ.get("PLATFORM_TRAINING_WINDOW_DAYS", "0")),
             ),
             "model_signer": signer_from_env(),
+            "live_monitoring": LiveMonitoring.from_env(),
             "fairness_gates": FairnessGates(
                 min_disparate_impact_ratio=float(os.environ.get("PLATFORM_MIN_DISPARATE_IMPACT", "0.8")),
                 max_equal_opportunity_difference=float(os.environ.get("PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF", "0.1")),

@@ -1,0 +1,373 @@
+"""The closed loop's assets: live model quality from the inference log, canary decisions, the A/B report.
+
+Thin wrappers over ``platform_assets.ml.live_metrics``; the sensors in ``sensors.py`` read the same
+sources through the helpers here, so they work without these assets being materialized.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from platform_assets import lake_keys, model_store
+from platform_assets.deploy.local import DeploymentFailed
+from platform_assets.deploy.rollout import RolloutPlan
+from platform_assets.ml import live_metrics
+from platform_assets.resources.deployer import ServiceDeployer
+from platform_assets.resources.lake import LakeStorage
+from platform_assets.resources.mlflow import ModelRegistry
+from platform_assets.resources.monitoring import LiveMonitoring
+from platform_assets.retries import fail_fast, io_retry_policy
+from platform_assets.settings import MODEL_NAME, OWNER
+
+GROUP = "monitoring"
+LIVE_PERFORMANCE_KEY = "monitoring/live_performance.json"
+CANARY_STATE_KEY = "monitoring/canary.json"
+AB_REPORT_KEY = "monitoring/ab_comparison.json"
+#: Written by credit_risk_deployment (platform_assets.defs.serving.assets.DEPLOYMENT_POINTER).
+DEPLOYMENT_RECORD_KEY = "serving/deployment.json"
+DEPLOYMENT = dg.AssetKey("credit_risk_deployment")
+
+
+# -- helpers shared with the sensors -----------------------------------------------------------------
+def read_optional(lake: LakeStorage, key: str) -> dict[str, Any] | None:
+    try:
+        return model_store.read_json(lake, key)
+    except FileNotFoundError:
+        return None
+
+
+def validation_metrics(lake: LakeStorage, version: str) -> dict[str, Any] | None:
+    """``validation_metrics`` of models/default_risk_model/<version>/info.json, or None when absent."""
+    info = read_optional(lake, f"{lake_keys.model_dir(MODEL_NAME, version)}/info.json")
+    return info.get("validation_metrics") if info else None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def step_started(
+    lake: LakeStorage, challenger: str, weight: float
+) -> tuple[datetime | None, list[int] | None, dict[str, float] | None]:
+    """When the challenger's current step began, and the service's (all, 5xx) /predict counters and
+    latency buckets then.
+
+    From the canary state this asset writes; for a canary the deployment just started, from the
+    deployment record; ``(None, None)`` when neither knows this challenger.
+    """
+    state = read_optional(lake, CANARY_STATE_KEY)
+    if state and state.get("challenger") == challenger and float(state.get("weight", -1)) == float(weight):
+        return parse_time(state.get("since")), state.get("requests_baseline"), state.get("latency_baseline")
+    record = read_optional(lake, DEPLOYMENT_RECORD_KEY)
+    if record and record.get("challenger") == challenger:
+        return parse_time(record.get("deployed_at")), None, None
+    return None, None, None
+
+
+def measure_canary(
+    live_monitoring: LiveMonitoring, lake: LakeStorage, champion: str, challenger: str, weight: float
+) -> tuple[live_metrics.CanaryDecision, dict[str, Any]]:
+    """Both versions' live quality since the step began, the service's 5xx share, and the decision.
+
+    Raises when the inference log or the service cannot be read (the sensor turns that into a skip).
+    """
+    start, baseline, latency_baseline = step_started(lake, challenger, weight)
+    frame = live_monitoring.predictions(start=start or live_monitoring.window_start())
+    quality = {
+        role: live_metrics.frame_quality(frame[frame["model_version"] == version])
+        for role, version in (("champion", champion), ("challenger", challenger))
+    }
+    counts = live_monitoring.request_counts()
+    buckets = live_monitoring.latency_buckets()
+    error_rate, requests, p99 = (None, 0, None)
+    if counts is not None:
+        error_rate, requests = live_metrics.server_error_share(counts, (baseline[0], baseline[1]) if baseline else None)
+    if buckets is not None:
+        p99 = live_metrics.latency_quantile(buckets, latency_baseline)
+    decision = live_metrics.canary_decision(
+        weight, quality["champion"], quality["challenger"], live_monitoring.canary_policy(), error_rate, requests, p99
+    )
+    context = {
+        "window_start": start.isoformat() if start else live_monitoring.window_start().isoformat(),
+        "request_counts": list(counts) if counts is not None else None,
+        "latency_buckets": buckets,
+        "quality": quality,
+    }
+    return decision, context
+
+
+def _float_metadata(prefix: str, values: dict[str, Any]) -> dict[str, float]:
+    return {f"{prefix}{k}": float(v) for k, v in values.items() if isinstance(v, int | float) and v is not None}
+
+
+# -- live_model_performance --------------------------------------------------------------------------
+class LivePerformanceConfig(dg.Config):  # type: ignore[misc]
+    window_hours: float | None = Field(default=None, description="Predictions of the last N hours; None: resource's.")
+    min_group_size: int = Field(default=30, description="Groups with fewer labelled outcomes are left out.")
+
+
+@dg.asset(
+    deps=[DEPLOYMENT],
+    group_name=GROUP,
+    kinds={"pandas"},
+    owners=[OWNER],
+    retry_policy=io_retry_policy(),
+    description=(
+        "Live quality of each served model version (and role) from the inference log joined with the outcomes "
+        "posted to /feedback: labelled count, accuracy, ROC AUC, Brier score, calibration error and per-group "
+        "metrics by protected attribute, over a window. JSON at monitoring/live_performance.json."
+    ),
+)
+def live_model_performance(
+    context: dg.AssetExecutionContext,
+    config: LivePerformanceConfig,
+    lake: LakeStorage,
+    live_monitoring: LiveMonitoring,
+) -> dg.MaterializeResult:
+    hours = config.window_hours if config.window_hours is not None else live_monitoring.window_hours
+    start = datetime.now(UTC) - timedelta(hours=hours)
+    with fail_fast(FileNotFoundError):
+        frame = live_monitoring.predictions(start=start, labelled_only=False)
+    document = live_metrics.live_performance(frame, config.min_group_size)
+    for version, metrics in document["versions"].items():
+        metrics["validation_metrics"] = validation_metrics(lake, version)
+    document.update(
+        {"window_hours": hours, "window_start": start.isoformat(), "computed_at": datetime.now(UTC).isoformat()}
+    )
+    model_store.write_json(lake, LIVE_PERFORMANCE_KEY, document)
+    table = live_metrics.versions_table(document)
+    context.log.info(f"live performance since {start:%Y-%m-%d %H:%M} UTC:\n{table}")
+    per_version: dict[str, float] = {}
+    for version, metrics in document["versions"].items():
+        per_version.update(
+            _float_metadata(f"{version}/", {k: metrics[k] for k in ("labelled", "accuracy", "roc_auc", "brier", "ece")})
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "predictions": document["predictions"],
+            "labelled": document["labelled"],
+            "window_hours": hours,
+            "versions": dg.MetadataValue.md(table),
+            "groups": dg.MetadataValue.json({v: m["groups"] for v, m in document["versions"].items()}),
+            "path": dg.MetadataValue.path(lake.uri(LIVE_PERFORMANCE_KEY)),
+            **per_version,
+        }
+    )
+
+
+# -- canary_decision -----------------------------------------------------------------------------------
+class CanaryDecisionConfig(dg.Config):  # type: ignore[misc]
+    expected_challenger: str = Field(
+        default="", description="The challenger the sensor judged; nothing changes if the registry moved on."
+    )
+    expected_weight: float = Field(default=-1.0, description="Its weight when judged (-1: do not check).")
+    force: str = Field(default="", description="Operator override: 'promote' or 'rollback' regardless of metrics.")
+
+
+def plan_for(decision: live_metrics.CanaryDecision, champion: str, challenger: str) -> RolloutPlan | None:
+    """The registry state a decision leads to (same RolloutPlan/ModelRegistry mechanics as the deployment)."""
+    if decision.action == "step":
+        return RolloutPlan(champion, challenger, decision.to_weight, "canary_started")
+    if decision.action == "promote":
+        return RolloutPlan(challenger, None, 0.0, "replaced")
+    if decision.action == "rollback":
+        return RolloutPlan(champion, None, 0.0, "unchanged")
+    return None
+
+
+def _forced(decision: live_metrics.CanaryDecision, force: str) -> live_metrics.CanaryDecision:
+    if force == "promote":
+        action: live_metrics.CanaryAction = "promote"
+    elif force == "rollback":
+        action = "rollback"
+    else:
+        raise ValueError(f"force must be 'promote', 'rollback' or empty, got {force!r}")
+    to = 100.0 if action == "promote" else 0.0
+    reasons = [f"forced by the operator ({force})", *decision.reasons]
+    return live_metrics.CanaryDecision(action, decision.from_weight, to, reasons, decision.measured)
+
+
+@dg.asset(
+    deps=[DEPLOYMENT],
+    group_name=GROUP,
+    kinds={"mlflow"},
+    owners=[OWNER],
+    retry_policy=io_retry_policy(),
+    description=(
+        "One canary step: measures champion and challenger since the step began (live quality from the inference "
+        "log, 5xx share from the service's /metrics), then steps the challenger's weight, promotes it at 100 % or "
+        "rolls it back (weight 0, alias removed, champion unchanged) with ModelRegistry, and records why."
+    ),
+)
+def canary_decision(
+    context: dg.AssetExecutionContext,
+    config: CanaryDecisionConfig,
+    lake: LakeStorage,
+    model_registry: ModelRegistry,
+    live_monitoring: LiveMonitoring,
+    deployer: ServiceDeployer,
+) -> dg.MaterializeResult:
+    aliases = model_registry.aliases()
+    weight = model_registry.challenger_weight()
+    champion, challenger = aliases.get("champion"), aliases.get("challenger")
+    stale = None
+    if champion is None or challenger is None:
+        stale = f"no canary in progress (registry aliases: {aliases or 'none'})"
+    elif config.expected_challenger and (
+        challenger != config.expected_challenger or (config.expected_weight >= 0 and weight != config.expected_weight)
+    ):
+        stale = (
+            f"the registry moved on since the sensor judged {config.expected_challenger} at "
+            f"{config.expected_weight:g} %: now {challenger} at {weight:g} %"
+        )
+    if stale is not None:
+        context.log.info(f"nothing to do: {stale}")
+        return dg.MaterializeResult(metadata={"action": "none", "reasons": dg.MetadataValue.json([stale])})
+    assert champion is not None and challenger is not None
+    decision, measured = measure_canary(live_monitoring, lake, champion, challenger, weight)
+    if config.force:
+        with fail_fast(ValueError):
+            decision = _forced(decision, config.force)
+    plan = plan_for(decision, champion, challenger)
+    served: dict[str, Any] = {}
+    if plan is not None:
+        previous = (aliases, weight)
+        model_registry.apply(plan)
+        state = deployer.local_manager().current() if deployer.target == "local" else None
+        if state is not None:
+            try:
+                served = deployer.wait_for_models(state, plan)
+            except DeploymentFailed as failure:
+                if decision.action != "rollback":  # a rollback is the safe state: keep it
+                    model_registry.restore(*previous)
+                raise dg.Failure(description=f"{decision.action}: {failure}", allow_retries=False) from failure
+    now = datetime.now(UTC).isoformat()
+    entry = {
+        "at": now,
+        "dagster_run_id": context.run_id,
+        "champion": champion,
+        "challenger": challenger,
+        **decision.as_dict(),
+    }
+    state_doc = read_optional(lake, CANARY_STATE_KEY) or {}
+    history = [*state_doc.get("history", []), entry][-200:]
+    if plan is not None:
+        counts, buckets = measured["request_counts"], measured["latency_buckets"]
+        try:
+            counts = list(live_monitoring.request_counts() or []) or None
+            buckets = live_monitoring.latency_buckets()
+        except Exception:  # noqa: BLE001 - the baseline is best effort; the counters since start still work
+            pass
+        state_doc = {
+            "champion": plan.champion,
+            "challenger": plan.challenger,
+            "weight": plan.challenger_weight,
+            "since": now,
+            "requests_baseline": counts,
+            "latency_baseline": buckets,
+        }
+    model_store.write_json(lake, CANARY_STATE_KEY, {**state_doc, "history": history})
+    policy = live_monitoring.canary_policy()
+    summary = f"{decision.action}: {challenger} {decision.from_weight:g} % -> {decision.to_weight:g} %"
+    context.log.info(f"{summary} ({'; '.join(decision.reasons)})")
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(json.dumps([champion, challenger, decision.action, decision.to_weight])),
+        metadata={
+            "action": decision.action,
+            "summary": summary,
+            "champion": plan.champion if plan else champion,
+            "challenger": (plan.challenger or "none") if plan else challenger,
+            "from_weight_percent": decision.from_weight,
+            "to_weight_percent": decision.to_weight,
+            "reasons": dg.MetadataValue.json(decision.reasons),
+            "measured": dg.MetadataValue.json(decision.measured),
+            "window_start": measured["window_start"],
+            "thresholds": dg.MetadataValue.json(
+                {
+                    "steps": list(policy.steps),
+                    "min_labelled": policy.min_labelled,
+                    "max_auc_drop": policy.max_auc_drop,
+                    "max_accuracy_drop": policy.max_accuracy_drop,
+                    "max_error_rate": policy.max_error_rate,
+                }
+            ),
+            "served_status": dg.MetadataValue.json(served),
+            **_float_metadata("champion/", measured["quality"]["champion"]),
+            **_float_metadata("challenger/", measured["quality"]["challenger"]),
+        },
+    )
+
+
+# -- ab_comparison_report ------------------------------------------------------------------------------
+class ABReportConfig(dg.Config):  # type: ignore[misc]
+    version_a: str = Field(default="", description="Baseline version; empty: the champion.")
+    version_b: str = Field(default="", description="Compared version; empty: the challenger.")
+    end_test: bool = Field(
+        default=False, description="End the A/B split after the report (challenger weight 0, champion unchanged)."
+    )
+    alpha: float = Field(default=0.05, description="Significance level of the tests.")
+
+
+@dg.asset(
+    deps=[DEPLOYMENT],
+    group_name=GROUP,
+    kinds={"pandas"},
+    owners=[OWNER],
+    retry_policy=io_retry_policy(),
+    description=(
+        "A/B test report: live metrics of champion and challenger side by side since the split began, with a "
+        "two-proportion z-test of the accuracy difference and a z-test of the ROC AUC difference (Hanley-McNeil)."
+    ),
+)
+def ab_comparison_report(
+    context: dg.AssetExecutionContext,
+    config: ABReportConfig,
+    lake: LakeStorage,
+    model_registry: ModelRegistry,
+    live_monitoring: LiveMonitoring,
+) -> dg.MaterializeResult:
+    aliases = model_registry.aliases()
+    a = config.version_a or aliases.get("champion")
+    b = config.version_b or aliases.get("challenger")
+    with fail_fast(ValueError):
+        if not a or not b:
+            raise ValueError(f"two versions are needed: set version_a/version_b (registry aliases: {aliases})")
+    start, _, _ = step_started(lake, b, model_registry.challenger_weight())
+    start = start or live_monitoring.window_start()
+    with fail_fast(FileNotFoundError):
+        frame = live_monitoring.predictions(start=start, model_versions=[a, b])
+    result = live_metrics.compare_versions(
+        frame[frame["model_version"] == a], frame[frame["model_version"] == b], config.alpha
+    )
+    report = {"version_a": a, "version_b": b, "since": start.isoformat(), **result}
+    if config.end_test and aliases.get("challenger") == b and aliases.get("champion"):
+        model_registry.apply(RolloutPlan(aliases["champion"], None, 0.0, "unchanged"))
+        report["ended"] = datetime.now(UTC).isoformat()
+    model_store.write_json(lake, AB_REPORT_KEY, report)
+    rows = [("labelled", "labelled"), ("accuracy", "accuracy"), ("ROC AUC", "roc_auc"), ("Brier", "brier")]
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    table = "\n".join(
+        [f"| metric | {a} | {b} |", "|---|---|---|"]
+        + [f"| {label} | {cell(result['a'].get(k))} | {cell(result['b'].get(k))} |" for label, k in rows]
+    )
+    context.log.info(f"A/B {a} vs {b} since {start:%Y-%m-%d %H:%M} UTC: {result['verdict']}\n{table}")
+    return dg.MaterializeResult(
+        metadata={
+            "version_a": a,
+            "version_b": b,
+            "verdict": result["verdict"],
+            "comparison": dg.MetadataValue.md(table),
+            "ended": bool(report.get("ended")),
+            **_float_metadata("", {k: result.get(k) for k in result if k.endswith(("_difference", "_p_value"))}),
+            "path": dg.MetadataValue.path(lake.uri(AB_REPORT_KEY)),
+        }
+    )

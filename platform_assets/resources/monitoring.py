@@ -1,0 +1,162 @@
+"""The closed loop's settings and sources: the inference log, the service's ``/metrics``, the thresholds of
+the accuracy-drop, drift and canary sensors. Environment variables (``PLATFORM_LOOP_*``) set the defaults.
+
+=====================================  ===========================================================  ==========
+variable                               meaning                                                      default
+=====================================  ===========================================================  ==========
+CREDIT_RISK_INFERENCE_DB               inference log (SQLAlchemy URL)                               service's
+PLATFORM_LOOP_SERVICE_URL              service whose ``/metrics`` give the canary's error rate       local one
+PLATFORM_LOOP_WINDOW_HOURS             live metrics over predictions of the last N hours            ``24``
+PLATFORM_LOOP_DROP_MODE                ``relative`` | ``absolute`` | ``either``                     relative
+PLATFORM_LOOP_ACCURACY_FLOOR           absolute floor of live accuracy                               ``0.85``
+PLATFORM_LOOP_MAX_AUC_DROP             allowed live ROC AUC below validation ROC AUC                 ``0.05``
+PLATFORM_LOOP_MIN_LABELLED             labelled outcomes before the accuracy-drop sensor judges      ``200``
+PLATFORM_LOOP_RETRIGGER_HOURS          a still-dropped model may request another retrain after       ``24``
+PLATFORM_LOOP_DRIFT_SHARE              drift share of a data_drift_report that requests a retrain    ``0.5``
+PLATFORM_LOOP_CANARY_STEPS             challenger weights, percent, comma-separated                  ``10,50,100``
+PLATFORM_LOOP_CANARY_MIN_LABELLED      labelled outcomes per version and step                        ``200``
+PLATFORM_LOOP_CANARY_MAX_AUC_DROP      allowed challenger ROC AUC below the champion's               ``0.03``
+PLATFORM_LOOP_CANARY_MAX_ACCURACY_DROP allowed challenger accuracy below the champion's              ``0.03``
+PLATFORM_LOOP_CANARY_MAX_ERROR_RATE    allowed share of 5xx answers of /predict during a step        ``0.01``
+PLATFORM_LOOP_CANARY_MAX_P99_SECONDS   allowed /predict latency p99 (seconds) during a step          ``0.5``
+PLATFORM_LOOP_MODE                     ``canary`` (step and promote) | ``ab`` (fixed split)          canary
+PLATFORM_LOOP_AB_HOURS                 length of an A/B test before its comparison report            ``24``
+=====================================  ===========================================================  ==========
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import dagster as dg
+import httpx
+import pandas as pd
+from pydantic import Field
+
+from platform_assets.ml.live_metrics import (
+    CanaryPolicy,
+    DropMode,
+    DropPolicy,
+    predict_latency_buckets,
+    predict_request_counts,
+)
+
+
+class LiveMonitoring(dg.ConfigurableResource):  # type: ignore[misc]
+    """Where live outcomes are and what counts as a drop, a drift or a healthy canary."""
+
+    inference_db: str = Field(default="", description="Inference log URL; empty: the service's default.")
+    service_url: str = Field(default="", description="Service for /metrics (error rate); empty: not used.")
+    window_hours: float = Field(default=24.0, description="Live metrics cover predictions of the last N hours.")
+    drop_mode: DropMode = Field(default="relative", description="relative, absolute or either.")
+    accuracy_floor: float = Field(default=0.85, description="Absolute floor of live accuracy.")
+    max_auc_drop: float = Field(default=0.05, description="Allowed live ROC AUC below validation ROC AUC.")
+    max_accuracy_drop: float = Field(default=0.10, description="Allowed live accuracy below validation accuracy.")
+    min_labelled: int = Field(default=200, description="Labelled outcomes before the drop test applies.")
+    retrigger_hours: float = Field(default=24.0, description="Hours before the same model may trigger again.")
+    drift_share: float = Field(default=0.5, description="data_drift_report drift share that requests a retrain.")
+    canary_steps: list[float] = Field(default=[10.0, 50.0, 100.0], description="Challenger weights, percent.")
+    canary_min_labelled: int = Field(default=200, description="Labelled outcomes per version and step.")
+    canary_max_auc_drop: float = Field(default=0.03, description="Allowed challenger AUC below the champion's.")
+    canary_max_accuracy_drop: float = Field(default=0.03, description="Allowed challenger accuracy gap.")
+    canary_max_error_rate: float = Field(default=0.01, description="Allowed 5xx share of /predict per step.")
+    canary_max_p99_seconds: float = Field(default=0.5, description="Allowed /predict latency p99 per step.")
+    mode: Literal["canary", "ab"] = Field(default="canary", description="canary: step and promote; ab: fixed split.")
+    ab_hours: float = Field(default=24.0, description="Length of an A/B test before its report.")
+
+    @classmethod
+    def from_env(cls) -> LiveMonitoring:
+        env = os.environ.get
+        port = env("PLATFORM_SERVICE_PORT", "3001")
+        local = env("PLATFORM_DEPLOY_TARGET", "local") == "local"
+        steps = env("PLATFORM_LOOP_CANARY_STEPS", "10,50,100")
+        return cls(
+            inference_db=env("CREDIT_RISK_INFERENCE_DB", ""),
+            service_url=env("PLATFORM_LOOP_SERVICE_URL", f"http://127.0.0.1:{port}" if local else ""),
+            window_hours=float(env("PLATFORM_LOOP_WINDOW_HOURS", "24")),
+            drop_mode=env("PLATFORM_LOOP_DROP_MODE", "relative"),  # type: ignore[arg-type]
+            accuracy_floor=float(env("PLATFORM_LOOP_ACCURACY_FLOOR", "0.85")),
+            max_auc_drop=float(env("PLATFORM_LOOP_MAX_AUC_DROP", "0.05")),
+            min_labelled=int(env("PLATFORM_LOOP_MIN_LABELLED", "200")),
+            retrigger_hours=float(env("PLATFORM_LOOP_RETRIGGER_HOURS", "24")),
+            drift_share=float(env("PLATFORM_LOOP_DRIFT_SHARE", "0.5")),
+            canary_steps=[float(s) for s in steps.split(",") if s.strip()],
+            canary_min_labelled=int(env("PLATFORM_LOOP_CANARY_MIN_LABELLED", "200")),
+            canary_max_auc_drop=float(env("PLATFORM_LOOP_CANARY_MAX_AUC_DROP", "0.03")),
+            canary_max_accuracy_drop=float(env("PLATFORM_LOOP_CANARY_MAX_ACCURACY_DROP", "0.03")),
+            canary_max_error_rate=float(env("PLATFORM_LOOP_CANARY_MAX_ERROR_RATE", "0.01")),
+            canary_max_p99_seconds=float(env("PLATFORM_LOOP_CANARY_MAX_P99_SECONDS", "0.5")),
+            mode=env("PLATFORM_LOOP_MODE", "canary"),  # type: ignore[arg-type]
+            ab_hours=float(env("PLATFORM_LOOP_AB_HOURS", "24")),
+        )
+
+    def drop_policy(self) -> DropPolicy:
+        return DropPolicy(
+            mode=self.drop_mode,
+            accuracy_floor=self.accuracy_floor,
+            max_auc_drop=self.max_auc_drop,
+            max_accuracy_drop=self.max_accuracy_drop,
+            min_labelled=self.min_labelled,
+        )
+
+    def canary_policy(self) -> CanaryPolicy:
+        return CanaryPolicy(
+            steps=tuple(self.canary_steps),
+            min_labelled=self.canary_min_labelled,
+            max_auc_drop=self.canary_max_auc_drop,
+            max_accuracy_drop=self.canary_max_accuracy_drop,
+            max_error_rate=self.canary_max_error_rate,
+            max_p99_seconds=self.canary_max_p99_seconds,
+        )
+
+    def database(self) -> str:
+        from platform_assets.serving.config import default_inference_db
+
+        return self.inference_db or default_inference_db()
+
+    def window_start(self, now: datetime | None = None) -> datetime:
+        return (now or datetime.now(UTC)) - timedelta(hours=self.window_hours)
+
+    def predictions(
+        self, start: datetime | None = None, model_versions: list[str] | None = None, labelled_only: bool = True
+    ) -> pd.DataFrame:
+        """Predictions since ``start`` (default: the window) joined with their outcomes.
+
+        Raises ``FileNotFoundError`` when a SQLite log does not exist yet (nothing was served), and
+        SQLAlchemy errors when the store cannot be read.
+        """
+        from platform_assets.serving.inference_log import make_engine, read_predictions
+
+        url = self.database()
+        if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
+            raise FileNotFoundError(f"the inference log {url} does not exist: no prediction was logged yet")
+        engine = make_engine(url)
+        try:
+            return read_predictions(
+                engine,
+                start=start if start is not None else self.window_start(),
+                model_versions=model_versions,
+                labelled_only=labelled_only,
+            )
+        finally:
+            engine.dispose()
+
+    def request_counts(self, timeout: float = 5.0) -> tuple[int, int] | None:
+        """(all, 5xx) ``/predict`` requests from the service's ``/metrics``; ``None`` without a service URL.
+        Raises ``httpx.HTTPError`` when the service cannot be reached."""
+        text = self._metrics_text(timeout)
+        return None if text is None else predict_request_counts(text)
+
+    def latency_buckets(self, timeout: float = 5.0) -> dict[str, float] | None:
+        """Cumulative ``/predict`` latency buckets from ``/metrics``; ``None`` without a service URL."""
+        text = self._metrics_text(timeout)
+        return None if text is None else predict_latency_buckets(text)
+
+    def _metrics_text(self, timeout: float) -> str | None:
+        if not self.service_url:
+            return None
+        response = httpx.get(f"{self.service_url.rstrip('/')}/metrics", timeout=timeout)
+        response.raise_for_status()
+        return response.text

@@ -1,0 +1,123 @@
+"""Helpers of the closed-loop tests: an inference log with chosen quality, and registries without MLflow."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from platform_assets import lake_keys, model_store
+from platform_assets.resources.lake import LakeStorage, LocalLake
+from platform_assets.resources.mlflow import ModelRegistry
+from platform_assets.resources.monitoring import LiveMonitoring
+from platform_assets.serving.inference_log import create_tables, feedback, make_engine, predictions, utcnow
+from platform_assets.settings import MODEL_NAME
+
+
+class FakeRegistry(ModelRegistry):
+    """Aliases and weight from fields; ``broken`` makes every read fail like an unreachable store."""
+
+    tracking_uri: str = "sqlite:///unused.db"
+    model_name: str = MODEL_NAME
+    current: dict[str, str] = {}
+    weight: float = 0.0
+    broken: bool = False
+
+    def aliases(self) -> dict[str, str]:
+        if self.broken:
+            raise OSError("database is locked")
+        return dict(self.current)
+
+    def challenger_weight(self) -> float:
+        if self.broken:
+            raise OSError("database is locked")
+        return self.weight
+
+
+def log_outcomes(
+    db: str,
+    version: str,
+    n: int,
+    *,
+    quality: float,
+    role: str = "champion",
+    labelled: int | None = None,
+    seed: int = 0,
+    at: datetime | None = None,
+    protected: bool = True,
+) -> None:
+    """Write ``n`` predictions of ``version`` (``labelled`` of them with an outcome) to the log at ``db``.
+
+    ``quality`` 0 gives scores unrelated to the outcome (ROC AUC about 0.5); 3 gives ROC AUC about 0.95.
+    """
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.22).astype(int)
+    probability = 1 / (1 + np.exp(-(quality * (labels - 0.5) + rng.normal(0, 1, n) - 1.0)))
+    created = at or utcnow()
+    rows = [
+        {
+            "prediction_id": str(uuid.uuid4()),
+            "created_at": created,
+            "model_version": version,
+            "role": role,
+            "application_id": int(rng.integers(1, 10**9)),
+            "probability": float(p),
+            "threshold": 0.5,
+            "decision": "decline" if p >= 0.5 else "approve",
+            "sex": int(rng.integers(1, 3)) if protected else None,
+            "education": int(rng.integers(1, 4)) if protected else None,
+            "marriage": int(rng.integers(1, 3)) if protected else None,
+            "age": int(rng.integers(21, 70)) if protected else None,
+        }
+        for p in probability
+    ]
+    engine = make_engine(db)
+    create_tables(engine)
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), rows)
+        take = n if labelled is None else labelled
+        connection.execute(
+            feedback.insert(),
+            [
+                {
+                    "received_at": created,
+                    "prediction_id": r["prediction_id"],
+                    "application_id": r["application_id"],
+                    "defaulted": int(y),
+                    "known": True,
+                }
+                for r, y in list(zip(rows, labels, strict=True))[:take]
+            ],
+        )
+    engine.dispose()
+
+
+def empty_log(db: str) -> None:
+    engine = make_engine(db)
+    create_tables(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.delete(feedback))
+        connection.execute(sa.delete(predictions))
+    engine.dispose()
+
+
+def lake_at(path: Path) -> LakeStorage:
+    return LocalLake(root=str(path))
+
+
+def publish_validation(lake: LakeStorage, version: str, roc_auc: float = 0.80, accuracy: float = 0.80) -> None:
+    model_store.write_json(
+        lake,
+        f"{lake_keys.model_dir(MODEL_NAME, version)}/info.json",
+        {"version": version, "validation_metrics": {"roc_auc": roc_auc, "accuracy": accuracy}},
+    )
+
+
+def monitoring(db: str, **overrides: Any) -> LiveMonitoring:
+    settings = {"inference_db": db, "service_url": "", "min_labelled": 200, "canary_min_labelled": 200}
+    settings.update(overrides)
+    return LiveMonitoring(**settings)

@@ -1,0 +1,147 @@
+"""The closed loop with real processes: a served model degrades on shifted traffic, the accuracy-drop sensor
+requests a retrain, the retrain deploys a challenger, the canary sensor steps it to promotion; then a
+deliberately worse challenger is rolled back while requests keep flowing, none failing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import httpx
+import pytest
+from net_support import free_port
+
+from platform_assets.definitions import defs
+from platform_assets.defs.monitoring.sensors import accuracy_drop_sensor, canary_sensor
+from platform_assets.defs.resources import resources
+from platform_assets.demo import run_pipeline
+from platform_assets.replay import apply_shift, replay, synthetic_source
+from platform_assets.serving.auth import create_key
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+PARTITIONS = ["2026-10-05", "2026-10-06"]
+
+
+def training(seed: int, **overrides: Any) -> dict[str, Any]:
+    return {"ops": {"default_risk_model": {"config": {"epochs": 4, "patience": 2, "seed": seed, **overrides}}}}
+
+
+@pytest.fixture
+def loop_env(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    for name, value in {
+        "PLATFORM_ROWS_PER_DAY": "700",
+        "PLATFORM_AUC_FLOOR": "0.0",  # the worse challenger must pass the gates to reach the canary
+        "PLATFORM_BASELINE_MARGIN": "1.0",
+        "PLATFORM_MIN_DISPARATE_IMPACT": "0.0",
+        "PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF": "1.0",
+        "PLATFORM_SERVICE_PORT": str(free_port()),
+        "PLATFORM_LOOP_WINDOW_HOURS": "1",
+        "PLATFORM_LOOP_MIN_LABELLED": "200",
+        "PLATFORM_LOOP_CANARY_MIN_LABELLED": "150",
+        "PLATFORM_LOOP_CANARY_MAX_AUC_DROP": "0.15",
+        "PLATFORM_LOOP_CANARY_MAX_ACCURACY_DROP": "0.10",
+    }.items():
+        monkeypatch.setenv(name, value)
+    deployer = resources().resources["deployer"]
+    key, _ = create_key(deployer.api_keys_file(), ["predict", "feedback"], note="loop test replay")
+    yield key
+    state = deployer.local_manager().current()
+    if state is not None:
+        deployer.local_manager().stop(state)
+
+
+def evaluate(sensor: Any, definitions: dg.Definitions, instance: Any, cursor: str | None = None) -> Any:
+    names = ("live_monitoring", "model_registry", "lake")
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={n: definitions.resources[n] for n in names}
+    )
+    return sensor.evaluate_tick(context)
+
+
+def send(url: str, key: str, rows: int, day: date, shift: float = 0.0) -> None:
+    frame = apply_shift(synthetic_source(rows, 11, day), shift, seed=day.toordinal())
+    stats = replay(url, frame, key, key, rate=5000, batch_size=100, feedback_delay=0.2, max_seconds=120)
+    assert stats.predict_failures == 0 and stats.feedback_failures == 0, stats.errors
+    assert stats.feedback_sent == rows
+
+
+def step_canary(definitions: dg.Definitions, instance: Any, cursor: str | None) -> tuple[dg.RunRequest, str]:
+    result = evaluate(canary_sensor, definitions, instance, cursor)
+    assert result.run_requests, result.skip_message
+    [request] = result.run_requests
+    run = definitions.resolve_job_def(request.job_name).execute_in_process(
+        instance=instance, run_config=request.run_config, tags=request.tags
+    )
+    assert run.success
+    return request, result.cursor
+
+
+def test_drop_retrain_canary_promote_then_rollback(loop_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = loop_env
+    run_pipeline(PARTITIONS, training(seed=1), deploy=True)
+    definitions = defs()
+    registry = definitions.resources["model_registry"]
+    url = definitions.resources["deployer"].local_manager().current().url
+    assert registry.aliases() == {"champion": "v1"}
+
+    with dg.DagsterInstance.get() as instance:
+        # Shifted traffic: the champion's live ROC AUC falls well below its validation ROC AUC.
+        send(url, key, 400, date(2027, 1, 1), shift=0.7)
+        fired = evaluate(accuracy_drop_sensor, definitions, instance)
+        assert fired.run_requests, fired.skip_message
+        [retrain] = fired.run_requests
+        assert retrain.tags["loop/model_version"] == "v1"
+        again = evaluate(accuracy_drop_sensor, definitions, instance, fired.cursor)
+        assert not again.run_requests and "already requested" in again.skip_message
+
+        # The requested retrain, rolled out as a canary challenger at 10 %.
+        monkeypatch.setenv("PLATFORM_ROLLOUT_STRATEGY", "canary")
+        definitions = defs()
+        job = definitions.resolve_job_def("retrain_and_deploy_job")
+        assert job.execute_in_process(instance=instance, run_config=training(seed=2), tags=retrain.tags).success
+        assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v1", "challenger": "v2"}, 10.0)
+
+        waiting = evaluate(canary_sensor, definitions, instance)
+        assert not waiting.run_requests and "waiting" in waiting.skip_message
+
+        send(url, key, 2500, date(2027, 1, 2))
+        request, cursor = step_canary(definitions, instance, waiting.cursor)
+        assert request.tags["loop/action"] == "step" and registry.challenger_weight() == 50.0
+        send(url, key, 600, date(2027, 1, 3))
+        request, cursor = step_canary(definitions, instance, cursor)
+        assert request.tags["loop/action"] == "promote"
+        assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v2"}, 0.0)
+
+        # A deliberately worse challenger (gradient ascent) is rolled back while requests keep flowing.
+        bad = training(seed=3, learning_rate=-0.003, epochs=2)
+        assert job.execute_in_process(instance=instance, run_config=bad).success
+        assert registry.aliases() == {"champion": "v2", "challenger": "v3"}
+        send(url, key, 2500, date(2027, 1, 4))
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            rows = synthetic_source(20, 12, date(2027, 1, 5)).drop(columns=["default payment next month"])
+            body = {"applications": rows.to_dict(orient="records")}
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+                while not stop.is_set():
+                    statuses.append(client.post("/predict", json=body).status_code)
+
+        thread = threading.Thread(target=traffic)
+        thread.start()
+        try:
+            request, _ = step_canary(definitions, instance, cursor)
+        finally:
+            stop.set()
+            thread.join(30)
+        assert request.tags["loop/action"] == "rollback"
+        assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v2"}, 0.0)
+        assert statuses and set(statuses) == {200}, f"{len([s for s in statuses if s != 200])} failed requests"
+        [decision] = instance.fetch_materializations(dg.AssetKey("canary_decision"), limit=1).records
+        reasons = decision.asset_materialization.metadata["reasons"].value
+        assert any("below the champion's" in r for r in reasons), reasons
