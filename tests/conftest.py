@@ -14,6 +14,8 @@ import pytest
 os.environ.setdefault("PLATFORM_RETRY_DELAY_SECONDS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+#: Settings of the whole test process: the data file, and the retry policy the assets were imported with.
+KEPT_FOR_EVERY_TEST = frozenset({"PLATFORM_UCI_CSV", "PLATFORM_RETRIES", "PLATFORM_RETRY_DELAY_SECONDS"})
 
 
 def uci_csv_path() -> Path | None:
@@ -34,7 +36,7 @@ def uci_csv() -> Path:
 def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh PLATFORM_HOME (lake, MLflow store, Dagster home) with no other platform env vars set."""
     for name in list(os.environ):
-        if name.startswith(("PLATFORM_", "MLFLOW_")) and name != "PLATFORM_UCI_CSV":
+        if name.startswith(("PLATFORM_", "MLFLOW_")) and name not in KEPT_FOR_EVERY_TEST:
             monkeypatch.delenv(name)
     home = tmp_path / "platform_home"
     monkeypatch.setenv("PLATFORM_HOME", str(home))
