@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from net_support import dagster_webserver, wait_for_status
 from pipeline_support import REPO, SERVING_TESTS, PipelineHome, application_rows, build, pipeline_env
 
 sys.path.insert(0, str(SERVING_TESTS))
-from serving_support import Api, Server, free_port, local_path  # noqa: E402
+from serving_support import Api, Server, local_path  # noqa: E402
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -61,17 +59,6 @@ def service(pipeline: PipelineHome, tmp_path_factory: pytest.TempPathFactory) ->
     server.stop()
 
 
-def wait_for_status(api: Api, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = api.status(refresh=False)
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s; status: {status}")
-        time.sleep(0.3)
-
-
 def test_service_serves_signed_versions_and_refuses_tampered_or_unsigned(
     pipeline: PipelineHome, service: Server
 ) -> None:
@@ -93,7 +80,7 @@ def test_service_serves_signed_versions_and_refuses_tampered_or_unsigned(
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     registry.set_alias(registry.CHAMPION, "2", tracking_uri=pipeline.tracking_uri)
-    status = wait_for_status(api, lambda s: "v2" in s["refused"])
+    status = wait_for_status(api, lambda s: "v2" in s["refused"], timeout=60.0, poll_interval=0.3)
     reason = status["refused"]["v2"]
     assert "manifest verification failed (ArtifactHashMismatchError)" in reason and "model.keras" in reason
     assert status["champion"] == "v1"
@@ -109,7 +96,7 @@ def test_service_serves_signed_versions_and_refuses_tampered_or_unsigned(
         tiny = fixtures.train_tiny(rows, seed=3, epochs=1)
         unsigned = fixtures.register_tiny(tiny, fixtures.keras_inputs(rows.iloc[:10]))
     registry.set_alias(registry.CHALLENGER, unsigned.version, tracking_uri=pipeline.tracking_uri)
-    status = wait_for_status(api, lambda s: unsigned.label in s["refused"])
+    status = wait_for_status(api, lambda s: unsigned.label in s["refused"], timeout=60.0, poll_interval=0.3)
     assert "unsigned" in status["refused"][unsigned.label] and status["challenger"] is None
     log = service.log_path.read_text(errors="replace")
     assert re.search(r"REFUSED for champion: default_risk_model v2: manifest verification failed", log), log[-3000:]
@@ -155,47 +142,9 @@ def test_audit_cli_prints_the_chain_of_a_served_prediction(pipeline: PipelineHom
 
 @pytest.fixture(scope="module")
 def webserver(pipeline: PipelineHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("webserver") / "webserver.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster-webserver"),
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO,
-        env=pipeline.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    query = "{ assetNodes { assetKey { path } } }"
-    try:
-        deadline = time.monotonic() + 180
-        while True:  # the server answers first, the code location loads after
-            assert process.poll() is None, "dagster-webserver exited early"
-            try:
-                nodes = httpx.post(f"{url}/graphql", json={"query": query}, timeout=10).json()["data"]["assetNodes"]
-                if nodes:
-                    break
-            except (httpx.HTTPError, KeyError, TypeError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the Dagster webserver did not serve the code location within 180 s")
-            time.sleep(1)
+    log = tmp_path_factory.mktemp("webserver") / "webserver.log"
+    with dagster_webserver(pipeline.env, log, until_assets_load=True, timeout=180) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_auditor_walks_from_the_manifest_to_the_raw_data_in_a_browser(pipeline: PipelineHome, webserver: str) -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from net_support import free_port
+from net_support import dagster_webserver
 
 from platform_assets.demo import run_pipeline
 
@@ -32,7 +29,6 @@ PIPELINE_ASSETS = {
     "model_card",
 }
 
-REPO = Path(__file__).resolve().parents[2]
 QUERY = """
 { assetNodes { assetKey { path } dependencyKeys { path } groupName
     assetMaterializations(limit: 1) { runId } } }
@@ -40,50 +36,14 @@ QUERY = """
 
 
 @pytest.fixture
-def dagster_dev(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def dagster_dev(platform_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("PLATFORM_ROWS_PER_DAY", "400")
     # A 2-epoch model on 800 rows: this test is about the UI, not about passing the quality gate.
     monkeypatch.setenv("PLATFORM_AUC_FLOOR", "0.5")
     monkeypatch.setenv("PLATFORM_BASELINE_MARGIN", "0.5")
     run_pipeline(["2026-10-10", "2026-10-11"], {"ops": {"default_risk_model": {"config": {"epochs": 2}}}})
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO,
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "dagster dev exited early"
-            time.sleep(1)
-        else:
-            pytest.fail("dagster dev did not answer within 120 s")
+    with dagster_webserver(os.environ.copy(), tmp_path / "dagster_dev.log", dev=True, timeout=120) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_ui_lists_every_asset_materialized_with_lineage(dagster_dev: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from net_support import wait_for_status
 from serving_support import Api, Server, Stores, in_process, local_path, quiet, rows_of
 
 from platform_assets import observability
@@ -19,17 +20,6 @@ from platform_assets.serving import inference_log, registry
 from platform_assets.settings import MODEL_NAME
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(api: Api, predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = api.status(refresh=False)
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s; status: {status}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -42,7 +32,7 @@ def restore_registry(stores: Stores, api: Api) -> Any:
         registry.remove_alias(registry.CHALLENGER, tracking_uri=stores.tracking_uri)
     except Exception:
         pass
-    wait_for(api, lambda s: s["champion"] == "v1" and s["challenger"] is None)
+    wait_for_status(api, lambda s: s["champion"] == "v1" and s["challenger"] is None)
 
 
 def test_predictions_equal_the_model_in_process(api: Api, stores: Stores) -> None:
@@ -139,7 +129,7 @@ def test_nan_empty_malformed_and_unknown_version(api: Api, stores: Stores) -> No
 def test_sticky_routing_at_ten_percent(api: Api, stores: Stores, restore_registry: Any) -> None:
     registry.set_alias(registry.CHALLENGER, stores.versions["v2"], tracking_uri=stores.tracking_uri)
     registry.set_challenger_weight(10, tracking_uri=stores.tracking_uri)
-    wait_for(api, lambda s: s["challenger"] == "v2" and s["challenger_weight_percent"] == 10.0)
+    wait_for_status(api, lambda s: s["challenger"] == "v2" and s["challenger_weight_percent"] == 10.0)
     frame = stores.raw.iloc[:2000]
     first = api.predict(rows_of(frame.iloc[:1000])) + api.predict(rows_of(frame.iloc[1000:]))
     share = sum(p["role"] == "challenger" for p in first) / len(first)
@@ -192,14 +182,14 @@ def test_weight_and_alias_changes_under_load_fail_no_request(api: Api, stores: S
         registry.set_alias(registry.CHALLENGER, stores.versions["v2"], tracking_uri=uri)
         for weight in (25, 50, 100):
             registry.set_challenger_weight(weight, tracking_uri=uri)
-            wait_for(api, lambda s, w=weight: s["challenger_weight_percent"] == w)
+            wait_for_status(api, lambda s, w=weight: s["challenger_weight_percent"] == w)
             time.sleep(0.5)
         registry.set_alias(registry.CHAMPION, stores.versions["v2"], tracking_uri=uri)  # promote v2
         registry.remove_alias(registry.CHALLENGER, tracking_uri=uri)
-        wait_for(api, lambda s: s["champion"] == "v2" and s["challenger"] is None)
+        wait_for_status(api, lambda s: s["champion"] == "v2" and s["challenger"] is None)
         time.sleep(0.5)
         registry.set_alias(registry.CHAMPION, stores.versions["v1"], tracking_uri=uri)  # roll back
-        wait_for(api, lambda s: s["champion"] == "v1")
+        wait_for_status(api, lambda s: s["champion"] == "v1")
         time.sleep(0.5)
     finally:
         stop.set()
@@ -224,7 +214,7 @@ def test_tampered_model_is_refused_and_previous_keeps_serving(api: Api, stores: 
     data[len(data) // 2] ^= 0xFF  # flip one byte
     path.write_bytes(bytes(data))
     registry.set_alias(registry.CHAMPION, registered.version, tracking_uri=stores.tracking_uri)
-    status = wait_for(api, lambda s: registered.label in s["refused"])
+    status = wait_for_status(api, lambda s: registered.label in s["refused"])
     assert "sha256" in status["refused"][registered.label] and status["champion"] == "v1"
     served = api.predict(rows_of(stores.raw.iloc[:3]))
     assert {p["model_version"] for p in served} == {"v1"}
