@@ -30,6 +30,7 @@ utilisation. Protected attributes are not inputs unless ``include_protected`` is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -114,13 +115,26 @@ def coerce_raw_frame(frame: pd.DataFrame, source: str, *, require_target: bool =
     return out.reset_index(drop=True)
 
 
+_MONTH_GROUPS: Final = (schema.PAY_COLUMNS, schema.BILL_COLUMNS, schema.PAY_AMT_COLUMNS)
+
+
 class _Columns:
     """The raw columns as one float64 matrix, read by name: one conversion instead of one pandas lookup
     per column (which dominated a single request's cost). Exact for whole numbers below 2**53."""
 
-    def __init__(self, frame: pd.DataFrame):
-        self.values = frame.to_numpy(dtype="float64")
-        self.position = {name: i for i, name in enumerate(frame.columns)}
+    def __init__(self, values: np.ndarray, names: Sequence[str]):
+        if values.ndim != 2 or values.shape[1] != len(names):
+            raise ValueError(f"expected an (n, {len(names)}) matrix for columns {list(names)}, got {values.shape}")
+        self.values = np.asarray(values, dtype="float64")
+        self.position = {name: i for i, name in enumerate(names)}
+        self._month_index: np.ndarray | None = None
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> _Columns:
+        return cls(frame.to_numpy(dtype="float64"), list(frame.columns))
+
+    def __len__(self) -> int:
+        return len(self.values)
 
     def __contains__(self, name: str) -> bool:
         return name in self.position
@@ -128,39 +142,60 @@ class _Columns:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.values[:, self.position[name]]
 
-    def months(self, names: tuple[str, ...], rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """(n, 6) array of ``names`` (given most recent first) ordered oldest -> newest."""
-        return self.values[rows][:, [self.position[n] for n in reversed(names)]]
+    def block(self, names: tuple[str, ...]) -> np.ndarray:
+        """(n, len(names)) array of ``names``, in that order."""
+        return self.values[:, [self.position[n] for n in names]]
+
+    def month_block(self, values: np.ndarray) -> np.ndarray:
+        """(n, 3, 6) of ``values``' PAY, BILL_AMT and PAY_AMT columns, each ordered oldest -> newest
+        (the schema names them most recent first): one gather for the 18 columns."""
+        if self._month_index is None:
+            names = [c for group in _MONTH_GROUPS for c in reversed(group)]
+            self._month_index = np.asarray([self.position[c] for c in names])
+        return values[:, self._month_index].reshape(len(values), len(_MONTH_GROUPS), schema.N_MONTHS)
 
 
-def _range_rules(columns: _Columns) -> list[tuple[str, np.ndarray]]:
-    """(reason, violated mask) per rule, in the order reasons are reported.
+def _outside(values: np.ndarray, codes: frozenset[int]) -> np.ndarray:
+    """Mask of values not in ``codes``; a contiguous code set is two comparisons (values are whole numbers)."""
+    low, high = min(codes), max(codes)
+    if high - low + 1 == len(codes):
+        return (values < low) | (values > high)
+    return ~np.isin(values, list(codes))
 
-    Plain numpy over the columns: the service runs this for every request, and pandas' per-column
-    overhead (not the arithmetic) dominated a single row's cost.
+
+_PAY_RULES: Final = tuple(f"{c} not in -2..9" for c in schema.PAY_COLUMNS)
+_PAY_AMT_RULES: Final = tuple(f"{c} is negative" for c in schema.PAY_AMT_COLUMNS)
+
+
+def _range_rules(columns: _Columns) -> tuple[tuple[str, ...], np.ndarray]:
+    """The rules' reasons, in the order they are reported, and the (n, rules) mask of violations.
+
+    Plain numpy over whole blocks of columns: the service runs this for every request, and per-column
+    overhead (pandas' first, then numpy's per call), not the arithmetic, dominated a single row's cost.
     """
-
     col = columns.__getitem__
-
-    def outside(name: str, codes: frozenset[int]) -> np.ndarray:
-        return ~np.isin(col(name), list(codes))
-
     age = col("AGE")
-    rules: list[tuple[str, np.ndarray]] = [
-        ("LIMIT_BAL must be positive", col("LIMIT_BAL") <= 0),
-        (
-            f"AGE outside {schema.AGE_RANGE[0]}..{schema.AGE_RANGE[1]}",
-            (age < schema.AGE_RANGE[0]) | (age > schema.AGE_RANGE[1]),
-        ),
-        ("SEX not in {1, 2}", outside("SEX", schema.SEX_CODES)),
-        ("EDUCATION not in 0..6", outside("EDUCATION", schema.EDUCATION_CODES)),
-        ("MARRIAGE not in 0..3", outside("MARRIAGE", schema.MARRIAGE_CODES)),
+    reasons = (
+        "LIMIT_BAL must be positive",
+        f"AGE outside {schema.AGE_RANGE[0]}..{schema.AGE_RANGE[1]}",
+        "SEX not in {1, 2}",
+        "EDUCATION not in 0..6",
+        "MARRIAGE not in 0..3",
+    )
+    masks = [
+        col("LIMIT_BAL") <= 0,
+        (age < schema.AGE_RANGE[0]) | (age > schema.AGE_RANGE[1]),
+        _outside(col("SEX"), schema.SEX_CODES),
+        _outside(col("EDUCATION"), schema.EDUCATION_CODES),
+        _outside(col("MARRIAGE"), schema.MARRIAGE_CODES),
     ]
-    rules += [(f"{c} not in -2..9", (col(c) < -2) | (col(c) > 9)) for c in schema.PAY_COLUMNS]
-    rules += [(f"{c} is negative", col(c) < 0) for c in schema.PAY_AMT_COLUMNS]
+    pay = columns.block(schema.PAY_COLUMNS)
+    blocks = [np.stack(masks, axis=1), (pay < -2) | (pay > 9), columns.block(schema.PAY_AMT_COLUMNS) < 0]
+    reasons += _PAY_RULES + _PAY_AMT_RULES
     if schema.TARGET in columns:
-        rules.append((f"{schema.TARGET!r} not in {{0, 1}}", outside(schema.TARGET, schema.TARGET_CODES)))
-    return rules
+        blocks.append(_outside(col(schema.TARGET), schema.TARGET_CODES)[:, None])
+        reasons += (f"{schema.TARGET!r} not in {{0, 1}}",)
+    return reasons, np.concatenate(blocks, axis=1)
 
 
 def quarantine_reasons(frame: pd.DataFrame) -> pd.Series:
@@ -168,57 +203,59 @@ def quarantine_reasons(frame: pd.DataFrame) -> pd.Series:
 
     Negative BILL_AMT is a real quirk of the data (credit balances) and stays valid.
     """
-    return pd.Series(_reasons(_Columns(frame)), index=frame.index, dtype="object")
+    return pd.Series(_reasons(_Columns.of_frame(frame)), index=frame.index, dtype="object")
 
 
 def _reasons(columns: _Columns) -> np.ndarray:
-    reasons = np.full(len(columns.values), None, dtype=object)
-    undecided = np.ones(len(columns.values), dtype=bool)
-    for reason, violated in _range_rules(columns):
-        hit = undecided & violated
-        if hit.any():
-            reasons[hit] = reason
-            undecided &= ~hit
+    """Per row: the first rule it breaks (in ``_range_rules`` order), or None."""
+    reasons = np.full(len(columns), None, dtype=object)
+    names, violated = _range_rules(columns)
+    bad = violated.any(axis=1)
+    if bad.any():
+        reasons[bad] = np.asarray(names, dtype=object)[violated[bad].argmax(axis=1)]
     return reasons
 
 
 def build_features(frame: pd.DataFrame, *, include_protected: bool = False) -> FeatureBatch:
     """Turn validated raw rows into model inputs (see the module docstring for the scaling)."""
-    return _features(_Columns(frame), slice(None), include_protected)
+    return _features(_Columns.of_frame(frame), slice(None), include_protected)
+
+
+def _clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    # np.clip's dispatch costs several times the arithmetic on a request's few values.
+    return np.minimum(np.maximum(x, low), high)
 
 
 def _features(columns: _Columns, rows: np.ndarray | slice, include_protected: bool) -> FeatureBatch:
-    limit = columns["LIMIT_BAL"][rows][:, None]
-    pay = columns.months(schema.PAY_COLUMNS, rows)
-    bill = columns.months(schema.BILL_COLUMNS, rows)
-    paid = columns.months(schema.PAY_AMT_COLUMNS, rows)
+    values = columns.values if isinstance(rows, slice) and rows == slice(None) else columns.values[rows]
+    n = len(values)
+    months = columns.month_block(values)  # (n, 3, 6): PAY, BILL_AMT, PAY_AMT, oldest -> newest
+    pay, bill, paid = months[:, 0], months[:, 1], months[:, 2]
+    limit = values[:, columns.position["LIMIT_BAL"]][:, None]
     # Oldest month: no earlier statement in the record, so compare with its own bill.
     previous_bill = np.concatenate([bill[:, :1], bill[:, :-1]], axis=1)
-    channels = [
-        np.clip(pay, 0, 9) / 9.0,
-        (pay == -1).astype("float64"),
-        (pay == -2).astype("float64"),
-        (pay == 0).astype("float64"),
-        np.clip(bill / limit, -1.0, 2.0),
-        np.clip(paid / np.maximum(previous_bill, 1.0), 0.0, 2.0) / 2.0,
-        np.log1p(paid) / _LOG_SCALE,
-        np.clip(paid / limit, 0.0, 1.0),
-    ]
-    tensor = np.stack(channels, axis=-1).astype("float32")
-    static_columns = [
-        np.log1p(limit[:, 0]) / _LOG_SCALE,
-        (pay > 0).mean(axis=1),
-        np.clip(pay, 0, 9).max(axis=1) / 9.0,
-        np.clip(bill[:, -1] / limit[:, 0], -1.0, 2.0),
-    ]
+    delay = _clip(pay, 0, 9)
+    # Computed in float64, stored as float32 (the assignment casts).
+    tensor = np.empty((n, schema.N_MONTHS, len(CHANNELS)), dtype="float32")
+    tensor[..., 0] = delay / 9.0
+    tensor[..., 1] = pay == -1
+    tensor[..., 2] = pay == -2
+    tensor[..., 3] = pay == 0
+    tensor[..., 4] = _clip(bill / limit, -1.0, 2.0)
+    tensor[..., 5] = _clip(paid / np.maximum(previous_bill, 1.0), 0.0, 2.0) / 2.0
+    tensor[..., 6] = np.log1p(paid) / _LOG_SCALE
+    tensor[..., 7] = _clip(paid / limit, 0.0, 1.0)
+    static = np.empty((n, len(STATIC_FEATURES) + (len(PROTECTED_FEATURES) if include_protected else 0)), "float32")
+    static[:, 0] = np.log1p(limit[:, 0]) / _LOG_SCALE
+    static[:, 1] = (pay > 0).mean(axis=1)
+    static[:, 2] = delay.max(axis=1) / 9.0
+    static[:, 3] = tensor[:, -1, 4]  # latest utilisation: the same float32 value as the channel
     if include_protected:
-        static_columns += [
-            (columns["SEX"][rows] == 2).astype("float64"),
-            (columns["AGE"][rows] - 18.0) / 82.0,
-            (columns["MARRIAGE"][rows] == 1).astype("float64"),
-            (columns["EDUCATION"][rows] == 1).astype("float64"),
-        ]
-    static = np.stack(static_columns, axis=1).astype("float32")
+        col = columns.position
+        static[:, 4] = values[:, col["SEX"]] == 2
+        static[:, 5] = (values[:, col["AGE"]] - 18.0) / 82.0
+        static[:, 6] = values[:, col["MARRIAGE"]] == 1
+        static[:, 7] = values[:, col["EDUCATION"]] == 1
     return FeatureBatch(tensor=tensor, static=static)
 
 
@@ -241,10 +278,21 @@ class Featurized:
 
 def featurize(frame: pd.DataFrame, *, include_protected: bool = False) -> Featurized:
     """Validate and featurize typed raw rows: THE transform of training (through ``featurize_rows`` on
-    Spark) and of serving (directly, as arrays)."""
-    columns = _Columns(frame)
+    Spark) and of serving (through ``featurize_matrix``, the same code on arrays)."""
+    return _featurize(_Columns.of_frame(frame), include_protected)
+
+
+def featurize_matrix(values: np.ndarray, columns: Sequence[str], *, include_protected: bool = False) -> Featurized:
+    """``featurize`` for rows already held as an (n, len(columns)) numeric matrix (whole numbers): what
+    the service builds straight from a request body, without a DataFrame."""
+    return _featurize(_Columns(values, columns), include_protected)
+
+
+def _featurize(columns: _Columns, include_protected: bool) -> Featurized:
     reasons = _reasons(columns)
     valid = np.equal(reasons, None)
+    if valid.all():  # the usual case: no row selection (a copy of every column) needed
+        return Featurized(reasons=reasons, valid=valid, batch=_features(columns, slice(None), include_protected))
     return Featurized(reasons=reasons, valid=valid, batch=_features(columns, valid, include_protected))
 
 

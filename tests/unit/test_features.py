@@ -246,3 +246,24 @@ def test_real_uci_file_has_no_quarantined_rows_and_finite_tensors(uci_frame: pd.
     assert np.isfinite(batch.static).all()
     # Every channel is dimensionless and roughly in [0, 1] (utilisation may reach -1..2).
     assert batch.tensor.min() >= -1.0 and batch.tensor.max() <= 2.0
+
+
+# --- featurize_matrix: the service's path -----------------------------------------------------
+
+
+@pytest.mark.parametrize("include_protected", [False, True])
+def test_featurize_matrix_is_featurize_on_arrays(include_protected: bool) -> None:
+    rows = [valid_row(ID=i, PAY_0=(i % 12) - 2, BILL_AMT1=1000 * i - 3000, PAY_AMT2=37 * i) for i in range(12)]
+    rows[3]["LIMIT_BAL"] = 0
+    rows[5]["SEX"] = 3
+    rows[7]["PAY_AMT6"] = -1
+    frame = raw_frame(*rows)
+    columns = [c for c in reversed(frame.columns) if c != schema.TARGET]  # any column order
+    expected = features.featurize(frame, include_protected=include_protected)
+    got = features.featurize_matrix(frame[columns].to_numpy("float64"), columns, include_protected=include_protected)
+    assert got.reasons.tolist() == expected.reasons.tolist()
+    assert got.valid.tolist() == expected.valid.tolist() and got.valid.sum() == 9
+    assert np.array_equal(got.batch.tensor, expected.batch.tensor)
+    assert np.array_equal(got.batch.static, expected.batch.static)
+    with pytest.raises(ValueError, match="matrix"):
+        features.featurize_matrix(np.zeros((2, 3)), columns)
