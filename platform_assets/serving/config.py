@@ -11,6 +11,10 @@ from platform_assets import settings
 #: Bytes of JSON allowed per application when CREDIT_RISK_MAX_BODY_BYTES is not set.
 BYTES_PER_ROW = 4096
 
+#: CREDIT_RISK_INFERENCE_BACKEND: ``auto`` serves the exported numpy graph when it exports and matches the
+#: Keras model, else TensorFlow; ``numpy`` refuses a version that cannot; ``tensorflow`` always uses TensorFlow.
+INFERENCE_BACKENDS = ("auto", "numpy", "tensorflow")
+
 
 def _int(name: str, default: int, minimum: int) -> int:
     raw = os.environ.get(name, "").strip()
@@ -38,6 +42,16 @@ def _float(name: str, default: float, minimum: float) -> float:
     return value
 
 
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
 def default_inference_db() -> str:
     return f"sqlite:///{settings.platform_home() / 'serving' / 'inference_log.db'}"
 
@@ -57,6 +71,7 @@ class ServingConfig:
     bias_window: int = 1000
     bias_window_seconds: float = 600.0
     bias_min_group: int = 30
+    inference_backend: str = "auto"
 
     @classmethod
     def from_env(cls) -> ServingConfig:
@@ -77,4 +92,5 @@ class ServingConfig:
             bias_window=_int("CREDIT_RISK_BIAS_WINDOW", 1000, 1),
             bias_window_seconds=_float("CREDIT_RISK_BIAS_WINDOW_SECONDS", 600.0, 1.0),
             bias_min_group=_int("CREDIT_RISK_BIAS_MIN_GROUP", 30, 1),
+            inference_backend=_choice("CREDIT_RISK_INFERENCE_BACKEND", "auto", INFERENCE_BACKENDS),
         )
