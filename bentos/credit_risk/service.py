@@ -18,6 +18,7 @@ import bentoml
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from platform_assets.serving import bentoml_fixes
 from platform_assets.serving.http import ServingMiddleware
 from platform_assets.serving.schemas import (
     FeedbackInput,
@@ -29,6 +30,19 @@ from platform_assets.serving.schemas import (
     StatusOutput,
 )
 
+bentoml_fixes.apply()  # BentoML's request timeout keeps a 60-s timer per request alive (see the module)
+
+#: One access-log line per request costs a large share of the framework's time per request, and every
+#: prediction is in the inference log and every request in the metrics: off unless
+#: ``CREDIT_RISK_ACCESS_LOG=true``.
+ACCESS_LOG = os.environ.get("CREDIT_RISK_ACCESS_LOG", "false").strip().lower() in ("1", "true", "yes")
+#: BentoML keeps no traces unless ``tracing.sample_rate`` (0 by default) and an exporter are configured,
+#: yet its tracing middleware still builds spans for every request: a third of a worker's time at
+#: full load. The API routes skip it unless ``CREDIT_RISK_TRACING=true`` (then configure the exporter
+#: and sample rate the BentoML way).
+TRACED = os.environ.get("CREDIT_RISK_TRACING", "false").strip().lower() in ("1", "true", "yes")
+TRACING: dict[str, Any] = {} if TRACED else {"excluded_urls": ["/predict", "/feedback", "/admin/status"]}
+
 
 def _response(reply: Any) -> Response:
     headers = {"x-error-reason": reply.reason} if reply.reason else None
@@ -39,6 +53,8 @@ def _response(reply: Any) -> Response:
     name="credit_risk",
     workers=int(os.environ.get("CREDIT_RISK_WORKERS", "1")),
     traffic={"timeout": 60},
+    logging={"access": {"enabled": ACCESS_LOG}},
+    tracing=TRACING,
 )
 class CreditRiskService:
     """Probability of default for credit applications, from the champion (and challenger) model."""

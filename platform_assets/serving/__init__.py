@@ -8,8 +8,12 @@ variable                           meaning                                      
 =================================  ==========================================================  =============
 CREDIT_RISK_MAX_BATCH              most applications per ``/predict`` call (more -> 413)        ``1000``
 CREDIT_RISK_MAX_BODY_BYTES         largest request body accepted (more -> 413)                  4 KiB per row
-CREDIT_RISK_TF_THREADS             TensorFlow intra- and inter-op threads per worker            ``1``
+CREDIT_RISK_TF_THREADS             TensorFlow (intra-/inter-op) and BLAS threads per worker     ``1``
+CREDIT_RISK_INFERENCE_BACKEND      ``auto`` (numpy graph if it verifies, else TensorFlow),      ``auto``
+                                   ``numpy`` or ``tensorflow``; see ``models``/``graph``
 CREDIT_RISK_WORKERS                worker processes of ``bentoml serve``                        ``1``
+CREDIT_RISK_ACCESS_LOG             one log line per request (BentoML's access log)              ``false``
+CREDIT_RISK_TRACING                run BentoML's tracing middleware on the API routes           ``false``
 CREDIT_RISK_REFRESH_SECONDS        how often the registry is polled for alias/weight changes    ``5``
 CREDIT_RISK_MODEL_NAME             MLflow registered model                                      ``default_risk_model``
 CREDIT_RISK_INFERENCE_DB           SQLAlchemy URL of the inference log                          PLATFORM_HOME SQLite

@@ -7,24 +7,30 @@ directly from Python as well.
 from __future__ import annotations
 
 import asyncio
-import json
+import gc
 import logging
-import uuid
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pydantic_core
+import threadpoolctl
 
 from platform_assets.ml import schema
 from platform_assets.serving import metrics, routing
 from platform_assets.serving.bias import BiasWindow
 from platform_assets.serving.config import ServingConfig
-from platform_assets.serving.inference_log import PROTECTED_LOG_COLUMNS, InferenceLog, utcnow
+from platform_assets.serving.inference_log import PROTECTED_LOG_COLUMNS, InferenceLog, new_prediction_ids, utcnow
 from platform_assets.serving.models import LoadedModel, ModelManager, ModelSet, configure_tensorflow
 from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict
 from platform_assets.serving.scorer import Scorer
 
 logger = logging.getLogger(__name__)
+
+#: The live bias gauges are refreshed at most this often (seconds).
+BIAS_PUBLISH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,33 @@ class Reply:
     reason: str | None = None  # short cause of an error, for the error metric
 
     def json_bytes(self) -> bytes:
-        return json.dumps(self.body, separators=(",", ":")).encode("utf-8")
+        # pydantic-core's serializer: compact JSON like json.dumps(separators=(",", ":")), 5x faster
+        # on a 1,000-prediction reply.
+        return pydantic_core.to_json(self.body)
+
+
+def freeze_heap() -> None:
+    """Move every object alive now (TensorFlow, Keras, MLflow, BentoML and the loaded models: millions
+    of objects) out of the garbage collector's reach. Otherwise every full collection walks them all, a
+    pause of 30-100 ms that lands on the requests in flight and several times a second under load (the
+    p99). Run when the models change: the heap is unfrozen and collected first, so a replaced model's
+    objects are freed rather than kept frozen forever. That one collection pauses the worker once
+    (logged with its duration)."""
+    start = time.perf_counter()
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    logger.info(
+        "froze %d objects out of the garbage collector's scans in %.0f ms",
+        gc.get_freeze_count(),
+        (time.perf_counter() - start) * 1000,
+    )
+
+
+def _on_swap(old: ModelSet, new: ModelSet) -> None:
+    _publish(old, new)
+    if {id(old.champion), id(old.challenger)} != {id(new.champion), id(new.challenger)}:
+        freeze_heap()  # a model came or went (not just a weight change)
 
 
 def _publish(old: ModelSet, new: ModelSet) -> None:
@@ -55,10 +87,14 @@ class CreditRiskEngine:
         if package_logger.level == logging.NOTSET:  # model loads/swaps/refusals belong in the server log
             package_logger.setLevel(logging.INFO)
         configure_tensorflow(config.tf_threads)  # before any TensorFlow op runs in this process
+        # The numpy graph's matrix products: BLAS threads of its own would contend with the other worker.
+        threadpoolctl.threadpool_limits(limits=config.tf_threads)
         self.log = InferenceLog(config.inference_db)
         self.scorer = Scorer(max_rows=max(4096, config.max_batch))
         self.bias = BiasWindow(config.bias_window, config.bias_window_seconds, config.bias_min_group)
-        self.models = ModelManager(config, on_swap=_publish)
+        self._bias_published = -math.inf
+        self._bias_publish_at: float | None = None
+        self.models = ModelManager(config, on_swap=_on_swap)
         metrics.publish_models({}, {})
         self.models.refresh()
         if self.models.current.champion is None:
@@ -67,6 +103,8 @@ class CreditRiskEngine:
                 config.model_name,
                 config.tracking_uri,
             )
+        if self.models.current.champion is None:  # no model was loaded (that swap freezes the heap)
+            freeze_heap()
         self.models.start()
 
     @classmethod
@@ -134,7 +172,7 @@ class CreditRiskEngine:
                     reason="no_model",
                 )
             plan = self._plan(snapshot, apps)
-            probabilities = await asyncio.wrap_future(self.scorer.submit(apps.columns, [(m, r) for m, _, r in plan]))
+            probabilities = await asyncio.wrap_future(self.scorer.submit(apps.matrix, [(m, r) for m, _, r in plan]))
         except RequestError as exc:
             return Reply(exc.status, exc.body(), exc.reason)
         return Reply(200, self._respond(apps, plan, probabilities))
@@ -143,57 +181,78 @@ class CreditRiskEngine:
         self, apps: Applications, plan: list[tuple[LoadedModel, str, np.ndarray]], probabilities: np.ndarray
     ) -> dict[str, Any]:
         n = len(apps)
-        labels: list[str] = [""] * n
-        roles: list[str] = [""] * n
-        thresholds = np.empty(n, dtype="float64")
-        for model, role, rows in plan:
-            for i in rows.tolist():
-                labels[i] = model.label
-                roles[i] = role
-            thresholds[rows] = model.threshold
-        probs = probabilities.astype("float64").tolist()
-        declines = (probabilities >= thresholds).tolist()
+        probs: list[float] = probabilities.astype("float64").tolist()
+        if len(plan) == 1:  # one model scored every row (the usual case): no per-row assembly
+            model, role, _ = plan[0]
+            labels, roles, thresholds = [model.label] * n, [role] * n, [model.threshold] * n
+            declines = (probabilities >= model.threshold).tolist()
+        else:
+            labels, roles = [""] * n, [""] * n
+            per_row = np.empty(n, dtype="float64")
+            for model, role, rows in plan:
+                for i in rows.tolist():
+                    labels[i] = model.label
+                    roles[i] = role
+                per_row[rows] = model.threshold
+            thresholds = per_row.tolist()
+            declines = (probabilities >= per_row).tolist()
         decisions = ["decline" if d else "approve" for d in declines]
-        ids = [str(uuid.uuid4()) for _ in range(n)]
-        now = utcnow()
+        ids = new_prediction_ids(n)
         protected = {
             log_name: [v if s else None for v, s in zip(apps.columns[c].tolist(), apps.sent[c].tolist(), strict=True)]
             for c, log_name in PROTECTED_LOG_COLUMNS.items()
         }
-        records = [
-            {
-                "prediction_id": ids[i],
-                "created_at": now,
-                "model_version": labels[i],
-                "role": roles[i],
-                "application_id": apps.ids[i],
-                "probability": probs[i],
-                "threshold": float(thresholds[i]),
-                "decision": decisions[i],
-                **{name: values[i] for name, values in protected.items()},
-            }
-            for i in range(n)
-        ]
-        self.log.log_predictions(records)
+        self.log.log_rows(
+            utcnow(),
+            list(zip(ids, labels, roles, apps.ids, probs, thresholds, decisions, *protected.values(), strict=True)),
+        )
         if self.bias.observe(protected, decisions):
-            metrics.publish_bias(self.bias)
+            self._bias_changed()
         for model, role, rows in plan:
-            metrics.observe_predictions(
-                model.label, role, [probs[i] for i in rows.tolist()], [decisions[i] for i in rows.tolist()]
-            )
+            if len(plan) == 1:
+                metrics.observe_predictions(model.label, role, probs, decisions)
+            else:
+                picked = rows.tolist()
+                metrics.observe_predictions(
+                    model.label, role, [probs[i] for i in picked], [decisions[i] for i in picked]
+                )
         return {
             "predictions": [
                 {
-                    "application_id": apps.ids[i],
-                    "probability_of_default": probs[i],
-                    "decision": decisions[i],
-                    "model_version": labels[i],
-                    "role": roles[i],
-                    "prediction_id": ids[i],
+                    "application_id": application_id,
+                    "probability_of_default": probability,
+                    "decision": decision,
+                    "model_version": label,
+                    "role": role,
+                    "prediction_id": prediction_id,
                 }
-                for i in range(n)
+                for application_id, probability, decision, label, role, prediction_id in zip(
+                    apps.ids, probs, decisions, labels, roles, ids, strict=True
+                )
             ]
         }
+
+    def _bias_changed(self) -> None:
+        """Publish the live bias gauges at most every ``BIAS_PUBLISH_SECONDS``: at once when the last
+        publication is older, otherwise once when the interval ends (every gauge is a write to the
+        multiprocess metric files, too costly for every request)."""
+        now = time.monotonic()
+        if self._bias_publish_at is not None:  # a publication is already scheduled
+            return
+        wait = self._bias_published + BIAS_PUBLISH_SECONDS - now
+        if wait <= 0:
+            self._publish_bias()
+            return
+        self._bias_publish_at = now + wait
+        try:
+            asyncio.get_running_loop().call_later(wait, self._publish_bias)
+        except RuntimeError:  # called outside an event loop (direct use of the engine): publish now
+            self._publish_bias()
+
+    def _publish_bias(self) -> None:
+        self._bias_publish_at = None
+        self._bias_published = time.monotonic()
+        metrics.publish_bias(self.bias)
 
     # -- feedback ---------------------------------------------------------------------------------
     def feedback(self, body: bytes) -> Reply:

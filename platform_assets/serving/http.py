@@ -22,6 +22,9 @@ from platform_assets.serving.config import ServingConfig
 
 ROUTE_ROLES = {"/predict": "predict", "/feedback": "feedback"}
 ADMIN_PREFIX = "/admin/"
+#: Admin routes the service defines; any other ``/admin/...`` path is counted as ``/admin/other`` so a
+#: client cannot create metric series at will.
+ADMIN_ROUTES = frozenset({"/admin/status"})
 REASON_HEADER = b"x-error-reason"
 
 
@@ -53,6 +56,7 @@ class ServingMiddleware:
         self.keys = KeyStore(config.api_keys_file, config.api_keys_inline)
         self.max_body = config.max_body_bytes
         self.protected = config.protected_paths
+        self._counted: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -66,6 +70,7 @@ class ServingMiddleware:
             await self.app(scope, receive, send)
             return
         metered = path in ROUTE_ROLES or path.startswith(ADMIN_PREFIX)
+        endpoint = path if path in ROUTE_ROLES or path in ADMIN_ROUTES else "/admin/other"
         start = time.perf_counter()
         seen: dict[str, Any] = {"status": 500, "reason": "internal"}
 
@@ -107,8 +112,14 @@ class ServingMiddleware:
                 await self.app(scope, receive, send_and_record)
         finally:
             if metered:
-                status = str(seen["status"])
-                metrics.REQUESTS.labels(endpoint=path, status=status).inc()
-                metrics.LATENCY.labels(endpoint=path).observe(time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                counted = self._counted.get((endpoint, seen["status"]))
+                if counted is None:  # label lookups cost more than the increments: once per pair
+                    counted = self._counted[(endpoint, seen["status"])] = (
+                        metrics.REQUESTS.labels(endpoint=endpoint, status=str(seen["status"])),
+                        metrics.LATENCY.labels(endpoint=endpoint),
+                    )
+                counted[0].inc()
+                counted[1].observe(elapsed)
                 if seen["status"] >= 400:
-                    metrics.ERRORS.labels(endpoint=path, status=status, reason=seen["reason"]).inc()
+                    metrics.ERRORS.labels(endpoint=endpoint, status=str(seen["status"]), reason=seen["reason"]).inc()

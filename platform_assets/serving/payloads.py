@@ -25,6 +25,8 @@ REQUIRED = (schema.ID, *schema.FEATURE_COLUMNS)
 #: pass the feature validation; the placeholder is never logged and never reaches a model that does
 #: not take protected inputs.
 OPTIONAL = schema.PROTECTED_COLUMNS
+#: Column order of ``Applications.matrix``.
+MATRIX_COLUMNS = (*REQUIRED, *OPTIONAL)
 PLACEHOLDER = {"SEX": 1, "EDUCATION": 0, "MARRIAGE": 0, "AGE": 35}
 INT64_MAX = 2**63 - 1
 MAX_PREDICTION_ID = 64
@@ -54,11 +56,14 @@ class RequestError(Exception):
 
 @dataclass
 class Applications:
-    """A validated batch: int64 columns (placeholders filled in) and which protected values were sent."""
+    """A validated batch: int64 columns (placeholders filled in), the same values as one float64
+    ``matrix`` in ``MATRIX_COLUMNS`` order (what the feature code reads), and which protected values
+    were sent."""
 
     columns: dict[str, np.ndarray]
     sent: dict[str, np.ndarray]
     ids: list[int]
+    matrix: np.ndarray
     model_version: str | None = None
 
     def __len__(self) -> int:
@@ -190,7 +195,15 @@ def parse_predict(body: bytes, max_batch: int) -> Applications:
         columns[name], mask = _column(items, name, required=False)
         assert mask is not None
         sent[name] = mask
-    return Applications(columns=columns, sent=sent, ids=ids.tolist(), model_version=model_version)
+    matrix = np.empty((len(items), len(MATRIX_COLUMNS)), dtype="float64")
+    if table is not None:
+        matrix[:, : len(REQUIRED)] = table
+    else:
+        for position, name in enumerate(REQUIRED):
+            matrix[:, position] = columns[name]
+    for position, name in enumerate(OPTIONAL, start=len(REQUIRED)):
+        matrix[:, position] = columns[name]
+    return Applications(columns=columns, sent=sent, ids=ids.tolist(), matrix=matrix, model_version=model_version)
 
 
 def parse_feedback(body: bytes, max_items: int) -> list[dict[str, Any]]:

@@ -15,27 +15,24 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from platform_assets.ml import features, schema
 from platform_assets.serving.models import LoadedModel
-from platform_assets.serving.payloads import RequestError
+from platform_assets.serving.payloads import MATRIX_COLUMNS, RequestError
 
 logger = logging.getLogger(__name__)
-
-#: Columns handed to the feature code (raw schema without the target).
-RAW_INPUT_COLUMNS = tuple(c for c in schema.RAW_COLUMNS if c != schema.TARGET)
 
 
 @dataclass
 class Job:
-    columns: dict[str, np.ndarray]
+    #: The request's rows as a float64 matrix in ``payloads.MATRIX_COLUMNS`` order.
+    matrix: np.ndarray
     #: (model, row positions in this job) for each model the job's rows are routed to.
     groups: list[tuple[LoadedModel, np.ndarray]]
     future: Future[np.ndarray]
 
     def __len__(self) -> int:
-        return len(self.columns[schema.ID])
+        return len(self.matrix)
 
 
 def field_of(reason: str) -> str:
@@ -51,11 +48,9 @@ class Scorer:
         self._thread = threading.Thread(target=self._run, name="scorer", daemon=True)
         self._thread.start()
 
-    def submit(
-        self, columns: dict[str, np.ndarray], groups: list[tuple[LoadedModel, np.ndarray]]
-    ) -> Future[np.ndarray]:
+    def submit(self, matrix: np.ndarray, groups: list[tuple[LoadedModel, np.ndarray]]) -> Future[np.ndarray]:
         """Score one request; the future holds float32 probabilities in row order, or a ``RequestError``."""
-        job = Job(columns, groups, Future())
+        job = Job(matrix, groups, Future())
         self._queue.put(job)
         return job.future
 
@@ -88,17 +83,18 @@ class Scorer:
                         j.future.set_exception(exc)
 
     def _score(self, jobs: list[Job]) -> None:
-        frame = pd.DataFrame({c: np.concatenate([j.columns[c] for j in jobs]) for c in RAW_INPUT_COLUMNS})
+        values = jobs[0].matrix if len(jobs) == 1 else np.concatenate([j.matrix for j in jobs])
         include_protected = any(m.include_protected for j in jobs for m, _ in j.groups)
-        featurized = features.featurize(frame, include_protected=include_protected)
-        reasons = featurized.reasons
+        featurized = features.featurize_matrix(values, MATRIX_COLUMNS, include_protected=include_protected)
+        reasons, valid = featurized.reasons, featurized.valid
         starts = np.cumsum([0] + [len(j) for j in jobs])
+        all_valid = bool(valid.all())
         accepted: list[int] = []
         for index, job in enumerate(jobs):
-            own = reasons[starts[index] : starts[index + 1]]
-            bad = [i for i, r in enumerate(own) if r is not None]
+            own = valid[starts[index] : starts[index + 1]]
+            bad = [] if all_valid or own.all() else np.flatnonzero(~own).tolist()
             if bad:
-                row, reason = bad[0], own[bad[0]]
+                row, reason = bad[0], reasons[starts[index] + bad[0]]
                 job.future.set_exception(
                     RequestError(
                         422,
@@ -111,10 +107,13 @@ class Scorer:
                 accepted.append(index)
         if not accepted:
             return
-        positions = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in accepted])
-        # The batch holds valid rows only; every row of an accepted request is valid.
-        in_batch = (np.cumsum(featurized.valid) - 1)[positions]
-        batch = features.FeatureBatch(featurized.batch.tensor[in_batch], featurized.batch.static[in_batch])
+        if len(accepted) == len(jobs):  # every row valid: the batch is already in job order
+            batch = featurized.batch
+        else:
+            positions = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in accepted])
+            # The batch holds valid rows only; every row of an accepted request is valid.
+            in_batch = (np.cumsum(valid) - 1)[positions]
+            batch = features.FeatureBatch(featurized.batch.tensor[in_batch], featurized.batch.static[in_batch])
         # Rows of the batch per model: positions within each accepted job, shifted to the batch.
         per_model: dict[int, tuple[LoadedModel, list[np.ndarray]]] = {}
         offset = 0
@@ -122,10 +121,14 @@ class Scorer:
             for model, rows in jobs[index].groups:
                 per_model.setdefault(id(model), (model, []))[1].append(rows + offset)
             offset += len(jobs[index])
-        probabilities = np.empty(len(batch), dtype="float32")
-        for model, parts in per_model.values():
-            idx = np.concatenate(parts)
-            probabilities[idx] = model.predict(batch.tensor[idx], batch.static[idx])
+        if len(per_model) == 1:  # one model takes every row (each row goes to exactly one model)
+            ((model, _),) = per_model.values()
+            probabilities = model.predict(batch.tensor, batch.static)
+        else:
+            probabilities = np.empty(len(batch), dtype="float32")
+            for model, parts in per_model.values():
+                idx = np.concatenate(parts)
+                probabilities[idx] = model.predict(batch.tensor[idx], batch.static[idx])
         offset = 0
         for index in accepted:
             n = len(jobs[index])

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import random
+from collections import deque
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from platform_assets.governance import signing
-from platform_assets.serving.bias import BiasWindow, group_labels
+from platform_assets.ml import fairness
+from platform_assets.serving.bias import ATTRIBUTE_OF_COLUMN, BiasWindow, group_labels
 from platform_assets.serving.signature import PLATFORM_VERIFY_KEY_ENV, VERIFY_KEY_ENV, VerifyKey
 
 
@@ -24,6 +28,10 @@ def test_group_labels_follow_the_fairness_report() -> None:
     assert group_labels("sex", [1, 2, None], (25, 35, 45, 60)) == ["male", "female", None]
     assert group_labels("age", [24, 25, 60, None], (25, 35, 45, 60)) == ["<25", "25-34", "60+", None]
     assert group_labels("education", [2, 9], (25,)) == ["university", "code 9"]
+    # Every age banded exactly as the fairness report bands it (numpy there, bisect here).
+    ages = list(range(0, 121))
+    for edges in ((25, 35, 45, 60), (30,), (18, 19, 20)):
+        assert group_labels("age", ages, edges) == fairness.age_bands(np.asarray(ages), edges).tolist(), edges
 
 
 def test_selection_rates_and_disparate_impact_over_the_window() -> None:
@@ -50,6 +58,45 @@ def test_window_evicts_by_count_and_by_age() -> None:
     clock.now += 61
     assert len(window) == 0 and window.rates()["sex"]["male"].predictions == 0
     assert math.isnan(window.disparate_impact()["sex"])
+
+
+def test_window_matches_a_row_by_row_reference_under_random_batches() -> None:
+    """Counting per batch (chunks, partial eviction) gives exactly the per-row window's rates."""
+    rng = random.Random(5)
+    clock = Clock()
+    window = BiasWindow(max_predictions=50, max_age_seconds=30, min_group_size=1, clock=clock)
+    reference: deque[tuple[float, bool, dict[str, str]]] = deque()
+    for _ in range(300):
+        clock.now += rng.choice([0.0, 0.5, 3.0, 12.0])
+        n = rng.choice([1, 2, 7, 40])
+        columns = {
+            "sex": [rng.choice([1, 2, None]) for _ in range(n)],
+            "age": [rng.choice([22, 30, 50, 70, None]) for _ in range(n)],
+            "marriage": [None] * n if rng.random() < 0.5 else [rng.choice([1, 2, 3]) for _ in range(n)],
+        }
+        decisions = [rng.choice(["approve", "decline"]) for _ in range(n)]
+        window.observe(columns, decisions)
+        labels = {c: group_labels(c, v, fairness.DEFAULT_AGE_EDGES) for c, v in columns.items()}
+        for i, decision in enumerate(decisions):
+            groups = {ATTRIBUTE_OF_COLUMN[c]: labels[c][i] for c in columns if labels[c][i] is not None}
+            if groups:
+                reference.append((clock.now, decision == "decline", groups))  # type: ignore[arg-type]
+        while reference and (len(reference) > 50 or clock.now - reference[0][0] > 30):
+            reference.popleft()
+        expected: dict[str, dict[str, list[int]]] = {}
+        for _, declined, groups in reference:
+            for attribute, group in groups.items():
+                cell = expected.setdefault(attribute, {}).setdefault(group, [0, 0])
+                cell[0] += 1
+                cell[1] += declined
+        got = {
+            attribute: {
+                g: [r.predictions, round(r.selection_rate * r.predictions)] for g, r in groups.items() if r.predictions
+            }
+            for attribute, groups in window.rates().items()
+        }
+        assert len(window) == len(reference)
+        assert {a: g for a, g in got.items() if g} == expected
 
 
 def test_small_groups_are_not_measured_and_never_divide_by_zero() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from serving_support import Api, Server, Stores, rows_of
 
 from platform_assets import observability
 from platform_assets.ml import fairness
+from platform_assets.serving import engine
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +59,26 @@ def expected_rates(rows: list[dict[str, int]], decisions: list[str]) -> dict[str
     return out
 
 
+def check_gauges(text: str, expected: dict[str, dict[str, tuple[int, float]]]) -> None:
+    selection = samples(text, observability.LIVE_SELECTION_RATE)
+    counts = samples(text, observability.LIVE_GROUP_PREDICTIONS)
+    ratios = samples(text, observability.LIVE_DISPARATE_IMPACT_RATIO)
+    assert set(ratios) == {(("attribute", a),) for a in fairness.ATTRIBUTES}
+    for attribute, groups in expected.items():
+        approvals = []
+        for group, (n, rate) in groups.items():
+            key = (("attribute", attribute), ("group", group))
+            assert counts.get(key) == n, (attribute, group)
+            assert selection[key] == pytest.approx(rate), (attribute, group)
+            if n >= MIN_GROUP:
+                approvals.append(1.0 - rate)
+        ratio = ratios[(("attribute", attribute),)]
+        if len(approvals) >= 2 and max(approvals) > 0:
+            assert ratio == pytest.approx(min(approvals) / max(approvals)), attribute
+        else:
+            assert math.isnan(ratio), attribute
+
+
 def test_live_bias_gauges_after_predictions_with_attributes(bias_server: Server, stores: Stores) -> None:
     api = Api(bias_server.url, stores.keys)
     rows = rows_of(stores.raw.iloc[:200])
@@ -70,24 +92,17 @@ def test_live_bias_gauges_after_predictions_with_attributes(bias_server: Server,
     in_window = rows[-WINDOW:]
     decisions = [p["decision"] for p in served][-WINDOW:]
     expected = expected_rates(in_window, decisions)
-    text = httpx.get(bias_server.url + "/metrics", timeout=10).text
-    selection = samples(text, observability.LIVE_SELECTION_RATE)
-    counts = samples(text, observability.LIVE_GROUP_PREDICTIONS)
-    ratios = samples(text, observability.LIVE_DISPARATE_IMPACT_RATIO)
-    assert set(ratios) == {(("attribute", a),) for a in fairness.ATTRIBUTES}
-    for attribute, groups in expected.items():
-        approvals = []
-        for group, (n, rate) in groups.items():
-            key = (("attribute", attribute), ("group", group))
-            assert counts[key] == n, (attribute, group)
-            assert selection[key] == pytest.approx(rate), (attribute, group)
-            if n >= MIN_GROUP:
-                approvals.append(1.0 - rate)
-        ratio = ratios[(("attribute", attribute),)]
-        if len(approvals) >= 2 and max(approvals) > 0:
-            assert ratio == pytest.approx(min(approvals) / max(approvals)), attribute
-        else:
-            assert math.isnan(ratio), attribute
+    # The gauges are published at most once a second (engine.BIAS_PUBLISH_SECONDS): poll briefly.
+    deadline = time.monotonic() + 10 * engine.BIAS_PUBLISH_SECONDS
+    while True:
+        text = httpx.get(bias_server.url + "/metrics", timeout=10).text
+        try:
+            check_gauges(text, expected)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     sex = expected["sex"]
     assert set(sex) == {"male", "female"} and sum(n for n, _ in sex.values()) == WINDOW
 

@@ -180,3 +180,84 @@ def test_inference_log_round_trip(tmp_path: Path) -> None:
     summary = inference_log.summary_by_version(url).set_index("model_version")
     assert summary.loc["v1", "predictions"] == 3 and summary.loc["v2", "labelled"] == 1
     assert inference_log.read_predictions(url, start=now + timedelta(days=1)).empty
+
+
+def test_parse_predict_matrix_holds_the_columns_for_the_feature_code() -> None:
+    apps = payloads.parse_predict(body([RAW_ROW, {**RAW_ROW, "ID": 8, "SEX": 2, "BILL_AMT3": -7}]), 10)
+    assert apps.matrix.dtype == "float64" and apps.matrix.shape == (2, len(payloads.MATRIX_COLUMNS))
+    for position, name in enumerate(payloads.MATRIX_COLUMNS):
+        assert apps.matrix[:, position].tolist() == apps.columns[name].tolist(), name
+    # The slow path (a float that is a whole number) builds the same matrix as the fast path.
+    slow = payloads.parse_predict(body([{**RAW_ROW, "LIMIT_BAL": 50_000.0}, {**RAW_ROW, "ID": 8}]), 10)
+    fast = payloads.parse_predict(body([RAW_ROW, {**RAW_ROW, "ID": 8}]), 10)
+    assert (slow.matrix == fast.matrix).all()
+
+
+def test_prediction_ids_are_unique_time_ordered_uuid7() -> None:
+    import time
+    import uuid
+
+    first = inference_log.new_prediction_ids(2000)
+    time.sleep(0.002)
+    later = inference_log.new_prediction_ids(1)[0]
+    parsed = [uuid.UUID(i) for i in first]
+    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert len(set(first)) == 2000 and all(str(u) == i for u, i in zip(parsed, first, strict=True))
+    millis = {u.int >> 80 for u in parsed}
+    assert len(millis) == 1 and abs(millis.pop() - time.time_ns() // 1_000_000) < 5_000
+    assert all(later[:13] > i[:13] for i in first), "a later id sorts after earlier ones (ms prefix)"
+
+
+@pytest.mark.parametrize("paramstyle", [None, "named"])
+def test_inference_log_rows_store_exactly_what_sqlalchemy_reads_back(tmp_path: Path, paramstyle: str | None) -> None:
+    """The positional fast path and SQLAlchemy's own insert (taken for named paramstyles) store the same."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = inference_log.InferenceLog(url)
+    if paramstyle is not None:  # the same store through a dialect the fast path does not handle
+        log.close()
+        engine = inference_log.sa.create_engine(url, paramstyle=paramstyle)
+        log = inference_log.InferenceLog(url)
+        log._insert = inference_log._Insert(engine)
+        assert log._insert._sql is None
+    else:
+        assert log._insert._sql is not None
+    created = inference_log.utcnow().replace(microsecond=0)  # str() of such a time drops the fraction
+    ids = inference_log.new_prediction_ids(3)
+    rows = [
+        (ids[0], "v1", "champion", 11, 0.125, 0.5, "approve", 2, 1, 2, 40),
+        (ids[1], "v2", "challenger", 2**40, 0.75, 0.5, "decline", None, None, None, None),
+        (ids[2], "v1", "champion", 13, 1.0, 0.5, "decline", 1, None, 3, None),
+    ]
+    log.log_rows(created, rows)
+    log.close()
+    frame = inference_log.read_predictions(url).set_index("prediction_id")
+    assert len(frame) == 3
+    for row in rows:
+        stored = frame.loc[row[0]]
+        assert stored["created_at"] == created
+        for name, value in zip(inference_log.ROW_COLUMNS[1:], row[1:], strict=True):
+            assert (stored[name] is None or stored[name] != stored[name]) if value is None else stored[name] == value
+
+
+def test_observe_many_buckets_exactly_like_observe() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from platform_assets import observability
+    from platform_assets.serving import metrics
+
+    bounds = observability.SCORE_BUCKETS
+    values = [0.0, *bounds[:-1], *(b + 1e-12 for b in bounds[:-1]), 0.37, 0.99999, 1.0, 2.0, float("nan")] * 3
+    one, many = (
+        Histogram("h", "h", ["role"], buckets=bounds, registry=CollectorRegistry()).labels(role="x") for _ in range(2)
+    )
+    for value in values:
+        one.observe(value)
+    metrics.observe_many(many, values)
+
+    def samples(child: Histogram) -> dict[str, float]:
+        samples = child._child_samples()  # type: ignore[attr-defined]
+        return {f"{s.name}{s.labels}": s.value for s in samples if s.name != "_created"}
+
+    got, expected = samples(many), samples(one)
+    assert got.keys() == expected.keys() and len(got) > 5
+    assert all(got[k] == expected[k] or (got[k] != got[k] and expected[k] != expected[k]) for k in got), got
