@@ -1,4 +1,11 @@
-"""The framework floor: a BentoML service whose endpoint returns a constant (same body as /predict)."""
+"""The framework floor: a BentoML service whose endpoint returns a constant (same body as /predict).
+
+By default it runs on the same server configuration as the credit-risk service (access log as
+``CREDIT_RISK_ACCESS_LOG``, the route out of the tracing middleware unless ``CREDIT_RISK_TRACING``,
+BentoML's request timeout with ``platform_assets.serving.bentoml_fixes``), so that the difference to
+the service is the endpoint's own work. ``TRIVIAL_STOCK=true`` serves it on BentoML's defaults instead
+(access log on, tracing middleware on every route, the timeout middleware as released).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,27 @@ from typing import Any
 
 import bentoml
 
+
+def _flag(name: str, default: str) -> bool:
+    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes")
+
+
+STOCK = _flag("TRIVIAL_STOCK", "false")
+if not STOCK:
+    from platform_assets.serving import bentoml_fixes
+
+    bentoml_fixes.apply()
+
 CONSTANT = {"predictions": [{"probability_of_default": 0.5, "decision": "approve"}]}
 
 
-@bentoml.service(name="trivial", workers=int(os.environ.get("CREDIT_RISK_WORKERS", "1")), traffic={"timeout": 60})
+@bentoml.service(
+    name="trivial",
+    workers=int(os.environ.get("CREDIT_RISK_WORKERS", "1")),
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": True if STOCK else _flag("CREDIT_RISK_ACCESS_LOG", "false")}},
+    tracing={} if STOCK or _flag("CREDIT_RISK_TRACING", "false") else {"excluded_urls": ["/predict"]},
+)
 class TrivialService:
     @bentoml.api(route="/predict")
     async def predict(self, applications: list[dict[str, Any]]) -> dict[str, Any]:

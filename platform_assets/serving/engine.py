@@ -294,5 +294,11 @@ class CreditRiskEngine:
         if refresh:
             self.models.refresh()
         return Reply(
-            200, {**self.models.status(), "inference_log_dropped": self.log.dropped, "live_bias": self.bias.snapshot()}
+            200,
+            {
+                **self.models.status(),
+                "inference_log_pending": self.log.pending,
+                "inference_log_dropped": self.log.dropped,
+                "live_bias": self.bias.snapshot(),
+            },
         )

@@ -228,6 +228,12 @@ class InferenceLog:
             self._enqueued += 1
         self._queue.put((created_at, rows))
 
+    @property
+    def pending(self) -> int:
+        """Predictions queued and not yet committed (this process)."""
+        with self._cond:
+            return self._pending_rows
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every prediction enqueued before this call is committed; False on timeout."""
         with self._cond:

@@ -116,3 +116,6 @@ class StatusOutput(bentoml.IODescriptor):  # type: ignore[misc]
     ready: bool
     models: dict[str, Any]
     refused: dict[str, str]
+    inference_log_pending: int = Field(description="predictions queued in this worker, not yet committed")
+    inference_log_dropped: int = Field(description="predictions this worker could not log (backlog full)")
+    live_bias: dict[str, Any]

@@ -261,3 +261,26 @@ def test_observe_many_buckets_exactly_like_observe() -> None:
     got, expected = samples(many), samples(one)
     assert got.keys() == expected.keys() and len(got) > 5
     assert all(got[k] == expected[k] or (got[k] != got[k] and expected[k] != expected[k]) for k in got), got
+
+
+def test_inference_log_pending_counts_rows_until_committed(tmp_path: Path) -> None:
+    import threading
+
+    log = inference_log.InferenceLog(f"sqlite:///{tmp_path / 'log.db'}", linger_seconds=0.0)
+    release = threading.Event()
+    write = log._insert
+
+    def stalled(connection: object, batches: object) -> None:
+        release.wait(10)
+        write(connection, batches)  # type: ignore[arg-type]
+
+    log._insert = stalled  # type: ignore[assignment]
+    ids = inference_log.new_prediction_ids(3)
+    log.log_rows(
+        inference_log.utcnow(), [(i, "v1", "champion", 1, 0.5, 0.5, "decline", None, None, None, None) for i in ids]
+    )
+    assert log.pending == 3
+    release.set()
+    assert log.flush(timeout=10) and log.pending == 0
+    log.close()
+    assert len(inference_log.read_predictions(f"sqlite:///{tmp_path / 'log.db'}")) == 3
