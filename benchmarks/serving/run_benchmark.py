@@ -163,23 +163,48 @@ def wrk(url: str, body_file: Path, key: str, connections: int, duration: int) ->
     return result
 
 
+def status(url: str, setup: dict[str, Any]) -> dict[str, Any]:
+    """``/admin/status`` of whichever worker answers."""
+    headers = {"Authorization": f"Bearer {setup['admin_key']}"}
+    answer: dict[str, Any] = httpx.post(url + "/admin/status", json={}, headers=headers, timeout=10).json()
+    return answer
+
+
+def settle(url: str, setup: dict[str, Any], timeout: float = 120.0) -> float:
+    """Wait until the service has written what the previous scenario queued in its inference log, so
+    that each scenario starts from an idle service. A status call reaches one worker at random: the
+    backlog counts as gone after 8 answers in a row report none. Returns the seconds waited."""
+    start = time.monotonic()
+    quiet = 0
+    while quiet < 8:
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"the inference log still has a backlog after {timeout:.0f} s")
+        quiet = quiet + 1 if status(url, setup)["inference_log_pending"] == 0 else 0
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
 def measure(name: str, home: Path, setup: dict[str, Any], duration: int, workers: int) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = start(name, home, setup, port, workers)
+    service = name.startswith("service")
     try:
         wait_ready(url, (home / "one.json").read_bytes(), setup["key"], process)
-        if name.startswith("service"):
-            status = httpx.post(
-                url + "/admin/status", json={}, headers={"Authorization": f"Bearer {setup['admin_key']}"}, timeout=10
-            ).json()
-            print(f"  {name}: champion {status['champion']} on {status['models']['champion']['backend']}", flush=True)
+        if service:
+            backend = status(url, setup)["models"]["champion"]["backend"]
+            print(f"  {name}: champion on {backend}", flush=True)
         one, batch = home / "one.json", home / "batch.json"
-        wrk(url, one, setup["key"], 8, 3)  # warm-up
-        wrk(url, batch, setup["key"], 2, 2)
-        c32 = wrk(url, one, setup["key"], 32, duration)
-        c1 = wrk(url, one, setup["key"], 1, duration)
-        rows = wrk(url, batch, setup["key"], 4, duration)
+        results = {}
+        warm_up = [(one, 8, 3), (batch, 2, 2)]
+        for scenario, body, connections in (("c32", one, 32), ("c1", one, 1), ("rows", batch, 4)):
+            for warm_body, warm_connections, seconds in warm_up:
+                wrk(url, warm_body, setup["key"], warm_connections, seconds)
+            warm_up = []
+            if service:
+                print(f"  {scenario}: inference log drained in {settle(url, setup):.1f} s", flush=True)
+            results[scenario] = wrk(url, body, setup["key"], connections, duration)
+        c32, c1, rows = results["c32"], results["c1"], results["rows"]
     finally:
         stop(process)
     return {
