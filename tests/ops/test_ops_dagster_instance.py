@@ -63,3 +63,20 @@ def test_run_launcher_config_is_valid_for_k8s_run_launcher() -> None:
     assert result.value is not None
     assert result.value["job_namespace"] == ENV["DAGSTER_K8S_JOB_NAMESPACE"]
     assert result.value["load_incluster_config"] is True
+
+
+@pytest.mark.usefixtures("instance_env")
+def test_postgres_storage_config_is_valid_for_dagster_postgres() -> None:
+    """The storage the Kubernetes deployment uses comes from the installed dagster-postgres (a project
+    dependency, pinned with the Dagster family) and its config is valid for it."""
+    from importlib.metadata import version
+
+    from dagster._config import process_config
+    from dagster_postgres import DagsterPostgresStorage
+
+    assert version("dagster-postgres") == version("dagster-k8s")
+    result = process_config(DagsterPostgresStorage.config_type(), load_yaml(INSTANCE)["storage"]["postgres"])
+    assert result.success, [error.message for error in result.errors or []]
+    assert result.value is not None
+    assert result.value["postgres_db"]["hostname"] == ENV["DAGSTER_PG_HOST"]
+    assert result.value["postgres_db"]["port"] == int(ENV["DAGSTER_PG_PORT"])
