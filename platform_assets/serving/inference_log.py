@@ -126,22 +126,20 @@ class FeedbackResult:
 
 
 class _Insert:
-    """Inserts prediction tuples with one DB-API ``executemany``.
+    """Inserts prediction tuples; on SQLite with one DB-API ``executemany``.
 
-    SQLAlchemy's ORM-free ``insert()`` with a list of dicts still processes every row in Python, which
-    cost the service as much CPU as SQLite's own work. Here the statement is compiled once for the
-    dialect, ``created_at`` is converted once per batch by the column type's own bind processor (so
-    it is stored exactly as SQLAlchemy would store it and reads back the same), and the tuples go to
-    the driver as they are. Dialects with named parameters take SQLAlchemy's path.
+    SQLAlchemy's Core ``insert()`` with a list of dicts still processes every row in Python, which
+    cost the service as much CPU as SQLite's own work. For SQLite (in process: ``executemany`` is a C
+    loop) the statement is built once, ``created_at`` is converted once per batch by the column type's
+    own bind processor (so it is stored exactly as SQLAlchemy would store it and reads back the same),
+    and the tuples go to the driver as they are. Server databases keep SQLAlchemy's insert, whose
+    "insertmanyvalues" batching saves the round trip per row that a plain ``executemany`` would pay.
     """
-
-    #: Positional paramstyles and the placeholder each uses.
-    _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect
         self._columns = (*ROW_COLUMNS, "created_at")
-        placeholder = self._PLACEHOLDERS.get(dialect.paramstyle)
+        placeholder = "?" if dialect.name == "sqlite" and dialect.paramstyle == "qmark" else None
         self._sql = None
         if placeholder is not None:
             preparer = dialect.identifier_preparer

@@ -284,3 +284,14 @@ def test_inference_log_pending_counts_rows_until_committed(tmp_path: Path) -> No
     assert log.flush(timeout=10) and log.pending == 0
     log.close()
     assert len(inference_log.read_predictions(f"sqlite:///{tmp_path / 'log.db'}")) == 3
+
+
+def test_inference_log_insert_keeps_sqlalchemy_batching_on_server_databases() -> None:
+    """PostgreSQL keeps SQLAlchemy's insert (multi-row VALUES, not a round trip per row); SQLite takes
+    the positional fast path. No server is needed to check which path an engine gets."""
+    postgres = inference_log._Insert(inference_log.sa.create_engine("postgresql+psycopg2://u:p@db.invalid/log"))
+    assert postgres._sql is None
+    assert postgres._time(moment := inference_log.utcnow()) is moment  # psycopg2 binds datetimes itself
+    sqlite = inference_log._Insert(inference_log.sa.create_engine("sqlite://"))
+    assert sqlite._sql is not None and sqlite._plain
+    assert sqlite._sql.count("?") == len(inference_log.ROW_COLUMNS) + 1
