@@ -106,18 +106,27 @@ def _float_metadata(prefix: str, values: dict[str, Any]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in values.items() if isinstance(v, int | float) and v is not None}
 
 
+def _monitoring_asset(kind: str, description: str) -> Any:
+    """``dg.asset`` with what every monitoring asset shares: it reads the deployed service's traffic
+    (so it follows ``credit_risk_deployment``), its group, owner and the platform's I/O retry policy."""
+    return dg.asset(
+        deps=[DEPLOYMENT],
+        group_name=GROUP,
+        kinds={kind},
+        owners=[OWNER],
+        retry_policy=io_retry_policy(),
+        description=description,
+    )
+
+
 # -- live_model_performance --------------------------------------------------------------------------
 class LivePerformanceConfig(dg.Config):  # type: ignore[misc]
     window_hours: float | None = Field(default=None, description="Predictions of the last N hours; None: resource's.")
     min_group_size: int = Field(default=30, description="Groups with fewer labelled outcomes are left out.")
 
 
-@dg.asset(
-    deps=[DEPLOYMENT],
-    group_name=GROUP,
-    kinds={"pandas"},
-    owners=[OWNER],
-    retry_policy=io_retry_policy(),
+@_monitoring_asset(
+    kind="pandas",
     description=(
         "Live quality of each served model version (and role) from the inference log joined with the outcomes "
         "posted to /feedback: labelled count, accuracy, ROC AUC, Brier score, calibration error and per-group "
@@ -193,12 +202,8 @@ def _forced(decision: live_metrics.CanaryDecision, force: str) -> live_metrics.C
     return live_metrics.CanaryDecision(action, decision.from_weight, to, reasons, decision.measured)
 
 
-@dg.asset(
-    deps=[DEPLOYMENT],
-    group_name=GROUP,
-    kinds={"mlflow"},
-    owners=[OWNER],
-    retry_policy=io_retry_policy(),
+@_monitoring_asset(
+    kind="mlflow",
     description=(
         "One canary step: measures champion and challenger since the step began (live quality from the inference "
         "log, 5xx share from the service's /metrics), then steps the challenger's weight, promotes it at 100 % or "
@@ -314,12 +319,8 @@ class ABReportConfig(dg.Config):  # type: ignore[misc]
     alpha: float = Field(default=0.05, description="Significance level of the tests.")
 
 
-@dg.asset(
-    deps=[DEPLOYMENT],
-    group_name=GROUP,
-    kinds={"pandas"},
-    owners=[OWNER],
-    retry_policy=io_retry_policy(),
+@_monitoring_asset(
+    kind="pandas",
     description=(
         "A/B test report: live metrics of champion and challenger side by side since the split began, with a "
         "two-proportion z-test of the accuracy difference and a z-test of the ROC AUC difference (Hanley-McNeil)."
