@@ -14,15 +14,11 @@ from typing import Any
 
 import bentoml
 
+from platform_assets.serving import bentoml_fixes
+from platform_assets.serving.config import flag
 
-def _flag(name: str, default: str) -> bool:
-    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes")
-
-
-STOCK = _flag("TRIVIAL_STOCK", "false")
+STOCK = flag("TRIVIAL_STOCK", False)
 if not STOCK:
-    from platform_assets.serving import bentoml_fixes
-
     bentoml_fixes.apply()
 
 CONSTANT = {"predictions": [{"probability_of_default": 0.5, "decision": "approve"}]}
@@ -32,8 +28,8 @@ CONSTANT = {"predictions": [{"probability_of_default": 0.5, "decision": "approve
     name="trivial",
     workers=int(os.environ.get("CREDIT_RISK_WORKERS", "1")),
     traffic={"timeout": 60},
-    logging={"access": {"enabled": True if STOCK else _flag("CREDIT_RISK_ACCESS_LOG", "false")}},
-    tracing={} if STOCK or _flag("CREDIT_RISK_TRACING", "false") else {"excluded_urls": ["/predict"]},
+    logging={"access": {"enabled": True if STOCK else flag("CREDIT_RISK_ACCESS_LOG", False)}},
+    tracing={} if STOCK or flag("CREDIT_RISK_TRACING", False) else {"excluded_urls": ["/predict"]},
 )
 class TrivialService:
     @bentoml.api(route="/predict")

@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from platform_assets.serving import bentoml_fixes
-from platform_assets.serving.http import ServingMiddleware
+from platform_assets.serving.config import flag
+from platform_assets.serving.http import API_ROUTES, ServingMiddleware
 from platform_assets.serving.schemas import (
     FeedbackInput,
     FeedbackOutput,
@@ -35,13 +36,12 @@ bentoml_fixes.apply()  # BentoML's request timeout keeps a 60-s timer per reques
 #: One access-log line per request costs a large share of the framework's time per request, and every
 #: prediction is in the inference log and every request in the metrics: off unless
 #: ``CREDIT_RISK_ACCESS_LOG=true``.
-ACCESS_LOG = os.environ.get("CREDIT_RISK_ACCESS_LOG", "false").strip().lower() in ("1", "true", "yes")
+ACCESS_LOG = flag("CREDIT_RISK_ACCESS_LOG", False)
 #: BentoML keeps no traces unless ``tracing.sample_rate`` (0 by default) and an exporter are configured,
 #: yet its tracing middleware still builds spans for every request: a third of a worker's time at
 #: full load. The API routes skip it unless ``CREDIT_RISK_TRACING=true`` (then configure the exporter
 #: and sample rate the BentoML way).
-TRACED = os.environ.get("CREDIT_RISK_TRACING", "false").strip().lower() in ("1", "true", "yes")
-TRACING: dict[str, Any] = {} if TRACED else {"excluded_urls": ["/predict", "/feedback", "/admin/status"]}
+TRACING: dict[str, Any] = {} if flag("CREDIT_RISK_TRACING", False) else {"excluded_urls": list(API_ROUTES)}
 
 
 def _response(reply: Any) -> Response:

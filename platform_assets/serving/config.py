@@ -52,6 +52,16 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def flag(name: str, default: bool) -> bool:
+    """A boolean setting: true/false, 1/0, yes/no (any case); anything else is an error naming ``name``."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("1", "true", "yes")
+
+
 def default_inference_db() -> str:
     return f"sqlite:///{settings.platform_home() / 'serving' / 'inference_log.db'}"
 

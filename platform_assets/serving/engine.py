@@ -93,7 +93,7 @@ class CreditRiskEngine:
         self.scorer = Scorer(max_rows=max(4096, config.max_batch))
         self.bias = BiasWindow(config.bias_window, config.bias_window_seconds, config.bias_min_group)
         self._bias_published = -math.inf
-        self._bias_publish_at: float | None = None
+        self._bias_publish_scheduled = False
         self.models = ModelManager(config, on_swap=_on_swap)
         metrics.publish_models({}, {})
         self.models.refresh()
@@ -103,8 +103,7 @@ class CreditRiskEngine:
                 config.model_name,
                 config.tracking_uri,
             )
-        if self.models.current.champion is None:  # no model was loaded (that swap freezes the heap)
-            freeze_heap()
+            freeze_heap()  # loading a model would have frozen the heap (_on_swap)
         self.models.start()
 
     @classmethod
@@ -202,16 +201,16 @@ class CreditRiskEngine:
             log_name: [v if s else None for v, s in zip(apps.columns[c].tolist(), apps.sent[c].tolist(), strict=True)]
             for c, log_name in PROTECTED_LOG_COLUMNS.items()
         }
-        self.log.log_rows(
+        self.log.log_rows(  # the protected columns close ROW_COLUMNS, in PROTECTED_LOG_COLUMNS order
             utcnow(),
             list(zip(ids, labels, roles, apps.ids, probs, thresholds, decisions, *protected.values(), strict=True)),
         )
         if self.bias.observe(protected, decisions):
             self._bias_changed()
-        for model, role, rows in plan:
-            if len(plan) == 1:
-                metrics.observe_predictions(model.label, role, probs, decisions)
-            else:
+        if len(plan) == 1:
+            metrics.observe_predictions(labels[0], roles[0], probs, decisions)
+        else:
+            for model, role, rows in plan:
                 picked = rows.tolist()
                 metrics.observe_predictions(
                     model.label, role, [probs[i] for i in picked], [decisions[i] for i in picked]
@@ -236,21 +235,20 @@ class CreditRiskEngine:
         """Publish the live bias gauges at most every ``BIAS_PUBLISH_SECONDS``: at once when the last
         publication is older, otherwise once when the interval ends (every gauge is a write to the
         multiprocess metric files, too costly for every request)."""
-        now = time.monotonic()
-        if self._bias_publish_at is not None:  # a publication is already scheduled
+        if self._bias_publish_scheduled:
             return
-        wait = self._bias_published + BIAS_PUBLISH_SECONDS - now
+        wait = self._bias_published + BIAS_PUBLISH_SECONDS - time.monotonic()
         if wait <= 0:
             self._publish_bias()
             return
-        self._bias_publish_at = now + wait
+        self._bias_publish_scheduled = True
         try:
             asyncio.get_running_loop().call_later(wait, self._publish_bias)
         except RuntimeError:  # called outside an event loop (direct use of the engine): publish now
             self._publish_bias()
 
     def _publish_bias(self) -> None:
-        self._bias_publish_at = None
+        self._bias_publish_scheduled = False
         self._bias_published = time.monotonic()
         metrics.publish_bias(self.bias)
 

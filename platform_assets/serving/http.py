@@ -25,6 +25,8 @@ ADMIN_PREFIX = "/admin/"
 #: Admin routes the service defines; any other ``/admin/...`` path is counted as ``/admin/other`` so a
 #: client cannot create metric series at will.
 ADMIN_ROUTES = frozenset({"/admin/status"})
+#: Every route the service's own endpoints answer on.
+API_ROUTES = (*ROUTE_ROLES, *sorted(ADMIN_ROUTES))
 REASON_HEADER = b"x-error-reason"
 
 

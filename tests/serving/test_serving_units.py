@@ -295,3 +295,29 @@ def test_inference_log_insert_keeps_sqlalchemy_batching_on_server_databases() ->
     sqlite = inference_log._Insert(inference_log.sa.create_engine("sqlite://"))
     assert sqlite._sql is not None and sqlite._plain
     assert sqlite._sql.count("?") == len(inference_log.ROW_COLUMNS) + 1
+
+
+def test_log_rows_end_with_the_protected_columns_in_engine_order() -> None:
+    """The engine zips the protected values (in PROTECTED_LOG_COLUMNS order) after the scored fields."""
+    protected = tuple(inference_log.PROTECTED_LOG_COLUMNS.values())
+    assert inference_log.ROW_COLUMNS[-len(protected) :] == protected
+    assert inference_log.ROW_COLUMNS[: -len(protected)] == (
+        "prediction_id",
+        "model_version",
+        "role",
+        "application_id",
+        "probability",
+        "threshold",
+        "decision",
+    )
+
+
+def test_flag_settings_accept_booleans_and_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from platform_assets.serving.config import flag
+
+    for raw, expected in (("", True), ("TRUE", True), ("yes", True), ("1", True), ("false", False), ("No", False)):
+        monkeypatch.setenv("CREDIT_RISK_SOMETHING", raw)
+        assert flag("CREDIT_RISK_SOMETHING", True) is expected, raw
+    monkeypatch.setenv("CREDIT_RISK_SOMETHING", "maybe")
+    with pytest.raises(ValueError, match="CREDIT_RISK_SOMETHING must be true or false, got 'maybe'"):
+        flag("CREDIT_RISK_SOMETHING", False)
