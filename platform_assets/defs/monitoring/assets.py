@@ -1,7 +1,8 @@
 """The closed loop's assets: live model quality from the inference log, canary decisions, the A/B report.
 
-Thin wrappers over ``platform_assets.ml.live_metrics``; the sensors in ``sensors.py`` read the same
-sources through the helpers here, so they work without these assets being materialized.
+Thin wrappers over ``platform_assets.ml`` (``live_quality``, ``canary``, ``ab_comparison``,
+``service_metrics``); the sensors in ``sensors.py`` read the same sources through the helpers here, so they
+work without these assets being materialized.
 """
 
 import json
@@ -14,7 +15,7 @@ from pydantic import Field
 from platform_assets import lake_keys, model_store
 from platform_assets.deploy.local import DeploymentFailed
 from platform_assets.deploy.rollout import RolloutPlan
-from platform_assets.ml import live_metrics
+from platform_assets.ml import ab_comparison, canary, live_quality, service_metrics
 from platform_assets.resources.deployer import ServiceDeployer
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.mlflow import ModelRegistry
@@ -72,7 +73,7 @@ def step_started(
 
 def measure_canary(
     live_monitoring: LiveMonitoring, lake: LakeStorage, champion: str, challenger: str, weight: float
-) -> tuple[live_metrics.CanaryDecision, dict[str, Any]]:
+) -> tuple[canary.CanaryDecision, dict[str, Any]]:
     """Both versions' live quality since the step began, the service's 5xx share, and the decision.
 
     Raises when the inference log or the service cannot be read (the sensor turns that into a skip).
@@ -80,17 +81,19 @@ def measure_canary(
     start, baseline, latency_baseline = step_started(lake, challenger, weight)
     frame = live_monitoring.predictions(start=start or live_monitoring.window_start())
     quality = {
-        role: live_metrics.frame_quality(frame[frame["model_version"] == version])
+        role: live_quality.frame_quality(frame[frame["model_version"] == version])
         for role, version in (("champion", champion), ("challenger", challenger))
     }
     counts = live_monitoring.request_counts()
     buckets = live_monitoring.latency_buckets()
     error_rate, requests, p99 = (None, 0, None)
     if counts is not None:
-        error_rate, requests = live_metrics.server_error_share(counts, (baseline[0], baseline[1]) if baseline else None)
+        error_rate, requests = service_metrics.server_error_share(
+            counts, (baseline[0], baseline[1]) if baseline else None
+        )
     if buckets is not None:
-        p99 = live_metrics.latency_quantile(buckets, latency_baseline)
-    decision = live_metrics.canary_decision(
+        p99 = service_metrics.latency_quantile(buckets, latency_baseline)
+    decision = canary.canary_decision(
         weight, quality["champion"], quality["challenger"], live_monitoring.canary_policy(), error_rate, requests, p99
     )
     context = {
@@ -143,14 +146,14 @@ def live_model_performance(
     start = datetime.now(UTC) - timedelta(hours=hours)
     with fail_fast(FileNotFoundError):
         frame = live_monitoring.predictions(start=start, labelled_only=False)
-    document = live_metrics.live_performance(frame, config.min_group_size)
+    document = live_quality.live_performance(frame, config.min_group_size)
     for version, metrics in document["versions"].items():
         metrics["validation_metrics"] = validation_metrics(lake, version)
     document.update(
         {"window_hours": hours, "window_start": start.isoformat(), "computed_at": datetime.now(UTC).isoformat()}
     )
     model_store.write_json(lake, LIVE_PERFORMANCE_KEY, document)
-    table = live_metrics.versions_table(document)
+    table = live_quality.versions_table(document)
     context.log.info(f"live performance since {start:%Y-%m-%d %H:%M} UTC:\n{table}")
     per_version: dict[str, float] = {}
     for version, metrics in document["versions"].items():
@@ -179,7 +182,7 @@ class CanaryDecisionConfig(dg.Config):  # type: ignore[misc]
     force: str = Field(default="", description="Operator override: 'promote' or 'rollback' regardless of metrics.")
 
 
-def plan_for(decision: live_metrics.CanaryDecision, champion: str, challenger: str) -> RolloutPlan | None:
+def plan_for(decision: canary.CanaryDecision, champion: str, challenger: str) -> RolloutPlan | None:
     """The registry state a decision leads to (same RolloutPlan/ModelRegistry mechanics as the deployment)."""
     if decision.action == "step":
         return RolloutPlan(champion, challenger, decision.to_weight, "canary_started")
@@ -190,16 +193,16 @@ def plan_for(decision: live_metrics.CanaryDecision, champion: str, challenger: s
     return None
 
 
-def _forced(decision: live_metrics.CanaryDecision, force: str) -> live_metrics.CanaryDecision:
+def _forced(decision: canary.CanaryDecision, force: str) -> canary.CanaryDecision:
     if force == "promote":
-        action: live_metrics.CanaryAction = "promote"
+        action: canary.CanaryAction = "promote"
     elif force == "rollback":
         action = "rollback"
     else:
         raise ValueError(f"force must be 'promote', 'rollback' or empty, got {force!r}")
     to = 100.0 if action == "promote" else 0.0
     reasons = [f"forced by the operator ({force})", *decision.reasons]
-    return live_metrics.CanaryDecision(action, decision.from_weight, to, reasons, decision.measured)
+    return canary.CanaryDecision(action, decision.from_weight, to, reasons, decision.measured)
 
 
 @_monitoring_asset(
@@ -343,7 +346,7 @@ def ab_comparison_report(
     start = start or live_monitoring.window_start()
     with fail_fast(FileNotFoundError):
         frame = live_monitoring.predictions(start=start, model_versions=[a, b])
-    result = live_metrics.compare_versions(
+    result = ab_comparison.compare_versions(
         frame[frame["model_version"] == a], frame[frame["model_version"] == b], config.alpha
     )
     report = {"version_a": a, "version_b": b, "since": start.isoformat(), **result}

@@ -11,7 +11,7 @@ import dagster as dg
 from platform_assets.defs.monitoring.assets import measure_canary, step_started, validation_metrics
 from platform_assets.defs.monitoring.jobs import ab_report_job, canary_job
 from platform_assets.defs.training.jobs import retrain_and_deploy_job
-from platform_assets.ml import live_metrics
+from platform_assets.ml import live_quality
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.monitoring import LiveMonitoring
@@ -76,11 +76,11 @@ def accuracy_drop_sensor(
         frame = live_monitoring.predictions(model_versions=[champion])
     except Exception as error:  # noqa: BLE001
         return unreachable("inference log", error)
-    live = live_metrics.frame_quality(frame)
+    live = live_quality.frame_quality(frame)
     policy = live_monitoring.drop_policy()
     try:
         validation = validation_metrics(lake, champion)
-        reasons = live_metrics.quality_breach(live, validation, policy)
+        reasons = live_quality.quality_breach(live, validation, policy)
     except ValueError as error:
         return dg.SkipReason(f"champion {champion}: {error}")
     except Exception as error:  # noqa: BLE001

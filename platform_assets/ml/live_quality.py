@@ -1,0 +1,202 @@
+"""Live model quality from the inference log joined with outcomes, and the accuracy-drop test on it.
+
+Pure functions (no Dagster, no I/O): the monitoring assets and sensors read the inference log with
+``platform_assets.serving.inference_log.reader.read_predictions`` and hand the frame here.
+
+* ``live_performance``: per model version (and role) labelled count, accuracy, ROC AUC, Brier score,
+  expected calibration error and per-group metrics by protected attribute.
+* ``quality_breach``: whether the champion's live quality fell below an absolute floor and/or more than
+  a margin below its validation metrics (the accuracy-drop sensor).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from platform_assets.core import slo
+from platform_assets.core.slo import DropMode
+from platform_assets.ml import evaluate, fairness
+
+#: Inference-log columns of the protected attributes and how their groups are labelled.
+_GROUPS: dict[str, Any] = {
+    "sex": fairness.SEX_LABELS,
+    "education": fairness.EDUCATION_LABELS,
+    "marriage": fairness.MARRIAGE_LABELS,
+    "age": None,  # banded with fairness.DEFAULT_AGE_EDGES
+}
+ROLES = ("champion", "challenger")
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def quality(labels: np.ndarray, probabilities: np.ndarray, declined: np.ndarray) -> dict[str, Any]:
+    """Metrics of labelled predictions; ``roc_auc`` is ``None`` unless both outcomes occur.
+
+    ``accuracy`` counts a decline of a defaulter and an approval of a repayer as correct (the service's
+    decision at the model's own threshold).
+    """
+    labels = np.asarray(labels, dtype="int64")
+    probabilities = np.asarray(probabilities, dtype="float64")
+    declined = np.asarray(declined, dtype=bool)
+    n = len(labels)
+    if n == 0:
+        return {"labelled": 0, "accuracy": None, "roc_auc": None, "brier": None, "ece": None, "default_rate": None}
+    both = bool(labels.min() == 0 and labels.max() == 1)
+    auc = evaluate.classification_metrics(labels, probabilities, 0.5)["roc_auc"] if both else None
+    return {
+        "labelled": n,
+        "accuracy": float((declined == (labels == 1)).mean()),
+        "roc_auc": _finite(auc) if auc is not None else None,
+        "brier": float(np.mean((probabilities - labels) ** 2)),
+        "ece": evaluate.expected_calibration_error(labels, probabilities),
+        "default_rate": float(labels.mean()),
+        "decline_rate": float(declined.mean()),
+    }
+
+
+def labelled_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an inference-log frame that have an outcome (``defaulted``)."""
+    return frame[frame["defaulted"].notna()] if "defaulted" in frame else frame.iloc[0:0]
+
+
+def frame_quality(frame: pd.DataFrame) -> dict[str, Any]:
+    """``quality`` of the labelled rows of an inference-log frame (``read_predictions`` columns)."""
+    labelled = labelled_rows(frame)
+    return quality(
+        labelled["defaulted"].to_numpy(dtype="int64"),
+        labelled["probability"].to_numpy(dtype="float64"),
+        (labelled["decision"] == "decline").to_numpy(),
+    )
+
+
+def group_labels(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Readable group labels of a protected log column; missing values stay missing."""
+    values = frame[column]
+    present = values.notna()
+    out = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    if not present.any():
+        return out
+    codes = values[present].astype("int64")
+    if column == "age":
+        out[present] = fairness.age_bands(codes.to_numpy())
+    else:
+        labels = _GROUPS[column]
+        out[present] = [labels.get(int(c), f"code {int(c)}") for c in codes]
+    return out
+
+
+def group_metrics(frame: pd.DataFrame, min_group_size: int = 30) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per protected attribute present in the log: per group with at least ``min_group_size`` labelled
+    rows, its ``quality``. Attributes that were never sent are left out."""
+    labelled = labelled_rows(frame)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for column in _GROUPS:
+        if column not in labelled or not labelled[column].notna().any():
+            continue
+        labels = group_labels(labelled, column)
+        groups = {}
+        for group in sorted(labels.dropna().unique(), key=str):
+            rows = labelled[labels == group]
+            if len(rows) >= min_group_size:
+                groups[str(group)] = frame_quality(rows)
+        out[column] = groups
+    return out
+
+
+def live_performance(frame: pd.DataFrame, min_group_size: int = 30) -> dict[str, Any]:
+    """Per model version: predictions, labelled outcomes and quality overall, per role and per group."""
+    versions: dict[str, Any] = {}
+    for version, rows in frame.groupby("model_version", sort=True):
+        versions[str(version)] = {
+            "predictions": len(rows),
+            **frame_quality(rows),
+            "roles": {
+                str(role): {"predictions": len(part), **frame_quality(part)}
+                for role, part in rows.groupby("role", sort=True)
+            },
+            "groups": group_metrics(rows, min_group_size),
+        }
+    labelled = labelled_rows(frame)
+    return {
+        "predictions": len(frame),
+        "labelled": len(labelled),
+        "versions": versions,
+    }
+
+
+def versions_table(document: Mapping[str, Any]) -> str:
+    """A Markdown table of ``live_performance``'s versions, for the UI."""
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    lines = [
+        "| version | roles | predictions | labelled | accuracy | ROC AUC | Brier | ECE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for version, m in document["versions"].items():
+        roles = ", ".join(m["roles"])
+        lines.append(
+            f"| {version} | {roles} | {m['predictions']} | {m['labelled']} | {cell(m['accuracy'])} | "
+            f"{cell(m['roc_auc'])} | {cell(m['brier'])} | {cell(m['ece'])} |"
+        )
+    return "\n".join(lines)
+
+
+# -- the accuracy-drop sensor's test ------------------------------------------------------------------
+@dataclass(frozen=True)
+class DropPolicy:
+    """When the champion's live quality counts as dropped; defaults: ``core.slo.ACCURACY_DROP``.
+
+    ``relative``: live ROC AUC more than ``max_auc_drop`` below the validation ROC AUC (or live accuracy
+    more than ``max_accuracy_drop`` below validation accuracy); ``absolute``: live accuracy below
+    ``accuracy_floor``; ``either``: both tests, one breach is enough. Accuracies and AUCs are fractions,
+    ``min_labelled`` is rows.
+    """
+
+    mode: DropMode = slo.ACCURACY_DROP.mode
+    accuracy_floor: float = slo.ACCURACY_DROP.accuracy_floor
+    max_auc_drop: float = slo.ACCURACY_DROP.max_auc_drop
+    max_accuracy_drop: float = slo.ACCURACY_DROP.max_accuracy_drop
+    min_labelled: int = slo.ACCURACY_DROP.min_labelled
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("relative", "absolute", "either"):
+            raise ValueError(f"drop mode must be relative, absolute or either, got {self.mode!r}")
+        if self.min_labelled < 1:
+            raise ValueError(f"min_labelled must be at least 1, got {self.min_labelled}")
+
+
+def quality_breach(live: Mapping[str, Any], validation: Mapping[str, Any] | None, policy: DropPolicy) -> list[str]:
+    """Why ``live`` quality (a ``quality`` dict) counts as dropped; empty when it holds.
+
+    Raises ``ValueError`` when there are fewer than ``policy.min_labelled`` outcomes, or when a relative
+    test needs validation metrics that are missing.
+    """
+    if live["labelled"] < policy.min_labelled:
+        raise ValueError(f"only {live['labelled']} of the {policy.min_labelled} labelled outcomes needed")
+    reasons = []
+    if policy.mode in ("absolute", "either") and live["accuracy"] < policy.accuracy_floor:
+        reasons.append(f"live accuracy {live['accuracy']:.4f} < floor {policy.accuracy_floor:.4f}")
+    if policy.mode in ("relative", "either"):
+        if not validation or "roc_auc" not in validation:
+            raise ValueError("the model's validation metrics are missing from its record")
+        if live["roc_auc"] is not None and live["roc_auc"] < validation["roc_auc"] - policy.max_auc_drop:
+            reasons.append(
+                f"live ROC AUC {live['roc_auc']:.4f} is {validation['roc_auc'] - live['roc_auc']:.4f} below "
+                f"validation {validation['roc_auc']:.4f} (allowed {policy.max_auc_drop:.4f})"
+            )
+        if "accuracy" in validation and live["accuracy"] < validation["accuracy"] - policy.max_accuracy_drop:
+            reasons.append(
+                f"live accuracy {live['accuracy']:.4f} is {validation['accuracy'] - live['accuracy']:.4f} below "
+                f"validation {validation['accuracy']:.4f} (allowed {policy.max_accuracy_drop:.4f})"
+            )
+    return reasons
