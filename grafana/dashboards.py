@@ -3,6 +3,9 @@
     python grafana/dashboards.py            # (re)writes grafana/dashboards/credit_risk_service.json
     python grafana/dashboards.py --check    # exit 1 if the committed JSON is not what this file generates
 
+(``python grafana/generate.py`` writes it together with the Prometheus rules and the canary analysis.)
+Thresholds come from platform_assets.core.slo, the same values the alerts and the canary gate use.
+
 The JSON is deterministic (sorted keys, panel ids in layout order, a fixed uid), so it is committed and
 tests/ops checks that it is exactly what this module generates. Every metric name comes from
 platform_assets.observability, the contract the service exports; tests/ops checks every query against it.
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from platform_assets import observability as obs
+from platform_assets.core import slo
 
 JSON = dict[str, Any]
 
@@ -35,10 +39,9 @@ JOB = 'job=~"$job"'
 VERSION = 'model_version=~"$model_version"'
 SERVER_ERROR = 'status=~"5.."'
 DECLINE = 'decision="decline"'
-#: The latency objective the alerts use (grafana/prometheus/rules.yml: CreditRiskHighLatencyP99).
-LATENCY_SLO_SECONDS = 0.025
-#: The error-ratio objective of CreditRiskHighErrorRatio.
-ERROR_RATIO_SLO = 0.02
+#: The objectives the alerts use (CreditRiskHighLatencyP99, CreditRiskHighErrorRatio): seconds, a ratio.
+LATENCY_SLO_SECONDS = slo.SERVICE.latency_p99_seconds
+ERROR_RATIO_SLO = slo.SERVICE.error_ratio
 
 GRID_WIDTH = 24
 
@@ -336,7 +339,7 @@ def live_disparate_impact_panel() -> JSON:
         [_target(expr, "{{attribute}}", "A")],
         unit="percentunit",
         max_value=1,
-        thresholds=_thresholds((None, "red"), (obs.DISPARATE_IMPACT_BOUND, "green")),
+        thresholds=_thresholds((None, "red"), (slo.FAIRNESS.min_disparate_impact_ratio, "green")),
     )
 
 

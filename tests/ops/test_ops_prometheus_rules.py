@@ -16,6 +16,8 @@ from ops_support import (
     runbook_anchors,
 )
 
+from platform_assets.core import slo
+
 
 def test_promtool_check_rules() -> None:
     result = run([promtool(), "check", "rules", str(RULES)])
@@ -55,7 +57,7 @@ def test_the_alerts_asked_for_exist() -> None:
         "CreditRiskChallengerErrorRatioWorse",
     } <= alerts
     latency = next(rule for rule in alerting_rules() if rule["alert"] == "CreditRiskHighLatencyP99")
-    assert latency["for"] == "5m" and "> 0.025" in latency["expr"]
+    assert latency["for"] == "5m" and f"> {slo.SERVICE.latency_p99_seconds}" in latency["expr"]
 
 
 def test_recording_rules_cover_rate_error_ratio_and_p99_per_model_version() -> None:
