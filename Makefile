@@ -8,8 +8,12 @@ ROLE ?= predict
 # A retrain started by the sensors rolls the new model out as a canary (10 % -> 50 % -> promote).
 export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
-.PHONY: demo test install lint materialize ui loop-demo service-status service-stop api-key signing-keys \
-        bench-uci bench-serving clean
+.PHONY: demo test install system-packages lint lint-fast check-defs materialize ui loop-demo service-status \
+        service-stop api-key signing-keys bench-uci bench-serving clean
+
+# What the suite drives for real, as `program:Debian package`. kubectl (the ops tests' kustomize) comes
+# with the machine image: Debian's kubernetes-client is 1.20, older than the kustomize v5 k8s/ needs.
+SYSTEM_PACKAGES := prometheus:prometheus promtool:prometheus /usr/bin/chromium:chromium java:openjdk-17-jre-headless
 
 $(BIN)/activate: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,24 +24,55 @@ $(BIN)/activate: pyproject.toml constraints.txt
 
 install: $(BIN)/activate
 
+## make system-packages: apt-get install the SYSTEM_PACKAGES whose program is missing (as root).
+system-packages:
+	@missing=$$(for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done \
+	  | sort -u | paste -sd ' ' -); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+	  echo "The tests need the Debian package(s): $$missing" >&2; \
+	  echo "Install them with: sudo apt-get update && sudo apt-get install -y $$missing" >&2; exit 1; \
+	fi; \
+	echo "Installing Debian package(s): $$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
+
 ## make demo: install; ingest the latest 7 days (synthetic), train, gate, build and serve the model on
-## 127.0.0.1:3001; then the Dagster UI (webserver + daemon) on 127.0.0.1:3000 until Ctrl-C.
+## 127.0.0.1:3001; then the Dagster UI (webserver + daemon) on 127.0.0.1:3000 until Ctrl-C. The model
+## service keeps running until `make service-stop`.
 demo: install materialize ui
 
 materialize: install
 	$(BIN)/python -m platform_assets.demo
 
+# dg warns unless the virtual environment beside pyproject.toml is the active one.
+ui check-defs lint-fast: export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+
+# Ctrl-C reaches dg and make alike; dg stops the webserver, daemon and code server, and make waits for it.
 ui: install
 	@echo "Dagster UI: http://127.0.0.1:3000  (Ctrl-C stops the UI; 'make service-stop' stops the model service)"
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
-## make test: install if needed, then the whole suite (slow tests included).
-test: install
+## make test: install if needed (Python and Debian packages), then the whole suite (slow tests included).
+test: install system-packages
 	$(BIN)/python -m pytest
 
+## make check-defs: the code location loads and its component YAML validates.
+check-defs: install
+	$(BIN)/dg check defs
+
+## make lint: ruff, mypy (strict) and the import contracts in .importlinter.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## make lint-fast: lint without mypy, then check-defs (what .ci/run runs until mypy is clean).
+lint-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/dg check defs
 
 ## make loop-demo: with `make demo` running, send drifted traffic with feedback: the accuracy-drop sensor
 ## retrains, the new version starts as a canary, the canary sensor steps it to promotion. Watch the UI.
