@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,37 +63,54 @@ def machine() -> dict[str, Any]:
 
 
 def prepare(home: Path) -> dict[str, Any]:
-    """Train and register a model with the production CNN architecture; create a predict key."""
+    """Train a model with the production CNN architecture and training function on synthetic data (one
+    epoch, seconds), register it in a new MLflow store as the training asset does; create the keys."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import mlflow
+        import pandas as pd
 
-        from platform_assets.ml import schema
+        from platform_assets.ml import dataset, features, schema, synthetic
         from platform_assets.ml.model import CNNConfig
-        from platform_assets.serving import fixtures, registry
+        from platform_assets.ml.train import TrainConfig, train_cnn
+        from platform_assets.serving import registry
         from platform_assets.serving.auth import create_key
+        from platform_assets.settings import EXPERIMENT_NAME
 
+        (home / "mlflow" / "artifacts").mkdir(parents=True)
         uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
-        fixtures.prepare_store(uri, home / "mlflow" / "artifacts")
-        train = fixtures.synthetic_rows(days=3, rows_per_day=1000, seed=7)
-        tiny = fixtures.train_tiny(train, seed=1, epochs=1, config=CNNConfig())
-        registered = fixtures.register_tiny(tiny, fixtures.keras_inputs(train))
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        artifacts = (home / "mlflow" / "artifacts").as_uri()
+        mlflow.set_experiment(experiment_id=mlflow.MlflowClient().create_experiment(EXPERIMENT_NAME, artifacts))
+        start = date(2026, 10, 1)
+        days = [synthetic.generate_partition(start + timedelta(days=d), 1000, 7) for d in range(3)]
+        rows = features.featurize_rows(pd.concat(days, ignore_index=True))
+        splits = dataset.split_dataset(rows[rows[features.REASON].isna()], validation=0.15, test=0.15, seed=7)
+        trained = train_cnn(splits, TrainConfig(epochs=1, seed=1, cnn=CNNConfig()))
+        with mlflow.start_run():
+            registered = registry.register_keras_model(
+                trained.model,
+                threshold=trained.threshold,
+                example_inputs={k: v[:5] for k, v in splits["train"].keras_inputs().items()},
+                dagster_run_id="serving-benchmark",
+            )
         registry.set_alias(registry.CHAMPION, registered.version, tracking_uri=uri)
         model_file = home / "baseline_model.keras"
         model_file.write_bytes(registered.model_bytes)
         key, _ = create_key(home / "keys.json", ["predict"])
         admin_key, _ = create_key(home / "keys.json", ["admin"])
-        raw = fixtures.synthetic_rows(days=1, rows_per_day=1000, seed=99).drop(columns=[schema.TARGET])
-        rows = [{k: int(v) for k, v in row.items()} for row in raw.to_dict("records")]
+        raw = synthetic.generate_partition(start, 1000, 99).drop(columns=[schema.TARGET])
+        requests = [{k: int(v) for k, v in row.items()} for row in raw.to_dict("records")]
         del mlflow
-    (home / "one.json").write_text(json.dumps({"applications": rows[:1]}))
-    (home / "batch.json").write_text(json.dumps({"applications": rows[:1000]}))
+    (home / "one.json").write_text(json.dumps({"applications": requests[:1]}))
+    (home / "batch.json").write_text(json.dumps({"applications": requests[:1000]}))
     return {
         "tracking_uri": uri,
         "model_file": model_file,
         "key": key,
         "admin_key": admin_key,
-        "threshold": tiny.threshold,
+        "threshold": trained.threshold,
     }
 
 

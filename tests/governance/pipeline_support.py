@@ -121,8 +121,9 @@ def build(home: Path) -> PipelineHome:
 
 def application_rows(n: int, seed: int = 99) -> list[dict[str, int]]:
     """``n`` valid raw applications (no target) with the protected attributes."""
-    from platform_assets.ml import schema
-    from platform_assets.serving import fixtures
+    from model_support import synthetic_rows
 
-    frame = fixtures.synthetic_rows(days=1, rows_per_day=max(n, 50), seed=seed).drop(columns=[schema.TARGET])
+    from platform_assets.ml import schema
+
+    frame = synthetic_rows(days=1, rows_per_day=max(n, 50), seed=seed).drop(columns=[schema.TARGET])
     return [{k: int(v) for k, v in row.items()} for row in frame.iloc[:n].to_dict("records")]

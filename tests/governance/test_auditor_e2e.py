@@ -63,8 +63,9 @@ def test_service_serves_signed_versions_and_refuses_tampered_or_unsigned(
     pipeline: PipelineHome, service: Server
 ) -> None:
     import mlflow
+    import model_support
 
-    from platform_assets.serving import fixtures, registry
+    from platform_assets.serving import registry
     from platform_assets.settings import MODEL_NAME
 
     api = Api(service.url, pipeline.api_keys)
@@ -91,10 +92,10 @@ def test_service_serves_signed_versions_and_refuses_tampered_or_unsigned(
     # A version without a signed manifest (registered outside the pipeline) is refused as unsigned.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fixtures.prepare_store(pipeline.tracking_uri, pipeline.home / "mlflow" / "artifacts")
-        rows = fixtures.synthetic_rows(days=1, rows_per_day=600, seed=5)
-        tiny = fixtures.train_tiny(rows, seed=3, epochs=1)
-        unsigned = fixtures.register_tiny(tiny, fixtures.keras_inputs(rows.iloc[:10]))
+        model_support.prepare_store(pipeline.tracking_uri, pipeline.home / "mlflow" / "artifacts")
+        rows = model_support.synthetic_rows(days=1, rows_per_day=600, seed=5)
+        tiny = model_support.train_tiny(rows, seed=3, epochs=1)
+        unsigned = model_support.register_tiny(tiny, model_support.keras_inputs(rows.iloc[:10]))
     registry.set_alias(registry.CHALLENGER, unsigned.version, tracking_uri=pipeline.tracking_uri)
     status = wait_for_status(api, lambda s: unsigned.label in s["refused"], timeout=60.0, poll_interval=0.3)
     assert "unsigned" in status["refused"][unsigned.label] and status["challenger"] is None

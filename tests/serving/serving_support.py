@@ -108,25 +108,27 @@ class Server:
 
 
 def train_and_register(home: Path) -> Stores:
+    import model_support
+
     from platform_assets.ml import schema
-    from platform_assets.serving import fixtures, registry
+    from platform_assets.serving import registry
     from platform_assets.serving.auth import create_key
 
     tracking_uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
-    fixtures.prepare_store(tracking_uri, home / "mlflow" / "artifacts")
-    train = fixtures.synthetic_rows(days=3, rows_per_day=1000, seed=7)
-    inputs = fixtures.keras_inputs(train)
+    model_support.prepare_store(tracking_uri, home / "mlflow" / "artifacts")
+    train = model_support.synthetic_rows(days=3, rows_per_day=1000, seed=7)
+    inputs = model_support.keras_inputs(train)
     models, thresholds, versions = {}, {}, {}
     for seed in (1, 2):
-        tiny = fixtures.train_tiny(train, seed=seed, epochs=2)
-        registered = fixtures.register_tiny(tiny, inputs)
+        tiny = model_support.train_tiny(train, seed=seed, epochs=2)
+        registered = model_support.register_tiny(tiny, inputs)
         models[registered.label] = tiny.model
         thresholds[registered.label] = tiny.threshold
         versions[registered.label] = registered.version
     registry.set_alias(registry.CHAMPION, versions["v1"], tracking_uri=tracking_uri)
     keys_file = home / "api_keys.json"
     keys = {role: create_key(keys_file, [role])[0] for role in ("predict", "feedback", "admin")}
-    raw = fixtures.synthetic_rows(days=1, rows_per_day=3000, seed=99, start=pd.Timestamp("2027-01-01").date())
+    raw = model_support.synthetic_rows(days=1, rows_per_day=3000, seed=99, start=pd.Timestamp("2027-01-01").date())
     raw = raw.drop(columns=[schema.TARGET])
     return Stores(home, tracking_uri, keys_file, keys, raw, models, thresholds, versions)
 
@@ -160,10 +162,11 @@ def rows_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def in_process(model: Any, frame: pd.DataFrame) -> np.ndarray:
-    from platform_assets.ml.train import predict_cnn
-    from platform_assets.serving import fixtures
+    from model_support import keras_inputs
 
-    return predict_cnn(model, fixtures.keras_inputs(frame))
+    from platform_assets.ml.train import predict_cnn
+
+    return predict_cnn(model, keras_inputs(frame))
 
 
 @contextmanager

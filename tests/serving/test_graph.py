@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from model_support import keras_inputs, synthetic_rows, train_tiny
 from serving_support import Stores, in_process, quiet
 
 from platform_assets.ml import features, schema
 from platform_assets.ml.model import CNNConfig, build_cnn
-from platform_assets.serving import fixtures, models
+from platform_assets.serving import models
 from platform_assets.serving.config import ServingConfig
 from platform_assets.serving.graph import GraphMismatch, NumpyGraph, UnsupportedModel, export_numpy_graph, verify
 from platform_assets.serving.signature import VerifyKey
@@ -117,10 +118,10 @@ def test_graph_equals_keras_for_the_project_cnn(cnn: tuple[Any, int], n: int) ->
 
 
 def test_graph_equals_a_briefly_trained_cnn_on_real_features() -> None:
-    raw = fixtures.synthetic_rows(days=1, rows_per_day=600, seed=11)
+    raw = synthetic_rows(days=1, rows_per_day=600, seed=11)
     with quiet():
-        tiny = fixtures.train_tiny(raw, seed=4, epochs=2)
-    batch = fixtures.keras_inputs(raw)
+        tiny = train_tiny(raw, seed=4, epochs=2)
+    batch = keras_inputs(raw)
     graph = export_numpy_graph(tiny.model)
     expected = keras_predict(tiny.model, batch["history"], batch["static"])
     assert float(np.std(expected)) > 1e-3
@@ -324,7 +325,7 @@ def test_manager_loads_registered_versions_with_the_configured_backend(
     assert champion.backend.startswith(served_by)
     assert manager.status()["models"]["champion"]["backend"] == champion.backend
     frame = stores.raw.iloc[:50]
-    batch = fixtures.keras_inputs(frame)
+    batch = keras_inputs(frame)
     np.testing.assert_allclose(
         champion.predict(batch["history"], batch["static"]), in_process(stores.models["v1"], frame), rtol=0, atol=1e-5
     )

@@ -201,12 +201,13 @@ def test_weight_and_alias_changes_under_load_fail_no_request(api: Api, stores: S
 
 def test_tampered_model_is_refused_and_previous_keeps_serving(api: Api, stores: Stores, restore_registry: Any) -> None:
     import mlflow
-
-    from platform_assets.serving import fixtures
+    import model_support
 
     with quiet():
-        tiny = fixtures.train_tiny(fixtures.synthetic_rows(days=1, rows_per_day=800, seed=3), seed=5, epochs=1)
-        registered = fixtures.register_tiny(tiny, fixtures.keras_inputs(stores.raw.iloc[:10]))
+        tiny = model_support.train_tiny(
+            model_support.synthetic_rows(days=1, rows_per_day=800, seed=3), seed=5, epochs=1
+        )
+        registered = model_support.register_tiny(tiny, model_support.keras_inputs(stores.raw.iloc[:10]))
     client = mlflow.MlflowClient(tracking_uri=stores.tracking_uri)
     location = client.get_model_version_download_uri(MODEL_NAME, registered.version)
     path = local_path(location) / registry.MODEL_FILE
@@ -289,12 +290,12 @@ def test_feedback_persists_across_restart(stores: Stores, tmp_path: Any) -> None
 
 
 def test_not_ready_without_a_champion(stores: Stores, tmp_path: Any) -> None:
-    from platform_assets.serving import fixtures
+    import model_support
 
     empty_uri = f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}"
     with quiet():
-        fixtures.prepare_store(empty_uri, tmp_path / "empty" / "artifacts")
-        fixtures.prepare_store(stores.tracking_uri, stores.home / "mlflow" / "artifacts")  # back for other tests
+        model_support.prepare_store(empty_uri, tmp_path / "empty" / "artifacts")
+        model_support.prepare_store(stores.tracking_uri, stores.home / "mlflow" / "artifacts")  # back for other tests
     server = Server(stores.env(MLFLOW_TRACKING_URI=empty_uri), tmp_path / "empty.log").start(wait_ready=False)
     try:
         assert httpx.get(server.url + "/readyz", timeout=10).status_code == 503

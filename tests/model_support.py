@@ -1,5 +1,5 @@
-"""Small, fast models for the serving tests and benchmarks: trained in seconds on synthetic partitions
-and registered in an MLflow store exactly as the training asset registers a version."""
+"""Small, fast models for the tests: trained in seconds on synthetic partitions and registered in an MLflow
+store exactly as the training asset registers a version (``registry.register_keras_model``)."""
 
 from __future__ import annotations
 
