@@ -116,8 +116,8 @@ def lookup_prediction(prediction_id: str) -> dict[str, Any]:
     try:
         import sqlalchemy as sa
 
-        from platform_assets.serving import inference_log
-        from platform_assets.serving.config import default_inference_db
+        from platform_assets.serving.inference_log import schema as inference_log
+        from platform_assets.serving.inference_log.schema import default_inference_db
     except ImportError as error:
         raise AuditError(f"the inference log is not available in this installation ({error})") from None
     url = os.environ.get("CREDIT_RISK_INFERENCE_DB", "").strip() or default_inference_db()

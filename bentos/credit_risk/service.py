@@ -2,8 +2,8 @@
 
 Endpoints (POST): ``/predict`` (role predict), ``/feedback`` (role feedback), ``/admin/status`` (role
 admin); BentoML's own ``/livez``, ``/readyz`` and ``/metrics`` stay open; OpenAPI at ``/docs``
-(Swagger UI at ``/``, spec at ``/docs.json``). Configuration: environment variables, see
-``platform_assets/serving/__init__.py``. Run from this folder::
+(Swagger UI at ``/``, spec at ``/docs.json``). Configuration: environment variables, read once into
+``platform_assets.serving.settings.ServingSettings`` when a worker starts. Run from this folder::
 
     bentoml serve service:CreditRiskService --port 3001
 """
@@ -11,7 +11,6 @@ admin); BentoML's own ``/livez``, ``/readyz`` and ``/metrics`` stay open; OpenAP
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import bentoml
@@ -19,8 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from platform_assets.serving import bentoml_fixes
-from platform_assets.serving.config import flag
-from platform_assets.serving.http import API_ROUTES, ServingMiddleware
+from platform_assets.serving.http import API_ROUTES, AccessPolicy, ServingMiddleware
 from platform_assets.serving.schemas import (
     FeedbackInput,
     FeedbackOutput,
@@ -30,18 +28,13 @@ from platform_assets.serving.schemas import (
     StatusInput,
     StatusOutput,
 )
+from platform_assets.serving.settings import ServerSettings, ServingSettings
 
 bentoml_fixes.apply()  # BentoML's request timeout keeps a 60-s timer per request alive (see the module)
 
-#: One access-log line per request costs a large share of the framework's time per request, and every
-#: prediction is in the inference log and every request in the metrics: off unless
-#: ``CREDIT_RISK_ACCESS_LOG=true``.
-ACCESS_LOG = flag("CREDIT_RISK_ACCESS_LOG", False)
-#: BentoML keeps no traces unless ``tracing.sample_rate`` (0 by default) and an exporter are configured,
-#: yet its tracing middleware still builds spans for every request: a third of a worker's time at
-#: full load. The API routes skip it unless ``CREDIT_RISK_TRACING=true`` (then configure the exporter
-#: and sample rate the BentoML way).
-TRACING: dict[str, Any] = {} if flag("CREDIT_RISK_TRACING", False) else {"excluded_urls": list(API_ROUTES)}
+#: Workers, access log and tracing are the decorator's: BentoML reads them when the server loads this file,
+#: before any worker exists (why they are off by default: ``ServerSettings``).
+SERVER = ServerSettings.from_environment()
 
 
 def _response(reply: Any) -> Response:
@@ -51,10 +44,11 @@ def _response(reply: Any) -> Response:
 
 @bentoml.service(
     name="credit_risk",
-    workers=int(os.environ.get("CREDIT_RISK_WORKERS", "1")),
+    workers=SERVER.workers,
     traffic={"timeout": 60},
-    logging={"access": {"enabled": ACCESS_LOG}},
-    tracing=TRACING,
+    logging={"access": {"enabled": SERVER.access_log}},
+    tracing={} if SERVER.tracing else {"excluded_urls": list(API_ROUTES)},
+    envs=[{"name": "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "value": "false"}],  # model downloads: no progress bars
 )
 class CreditRiskService:
     """Probability of default for credit applications, from the champion (and challenger) model."""
@@ -64,7 +58,9 @@ class CreditRiskService:
         # reads this file to configure the server.
         from platform_assets.serving.engine import CreditRiskEngine
 
-        self.engine = CreditRiskEngine.from_env()
+        settings = ServingSettings.from_environment()  # once per worker; a bad value stops the start here
+        self.access = AccessPolicy.from_settings(settings)
+        self.engine = CreditRiskEngine(settings)
 
     @bentoml.api(route="/predict", input_spec=PredictInput, output_spec=PredictOutput)
     async def predict(self, applications: RawBody, model_version: Any = None) -> Response:
@@ -98,4 +94,9 @@ class CreditRiskService:
         self.engine.close()
 
 
-CreditRiskService.add_asgi_middleware(ServingMiddleware)
+def _access_policy() -> AccessPolicy:
+    access: AccessPolicy = bentoml.get_current_service().access
+    return access
+
+
+CreditRiskService.add_asgi_middleware(ServingMiddleware, policy=_access_policy)

@@ -147,7 +147,7 @@ def archive_inference_log(
     """Archive and delete inference-log predictions and feedback older than ``cutoff`` (UTC midnight)."""
     import sqlalchemy as sa
 
-    from platform_assets.serving import inference_log
+    from platform_assets.serving.inference_log import schema as inference_log
 
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not Path(url[len("sqlite:///") :]).is_file():
         return InferenceLogResult(note=f"no inference log at {url}: nothing served yet")

@@ -135,7 +135,7 @@ class LiveMonitoring(dg.ConfigurableResource):  # type: ignore[misc]
         )
 
     def database(self) -> str:
-        from platform_assets.serving.config import default_inference_db
+        from platform_assets.serving.inference_log.schema import default_inference_db
 
         return self.inference_db or default_inference_db()
 
@@ -150,7 +150,8 @@ class LiveMonitoring(dg.ConfigurableResource):  # type: ignore[misc]
         Raises ``FileNotFoundError`` when a SQLite log does not exist yet (nothing was served), and
         SQLAlchemy errors when the store cannot be read.
         """
-        from platform_assets.serving.inference_log import make_engine, read_predictions
+        from platform_assets.serving.inference_log.reader import read_predictions
+        from platform_assets.serving.inference_log.schema import make_engine
 
         url = self.database()
         if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from platform_assets.serving import metrics
 from platform_assets.serving.auth import KeyStore, bearer_token
-from platform_assets.serving.config import ServingConfig
+from platform_assets.serving.settings import ServingSettings
 
 ROUTE_ROLES = {"/predict": "predict", "/feedback": "feedback"}
 ADMIN_PREFIX = "/admin/"
@@ -51,13 +53,30 @@ async def _reply(send: Any, status: int, body: dict[str, Any], headers: list[tup
     await send({"type": "http.response.body", "body": payload})
 
 
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Which key may call which path, and the largest request body accepted (bytes)."""
+
+    keys: KeyStore
+    max_body_bytes: int
+    protected_paths: frozenset[str]
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> AccessPolicy:
+        return cls(
+            KeyStore(settings.api_keys_file, settings.api_keys), settings.max_body_bytes, settings.protected_paths
+        )
+
+
 class ServingMiddleware:
-    def __init__(self, app: Any) -> None:
+    """The gate in front of the service. ``policy`` returns the service's ``AccessPolicy``; it is called once,
+    at the first request, because BentoML builds its middleware before the service instance (which reads
+    the settings) exists."""
+
+    def __init__(self, app: Any, policy: Callable[[], AccessPolicy]) -> None:
         self.app = app
-        config = ServingConfig.from_env()
-        self.keys = KeyStore(config.api_keys_file, config.api_keys_inline)
-        self.max_body = config.max_body_bytes
-        self.protected = config.protected_paths
+        self._policy_of = policy
+        self._policy: AccessPolicy | None = None
         self._counted: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -67,7 +86,10 @@ class ServingMiddleware:
         path = scope["path"]
         if path == "/docs":
             return await _reply(send, 307, {"docs": "/", "openapi": "/docs.json"}, [(b"location", b"/")])
-        role = _role_for(path, self.protected)
+        policy = self._policy
+        if policy is None:
+            policy = self._policy = self._policy_of()
+        role = _role_for(path, policy.protected_paths)
         if role is None:
             await self.app(scope, receive, send)
             return
@@ -87,7 +109,7 @@ class ServingMiddleware:
         try:
             headers = dict(scope["headers"])
             token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
-            record = self.keys.authenticate(token) if token else None
+            record = policy.keys.authenticate(token) if token else None
             if record is None:
                 message = "missing API key" if token is None else "unknown API key"
                 await _reply(
@@ -103,11 +125,11 @@ class ServingMiddleware:
                     {"error": f"key {record.key_id} has roles {list(record.roles)}; {path} needs role {role!r}"},
                     [(REASON_HEADER, b"forbidden")],
                 )
-            elif int(headers.get(b"content-length", b"0") or 0) > self.max_body:
+            elif int(headers.get(b"content-length", b"0") or 0) > policy.max_body_bytes:
                 await _reply(
                     send_and_record,
                     413,
-                    {"error": f"request body larger than {self.max_body} bytes"},
+                    {"error": f"request body larger than {policy.max_body_bytes} bytes"},
                     [(REASON_HEADER, b"body_too_large")],
                 )
             else:

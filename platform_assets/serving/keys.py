@@ -6,11 +6,11 @@ The key is printed once on stdout; only its sha256 is written to the file.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from platform_assets.serving.auth import ROLES, KeyFileError, create_key
+from platform_assets.serving.settings import InvalidSettings, ServingSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,20 +21,23 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument(
         "--file",
         type=Path,
-        default=os.environ.get("CREDIT_RISK_API_KEYS_FILE") or None,
-        help="key file (default: $CREDIT_RISK_API_KEYS_FILE)",
+        help="key file (default: $CREDIT_RISK_API_KEYS_FILE, the service's key file)",
     )
     create.add_argument("--note", default="", help="free text stored with the hash, e.g. the key's owner")
     args = parser.parse_args(argv)
-    if args.file is None:
+    try:
+        file = args.file if args.file is not None else ServingSettings.from_environment().api_keys_file
+    except InvalidSettings as exc:
+        parser.error(str(exc))
+    if file is None:
         parser.error("--file is required when CREDIT_RISK_API_KEYS_FILE is not set")
     try:
-        key, record = create_key(Path(args.file), sorted(set(args.role)), args.note)
+        key, record = create_key(file, sorted(set(args.role)), args.note)
     except (KeyFileError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(key)
-    print(f"stored key {record.key_id} with roles {list(record.roles)} in {args.file}", file=sys.stderr)
+    print(f"stored key {record.key_id} with roles {list(record.roles)} in {file}", file=sys.stderr)
     return 0
 
 

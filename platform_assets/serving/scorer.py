@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from platform_assets.ml import features, schema
-from platform_assets.serving.models import LoadedModel
+from platform_assets.serving.model_loading import LoadedModel
 from platform_assets.serving.payloads import MATRIX_COLUMNS, RequestError
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ configured public key over the very ``model.keras`` bytes it is about to load. I
 manifest is the one of *this* registry version and run, so a valid manifest copied from another
 version is refused too.
 
-The public key, first found:
+The public key (``ServingSettings``), first found:
 
 1. ``CREDIT_RISK_VERIFY_KEY_FILE`` (the service's own setting),
 2. ``PLATFORM_VERIFY_KEY_FILE`` (the key the Dagster checks and the audit CLI use),
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,9 +35,10 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from platform_assets import settings
 from platform_assets.governance import manifest as manifests
 from platform_assets.governance import signing
+from platform_assets.serving.settings import ServingSettings
+from platform_assets.settings import Environment
 
 logger = logging.getLogger(__name__)
 
@@ -74,25 +74,25 @@ class VerifyKey:
         return {"key_id": self.key_id, "source": self.source, "error": self.error}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> VerifyKey:
-        env = os.environ if env is None else env
-        for name in (VERIFY_KEY_ENV, PLATFORM_VERIFY_KEY_ENV):
-            path = (env.get(name) or "").strip()
-            if path:
+    def from_settings(cls, settings: ServingSettings) -> VerifyKey:
+        """The key ``settings`` configure (see the module docstring for the order), or why there is none."""
+        for name, path in (
+            (VERIFY_KEY_ENV, settings.verify_key_file),
+            (PLATFORM_VERIFY_KEY_ENV, settings.platform_verify_key_file),
+        ):
+            if path is not None:
                 try:
                     return cls(signing.load_public_key_file(path), f"{name}={path}")
                 except signing.SigningKeyError as error:
                     return cls(None, f"{name}={path}", f"the configured verify key is unusable: {error}")
-        environment = (env.get("PLATFORM_ENV") or "local").strip()
-        if environment != settings.Environment.LOCAL.value:
+        if settings.platform_env != Environment.LOCAL:
             return cls(
                 None,
                 "none",
-                f"no manifest verify key configured in the {environment!r} environment: set {VERIFY_KEY_ENV} to the "
-                "Ed25519 public key (verify_key.pem) of the key that signs the manifests",
+                f"no manifest verify key configured in the {settings.platform_env.value!r} environment: set "
+                f"{VERIFY_KEY_ENV} to the Ed25519 public key (verify_key.pem) of the key that signs the manifests",
             )
-        home = Path(env.get("PLATFORM_HOME") or ".platform_home").resolve()
-        demo = home / "keys" / signing.PUBLIC_KEY_FILE
+        demo = settings.platform_home / "keys" / signing.PUBLIC_KEY_FILE
         if demo.is_file():
             try:
                 return cls(signing.load_public_key_file(demo), f"local demo key {demo}")

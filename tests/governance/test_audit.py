@@ -89,7 +89,7 @@ def test_wrong_key_is_reported_not_verified(signed_lake: tuple[LocalLake, ModelS
 def test_chain_from_a_prediction_in_the_inference_log(
     signed_lake: tuple[LocalLake, ModelSigner], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from platform_assets.serving import inference_log
+    from platform_assets.serving.inference_log import schema as inference_log
 
     lake, signer = signed_lake
     url = f"sqlite:///{tmp_path / 'log.db'}"

@@ -16,7 +16,8 @@ from platform_assets import lake_keys
 from platform_assets.defs.governance.retention import data_retention
 from platform_assets.governance import retention
 from platform_assets.resources.lake import LocalLake
-from platform_assets.serving import inference_log
+from platform_assets.serving.inference_log import reader
+from platform_assets.serving.inference_log import schema as inference_log
 
 DAYS = ["2026-10-01", "2026-10-02", "2026-10-03", "2026-11-20"]
 TODAY = "2026-12-01"  # with 30 days' retention the cutoff is 2026-11-01
@@ -126,8 +127,8 @@ def _check_first_run(lake: LocalLake, url: str, metadata: Any) -> None:
         assert not lake.exists(f"archive/{lake_keys.raw(day)}")
 
     # Inference-log rows before the cutoff are in the archive as Parquet and gone from the log.
-    assert set(inference_log.read_predictions(url)["prediction_id"]) == {"new"}
-    assert len(inference_log.read_feedback(url)) == 1
+    assert set(reader.read_predictions(url)["prediction_id"]) == {"new"}
+    assert len(reader.read_feedback(url)) == 1
     [predictions_file] = [f for f in metadata["inference_log_archive_files"].value if "/predictions/" in f]
     archived = pd.read_parquet(lake.uri(predictions_file))
     assert archived["prediction_id"].tolist() == ["old"]

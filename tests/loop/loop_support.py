@@ -14,7 +14,7 @@ from platform_assets import lake_keys, model_store
 from platform_assets.resources.lake import LakeStorage, LocalLake
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.monitoring import LiveMonitoring
-from platform_assets.serving.inference_log import create_tables, feedback, make_engine, predictions, utcnow
+from platform_assets.serving.inference_log.schema import create_tables, feedback, make_engine, predictions, utcnow
 from platform_assets.settings import MODEL_NAME
 
 

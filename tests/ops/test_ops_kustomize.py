@@ -179,7 +179,7 @@ def test_service_container() -> None:
     # Sized for a 2-core node.
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
     assert _cpu(requests["cpu"]) <= _cpu(limits["cpu"]) <= 2.0
-    # BentoML workers x TensorFlow threads (platform_assets/serving/config.py) fit the CPU limit.
+    # BentoML workers x TensorFlow threads (platform_assets/serving/settings.py) fit the CPU limit.
     workers = int(env_value(container, "CREDIT_RISK_WORKERS")["value"])
     threads = int(env_value(container, "CREDIT_RISK_TF_THREADS")["value"])
     assert workers * threads <= _cpu(limits["cpu"])

@@ -1,5 +1,5 @@
 """The exported numpy graph (``serving.graph``) against ``model(x, training=False)``, and the inference
-backend selection of ``serving.models``."""
+backend selection of ``serving.model_loading``."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from serving_support import Stores, in_process, quiet
 
 from platform_assets.ml import features, schema
 from platform_assets.ml.model import CNNConfig, build_cnn
-from platform_assets.serving import models
-from platform_assets.serving.config import ServingConfig
+from platform_assets.serving import model_loading
 from platform_assets.serving.graph import GraphMismatch, NumpyGraph, UnsupportedModel, export_numpy_graph, verify
+from platform_assets.serving.registry_polling import ModelManager
+from platform_assets.serving.settings import ServingSettings
 from platform_assets.serving.signature import VerifyKey
 
 MONTHS, CHANNELS = schema.N_MONTHS, len(features.CHANNELS)
@@ -242,7 +243,7 @@ def test_verify_catches_a_tampered_graph_and_a_changed_model() -> None:
         verify(graph, model, n_static)
 
 
-# -- backend selection in serving.models -------------------------------------------------------------
+# -- backend selection in serving.model_loading ------------------------------------------------------
 def _unsupported_but_valid_inputs() -> Any:
     """A model the service would accept (right inputs) that has no numpy graph: Conv2D padding='same'."""
     model = _conv(padding="same", activation="relu")()
@@ -251,7 +252,7 @@ def _unsupported_but_valid_inputs() -> Any:
 
 def test_auto_backend_serves_the_numpy_graph() -> None:
     model = random_cnn(include_protected=True, seed=5)
-    compiled = models.compile_model(model, "auto")
+    compiled = model_loading.compile_model(model, "auto")
     assert isinstance(compiled.predict_fn, NumpyGraph)
     assert compiled.backend.startswith("numpy-graph (max abs diff ")
     assert compiled.n_static == STATIC_WIDTH[True]
@@ -261,7 +262,7 @@ def test_auto_backend_serves_the_numpy_graph() -> None:
 
 def test_tensorflow_backend_is_the_traced_function() -> None:
     model = random_cnn(include_protected=False, seed=5)
-    compiled = models.compile_model(model, "tensorflow")
+    compiled = model_loading.compile_model(model, "tensorflow")
     assert compiled.backend == "tensorflow"
     assert not isinstance(compiled.predict_fn, NumpyGraph)
     h, s = random_inputs(40, compiled.n_static)
@@ -270,11 +271,11 @@ def test_tensorflow_backend_is_the_traced_function() -> None:
 
 def test_numpy_backend_refuses_a_model_without_graph_and_auto_falls_back(caplog: pytest.LogCaptureFixture) -> None:
     model = _unsupported_but_valid_inputs()
-    with pytest.raises(models.ModelRefused, match="CREDIT_RISK_INFERENCE_BACKEND=numpy.*padding 'same'"):
-        models.compile_model(model, "numpy", label="credit_risk v9")
+    with pytest.raises(model_loading.ModelRefused, match="CREDIT_RISK_INFERENCE_BACKEND=numpy.*padding 'same'"):
+        model_loading.compile_model(model, "numpy", label="credit_risk v9")
 
-    with caplog.at_level(logging.WARNING, logger=models.__name__):
-        compiled = models.compile_model(model, "auto", label="credit_risk v9")
+    with caplog.at_level(logging.WARNING, logger=model_loading.__name__):
+        compiled = model_loading.compile_model(model, "auto", label="credit_risk v9")
     assert compiled.backend.startswith("tensorflow (numpy graph unavailable: ")
     assert "padding 'same'" in compiled.backend
     assert any("credit_risk v9" in r.getMessage() and "padding 'same'" in r.getMessage() for r in caplog.records)
@@ -283,42 +284,32 @@ def test_numpy_backend_refuses_a_model_without_graph_and_auto_falls_back(caplog:
 
 
 def test_a_graph_failing_verification_never_serves(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_export = models.export_numpy_graph
+    real_export = model_loading.export_numpy_graph
 
     def tampered(keras_model: Any) -> NumpyGraph:
         graph = real_export(keras_model)
         graph.weights["probability_of_default/bias"][0] += 0.05
         return graph
 
-    monkeypatch.setattr(models, "export_numpy_graph", tampered)
+    monkeypatch.setattr(model_loading, "export_numpy_graph", tampered)
     model = random_cnn(include_protected=False, seed=7)
-    compiled = models.compile_model(model, "auto")
+    compiled = model_loading.compile_model(model, "auto")
     assert compiled.backend.startswith("tensorflow (numpy graph unavailable: graph differs from the Keras model")
-    with pytest.raises(models.ModelRefused, match="differs from the Keras model"):
-        models.compile_model(model, "numpy")
+    with pytest.raises(model_loading.ModelRefused, match="differs from the Keras model"):
+        model_loading.compile_model(model, "numpy")
 
 
 def test_unknown_backend_is_an_error() -> None:
     with pytest.raises(ValueError, match="inference backend"):
-        models.compile_model(random_cnn(include_protected=False), "onnx")
-
-
-def test_backend_setting_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CREDIT_RISK_INFERENCE_BACKEND", raising=False)
-    assert ServingConfig.from_env().inference_backend == "auto"
-    monkeypatch.setenv("CREDIT_RISK_INFERENCE_BACKEND", " TensorFlow ")
-    assert ServingConfig.from_env().inference_backend == "tensorflow"
-    monkeypatch.setenv("CREDIT_RISK_INFERENCE_BACKEND", "onnx")
-    with pytest.raises(ValueError, match="CREDIT_RISK_INFERENCE_BACKEND must be one of auto, numpy, tensorflow"):
-        ServingConfig.from_env()
+        model_loading.compile_model(random_cnn(include_protected=False), "onnx")
 
 
 @pytest.mark.parametrize(("backend", "served_by"), [("auto", "numpy-graph"), ("tensorflow", "tensorflow")])
 def test_manager_loads_registered_versions_with_the_configured_backend(
     stores: Stores, backend: str, served_by: str
 ) -> None:
-    config = ServingConfig(tracking_uri=stores.tracking_uri, inference_backend=backend)
-    manager = models.ModelManager(config, verify_key=VerifyKey(None, "none (test)"))
+    settings = ServingSettings(tracking_uri=stores.tracking_uri, inference_backend=backend)
+    manager = ModelManager(settings, verify_key=VerifyKey(None, "none (test)"))
     manager.refresh()
     champion = manager.current.champion
     assert champion is not None and champion.label == "v1"

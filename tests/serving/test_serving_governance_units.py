@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from platform_assets.governance import signing
-from platform_assets.ml import fairness
+from platform_assets.ml import fairness_metrics
 from platform_assets.serving.bias import ATTRIBUTE_OF_COLUMN, BiasWindow, group_labels
+from platform_assets.serving.settings import ServingSettings
 from platform_assets.serving.signature import PLATFORM_VERIFY_KEY_ENV, VERIFY_KEY_ENV, VerifyKey
 
 
@@ -31,7 +32,7 @@ def test_group_labels_follow_the_fairness_report() -> None:
     # Every age banded exactly as the fairness report bands it (numpy there, bisect here).
     ages = list(range(0, 121))
     for edges in ((25, 35, 45, 60), (30,), (18, 19, 20)):
-        assert group_labels("age", ages, edges) == fairness.age_bands(np.asarray(ages), edges).tolist(), edges
+        assert group_labels("age", ages, edges) == fairness_metrics.age_bands(np.asarray(ages), edges).tolist(), edges
 
 
 def test_selection_rates_and_disparate_impact_over_the_window() -> None:
@@ -76,7 +77,7 @@ def test_window_matches_a_row_by_row_reference_under_random_batches() -> None:
         }
         decisions = [rng.choice(["approve", "decline"]) for _ in range(n)]
         window.observe(columns, decisions)
-        labels = {c: group_labels(c, v, fairness.DEFAULT_AGE_EDGES) for c, v in columns.items()}
+        labels = {c: group_labels(c, v, fairness_metrics.DEFAULT_AGE_EDGES) for c, v in columns.items()}
         for i, decision in enumerate(decisions):
             groups = {ATTRIBUTE_OF_COLUMN[c]: labels[c][i] for c in columns if labels[c][i] is not None}
             if groups:
@@ -113,20 +114,25 @@ def test_small_groups_are_not_measured_and_never_divide_by_zero() -> None:
         BiasWindow(max_predictions=0)
 
 
-def test_verify_key_from_env(tmp_path: Path) -> None:
+def test_verify_key_from_settings(tmp_path: Path) -> None:
+    def key(**settings: object) -> VerifyKey:
+        chosen = {"verify_key_file": None, "platform_verify_key_file": None, "platform_home": tmp_path / "empty"}
+        return VerifyKey.from_settings(ServingSettings(**{**chosen, **settings}))  # type: ignore[arg-type]
+
     _, public = signing.write_key_pair(tmp_path / "keys")
-    configured = VerifyKey.from_env({VERIFY_KEY_ENV: str(public), "PLATFORM_ENV": "prod"})
+    configured = key(verify_key_file=public, platform_env="prod")
     assert configured.key is not None and configured.error is None and configured.key_id.startswith("ed25519:")
-    fallback = VerifyKey.from_env({PLATFORM_VERIFY_KEY_ENV: str(public), "PLATFORM_ENV": "prod"})
-    assert fallback.key_id == configured.key_id
-    missing = VerifyKey.from_env({VERIFY_KEY_ENV: str(tmp_path / "nope.pem")})
+    assert configured.source == f"{VERIFY_KEY_ENV}={public}"
+    fallback = key(platform_verify_key_file=public, platform_env="prod")
+    assert fallback.key_id == configured.key_id and fallback.source.startswith(PLATFORM_VERIFY_KEY_ENV)
+    missing = key(verify_key_file=tmp_path / "nope.pem")
     assert missing.key is None and "does not exist" in (missing.error or "")
-    prod_without = VerifyKey.from_env({"PLATFORM_ENV": "prod", "PLATFORM_HOME": str(tmp_path / "empty")})
+    prod_without = key(platform_env="prod")
     assert prod_without.key is None and "no manifest verify key configured" in (prod_without.error or "")
-    local_without = VerifyKey.from_env({"PLATFORM_ENV": "local", "PLATFORM_HOME": str(tmp_path / "empty")})
+    local_without = key(platform_env="local")
     assert local_without.key is None and local_without.error is None  # served unverified, with a warning
-    local_demo = VerifyKey.from_env({"PLATFORM_ENV": "local", "PLATFORM_HOME": str(tmp_path)})
+    local_demo = key(platform_env="local", platform_home=tmp_path)
     assert local_demo.key_id == configured.key_id and "demo" in local_demo.source
     not_a_key = tmp_path / "bad.pem"
     not_a_key.write_text("hello")
-    assert "not a PEM public key" in (VerifyKey.from_env({VERIFY_KEY_ENV: str(not_a_key)}).error or "")
+    assert "not a PEM public key" in (key(verify_key_file=not_a_key).error or "")

@@ -16,7 +16,8 @@ from net_support import wait_for_status
 from serving_support import Api, Server, Stores, in_process, local_path, quiet, rows_of
 
 from platform_assets import observability
-from platform_assets.serving import inference_log, registry
+from platform_assets.serving import registry
+from platform_assets.serving.inference_log.reader import read_feedback, read_predictions
 from platform_assets.settings import MODEL_NAME
 
 pytestmark = pytest.mark.slow
@@ -270,9 +271,9 @@ def test_feedback_persists_across_restart(stores: Stores, tmp_path: Any) -> None
         last = api.predict(rows[5:])  # logged in the background; must be flushed on shutdown
     finally:
         first.stop()
-    logged = inference_log.read_predictions(db)
+    logged = read_predictions(db)
     assert set(logged["prediction_id"]) == {p["prediction_id"] for p in served + last}
-    assert len(inference_log.read_feedback(db)) == 3
+    assert len(read_feedback(db)) == 3
     second = Server(env, tmp_path / "second.log").start()
     try:
         api = Api(second.url, stores.keys)
@@ -282,9 +283,9 @@ def test_feedback_persists_across_restart(stores: Stores, tmp_path: Any) -> None
         assert again.status_code == 200 and again.json()["known"] == 1
     finally:
         second.stop()
-    feedback = inference_log.read_feedback(db)
+    feedback = read_feedback(db)
     assert len(feedback) == 4 and feedback["known"].tolist() == [True, True, False, True]
-    labelled = inference_log.read_predictions(db, labelled_only=True)
+    labelled = read_predictions(db, labelled_only=True)
     expected = {served[0]["prediction_id"], served[1]["prediction_id"], last[0]["prediction_id"]}
     assert set(labelled["prediction_id"]) == expected
 

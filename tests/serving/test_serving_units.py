@@ -1,4 +1,4 @@
-"""Fast tests of the serving package without a server: routing, keys, payload validation, the log."""
+"""Fast tests of the serving package without a server: routing, keys, payload validation, metrics."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import json
 import math
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from platform_assets.ml import schema
-from platform_assets.serving import auth, inference_log, payloads, routing
+from platform_assets.serving import auth, payloads, routing
 from platform_assets.serving.payloads import RequestError
 
 RAW_ROW = {
@@ -137,51 +136,6 @@ def test_parse_feedback() -> None:
         assert caught.value.status == 422 and caught.value.field == field and caught.value.row == 0
 
 
-def test_inference_log_round_trip(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'log.db'}"
-    log = inference_log.InferenceLog(url, batch_size=2)
-    now = inference_log.utcnow()
-    records = [
-        {
-            "prediction_id": f"p{i}",
-            "created_at": now,
-            "model_version": "v1" if i < 3 else "v2",
-            "role": "champion" if i < 3 else "challenger",
-            "application_id": 100 + i,
-            "probability": 0.1 * i,
-            "threshold": 0.25,
-            "decision": "decline" if 0.1 * i >= 0.25 else "approve",
-            "sex": 2 if i == 0 else None,
-            "education": None,
-            "marriage": None,
-            "age": 30,
-        }
-        for i in range(5)
-    ]
-    log.log_predictions(records[:3])
-    log.log_predictions(records[3:])
-    results = log.record_feedback(
-        [
-            {"prediction_id": "p1", "application_id": None, "defaulted": 1},
-            {"prediction_id": None, "application_id": 104, "defaulted": 0},
-            {"prediction_id": "missing", "application_id": None, "defaulted": 1},
-            {"prediction_id": None, "application_id": 999, "defaulted": 0},
-        ]
-    )
-    assert [r.known for r in results] == [True, True, False, False]
-    assert results[1].prediction_id == "p4"
-    log.close()
-
-    frame = inference_log.read_predictions(url, start=now - timedelta(minutes=1), end=now + timedelta(minutes=1))
-    assert len(frame) == 5 and frame.set_index("prediction_id")["defaulted"].to_dict()["p1"] == 1
-    labelled = inference_log.read_predictions(url, labelled_only=True, model_versions=["v2"])
-    assert labelled["prediction_id"].tolist() == ["p4"]
-    assert len(inference_log.read_feedback(url)) == 4
-    summary = inference_log.summary_by_version(url).set_index("model_version")
-    assert summary.loc["v1", "predictions"] == 3 and summary.loc["v2", "labelled"] == 1
-    assert inference_log.read_predictions(url, start=now + timedelta(days=1)).empty
-
-
 def test_parse_predict_matrix_holds_the_columns_for_the_feature_code() -> None:
     apps = payloads.parse_predict(body([RAW_ROW, {**RAW_ROW, "ID": 8, "SEX": 2, "BILL_AMT3": -7}]), 10)
     assert apps.matrix.dtype == "float64" and apps.matrix.shape == (2, len(payloads.MATRIX_COLUMNS))
@@ -191,52 +145,6 @@ def test_parse_predict_matrix_holds_the_columns_for_the_feature_code() -> None:
     slow = payloads.parse_predict(body([{**RAW_ROW, "LIMIT_BAL": 50_000.0}, {**RAW_ROW, "ID": 8}]), 10)
     fast = payloads.parse_predict(body([RAW_ROW, {**RAW_ROW, "ID": 8}]), 10)
     assert (slow.matrix == fast.matrix).all()
-
-
-def test_prediction_ids_are_unique_time_ordered_uuid7() -> None:
-    import time
-    import uuid
-
-    first = inference_log.new_prediction_ids(2000)
-    time.sleep(0.002)
-    later = inference_log.new_prediction_ids(1)[0]
-    parsed = [uuid.UUID(i) for i in first]
-    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
-    assert len(set(first)) == 2000 and all(str(u) == i for u, i in zip(parsed, first, strict=True))
-    millis = {u.int >> 80 for u in parsed}
-    assert len(millis) == 1 and abs(millis.pop() - time.time_ns() // 1_000_000) < 5_000
-    assert all(later[:13] > i[:13] for i in first), "a later id sorts after earlier ones (ms prefix)"
-
-
-@pytest.mark.parametrize("paramstyle", [None, "named"])
-def test_inference_log_rows_store_exactly_what_sqlalchemy_reads_back(tmp_path: Path, paramstyle: str | None) -> None:
-    """The positional fast path and SQLAlchemy's own insert (taken for named paramstyles) store the same."""
-    url = f"sqlite:///{tmp_path / 'log.db'}"
-    log = inference_log.InferenceLog(url)
-    if paramstyle is not None:  # the same store through a dialect the fast path does not handle
-        log.close()
-        engine = inference_log.sa.create_engine(url, paramstyle=paramstyle)
-        log = inference_log.InferenceLog(url)
-        log._insert = inference_log._Insert(engine)
-        assert log._insert._sql is None
-    else:
-        assert log._insert._sql is not None
-    created = inference_log.utcnow().replace(microsecond=0)  # str() of such a time drops the fraction
-    ids = inference_log.new_prediction_ids(3)
-    rows = [
-        (ids[0], "v1", "champion", 11, 0.125, 0.5, "approve", 2, 1, 2, 40),
-        (ids[1], "v2", "challenger", 2**40, 0.75, 0.5, "decline", None, None, None, None),
-        (ids[2], "v1", "champion", 13, 1.0, 0.5, "decline", 1, None, 3, None),
-    ]
-    log.log_rows(created, rows)
-    log.close()
-    frame = inference_log.read_predictions(url).set_index("prediction_id")
-    assert len(frame) == 3
-    for row in rows:
-        stored = frame.loc[row[0]]
-        assert stored["created_at"] == created
-        for name, value in zip(inference_log.ROW_COLUMNS[1:], row[1:], strict=True):
-            assert (stored[name] is None or stored[name] != stored[name]) if value is None else stored[name] == value
 
 
 def test_observe_many_buckets_exactly_like_observe() -> None:
@@ -261,63 +169,3 @@ def test_observe_many_buckets_exactly_like_observe() -> None:
     got, expected = samples(many), samples(one)
     assert got.keys() == expected.keys() and len(got) > 5
     assert all(got[k] == expected[k] or (got[k] != got[k] and expected[k] != expected[k]) for k in got), got
-
-
-def test_inference_log_pending_counts_rows_until_committed(tmp_path: Path) -> None:
-    import threading
-
-    log = inference_log.InferenceLog(f"sqlite:///{tmp_path / 'log.db'}", linger_seconds=0.0)
-    release = threading.Event()
-    write = log._insert
-
-    def stalled(connection: object, batches: object) -> None:
-        release.wait(10)
-        write(connection, batches)  # type: ignore[arg-type]
-
-    log._insert = stalled  # type: ignore[assignment]
-    ids = inference_log.new_prediction_ids(3)
-    log.log_rows(
-        inference_log.utcnow(), [(i, "v1", "champion", 1, 0.5, 0.5, "decline", None, None, None, None) for i in ids]
-    )
-    assert log.pending == 3
-    release.set()
-    assert log.flush(timeout=10) and log.pending == 0
-    log.close()
-    assert len(inference_log.read_predictions(f"sqlite:///{tmp_path / 'log.db'}")) == 3
-
-
-def test_inference_log_insert_keeps_sqlalchemy_batching_on_server_databases() -> None:
-    """PostgreSQL keeps SQLAlchemy's insert (multi-row VALUES, not a round trip per row); SQLite takes
-    the positional fast path. No server is needed to check which path an engine gets."""
-    postgres = inference_log._Insert(inference_log.sa.create_engine("postgresql+psycopg2://u:p@db.invalid/log"))
-    assert postgres._sql is None
-    assert postgres._time(moment := inference_log.utcnow()) is moment  # psycopg2 binds datetimes itself
-    sqlite = inference_log._Insert(inference_log.sa.create_engine("sqlite://"))
-    assert sqlite._sql is not None and sqlite._plain
-    assert sqlite._sql.count("?") == len(inference_log.ROW_COLUMNS) + 1
-
-
-def test_log_rows_end_with_the_protected_columns_in_engine_order() -> None:
-    """The engine zips the protected values (in PROTECTED_LOG_COLUMNS order) after the scored fields."""
-    protected = tuple(inference_log.PROTECTED_LOG_COLUMNS.values())
-    assert inference_log.ROW_COLUMNS[-len(protected) :] == protected
-    assert inference_log.ROW_COLUMNS[: -len(protected)] == (
-        "prediction_id",
-        "model_version",
-        "role",
-        "application_id",
-        "probability",
-        "threshold",
-        "decision",
-    )
-
-
-def test_flag_settings_accept_booleans_and_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from platform_assets.serving.config import flag
-
-    for raw, expected in (("", True), ("TRUE", True), ("yes", True), ("1", True), ("false", False), ("No", False)):
-        monkeypatch.setenv("CREDIT_RISK_SOMETHING", raw)
-        assert flag("CREDIT_RISK_SOMETHING", True) is expected, raw
-    monkeypatch.setenv("CREDIT_RISK_SOMETHING", "maybe")
-    with pytest.raises(ValueError, match="CREDIT_RISK_SOMETHING must be true or false, got 'maybe'"):
-        flag("CREDIT_RISK_SOMETHING", False)

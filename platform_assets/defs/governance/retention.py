@@ -15,7 +15,7 @@ GROUP = "retention"
 
 
 def inference_db_url() -> str:
-    from platform_assets.serving.config import default_inference_db
+    from platform_assets.serving.inference_log.schema import default_inference_db
 
     return os.environ.get("CREDIT_RISK_INFERENCE_DB", "").strip() or default_inference_db()
 

@@ -1,0 +1,218 @@
+"""The serving runtime's settings: one typed object, read from the environment once, when a worker starts.
+
+``bentos/credit_risk/service.py`` builds ``ServingSettings.from_environment()`` in the service's ``__init__``
+and passes it (or the values it holds) to what needs it: the engine, the inference log, registry polling,
+the API keys and body limit of the middleware, the live bias window. Nothing else in the serving runtime
+reads the environment. The one earlier read is ``ServerSettings``: BentoML takes the worker count, the
+access log and tracing from the ``@bentoml.service`` decorator, when the server loads ``service.py`` and
+before any worker (or service instance) exists.
+
+A value that does not parse or is out of range fails the start with an ``InvalidSettings`` naming the
+variable, e.g. ``CREDIT_RISK_MAX_BATCH: Input should be greater than or equal to 1, got '0'``. An empty
+variable counts as unset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, Self, get_args
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from platform_assets.settings import MODEL_NAME, Environment
+
+ENV_PREFIX: Final = "CREDIT_RISK_"
+#: Bytes of JSON allowed per application when CREDIT_RISK_MAX_BODY_BYTES is not set (plus 1 KiB).
+BYTES_PER_ROW: Final = 4096
+
+#: ``auto`` serves the exported numpy graph when it exports and matches the Keras model, else TensorFlow;
+#: ``numpy`` refuses a version that cannot; ``tensorflow`` always uses TensorFlow (see ``model_loading``).
+InferenceBackend = Literal["auto", "numpy", "tensorflow"]
+INFERENCE_BACKENDS: Final[tuple[str, ...]] = get_args(InferenceBackend)
+
+
+class InvalidSettings(ValueError):
+    """One or more serving settings are malformed; the message names each variable."""
+
+
+def inference_db_under(platform_home: Path) -> str:
+    """The inference log's SQLAlchemy URL when none is configured: SQLite under the platform home."""
+    return f"sqlite:///{platform_home / 'serving' / 'inference_log.db'}"
+
+
+def _max_body_bytes(data: dict[str, Any]) -> int:
+    return int(data.get("max_batch", 1000)) * BYTES_PER_ROW + 1024
+
+
+def _inference_db(data: dict[str, Any]) -> str:
+    return inference_db_under(data["platform_home"])
+
+
+def _tracking_uri(data: dict[str, Any]) -> str:
+    # The same default as ``platform_assets.settings.mlflow_tracking_uri``, from this object's home.
+    return f"sqlite:///{data['platform_home'] / 'mlflow' / 'mlflow.db'}"
+
+
+class ServerSettings(BaseSettings):
+    """The settings BentoML needs before a worker starts (the ``@bentoml.service`` decorator's arguments).
+
+    ============================  ============================================================  ===========
+    variable                      meaning                                                       default
+    ============================  ============================================================  ===========
+    CREDIT_RISK_WORKERS           worker processes of ``bentoml serve``                         ``1``
+    CREDIT_RISK_ACCESS_LOG        one log line per request (BentoML's access log)               ``false``
+    CREDIT_RISK_TRACING           run BentoML's tracing middleware on the API routes            ``false``
+    ============================  ============================================================  ===========
+
+    Booleans take true/false, 1/0, yes/no, on/off (any case); anything else is an error.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        str_strip_whitespace=True,
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+    )
+
+    workers: int = Field(default=1, ge=1, description="Worker processes of `bentoml serve`.")
+    #: One access-log line per request costs a large share of the framework's time per request, and every
+    #: prediction is in the inference log and every request in the metrics: off by default.
+    access_log: bool = Field(default=False, description="One log line per request (BentoML's access log).")
+    #: BentoML keeps no traces unless ``tracing.sample_rate`` (0 by default) and an exporter are configured,
+    #: yet its tracing middleware still builds spans for every request: a third of a worker's time at full
+    #: load. The API routes skip it unless this is true (then configure exporter and sample rate the
+    #: BentoML way).
+    tracing: bool = Field(default=False, description="Run BentoML's tracing middleware on the API routes.")
+
+    @classmethod
+    def from_environment(cls) -> Self:
+        """The settings from the environment; ``InvalidSettings`` naming every malformed variable."""
+        try:
+            return cls()
+        except ValidationError as error:
+            raise InvalidSettings(cls._describe(error)) from None
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable a field is read from."""
+        alias = cls.model_fields[field].validation_alias
+        return alias if isinstance(alias, str) else f"{ENV_PREFIX}{field.upper()}"
+
+    @classmethod
+    def _describe(cls, error: ValidationError) -> str:
+        names = {field: cls.env_name(field) for field in cls.model_fields}
+        names.update({name: name for name in names.values()})  # aliased fields report the alias
+        lines = []
+        for problem in error.errors():
+            if problem["type"] == "default_factory_not_called":  # a default derived from a bad value
+                continue
+            where = str(problem["loc"][0]) if problem["loc"] else ""
+            lines.append(f"{names.get(where, where)}: {problem['msg']}, got {problem['input']!r}")
+        return "invalid serving settings:\n  " + "\n  ".join(lines)
+
+
+class ServingSettings(ServerSettings):
+    """Every setting of the serving runtime (including ``ServerSettings``'), with its variable and default.
+
+    =================================  =====================================================  ====================
+    variable                           meaning                                                default
+    =================================  =====================================================  ====================
+    CREDIT_RISK_WORKERS                worker processes of ``bentoml serve``                  ``1``
+    CREDIT_RISK_ACCESS_LOG             one log line per request (BentoML's access log)        ``false``
+    CREDIT_RISK_TRACING                BentoML's tracing middleware on the API routes         ``false``
+    CREDIT_RISK_MAX_BATCH              most applications (or outcomes) per call (more: 413)   ``1000``
+    CREDIT_RISK_MAX_BODY_BYTES         largest request body accepted (more: 413), >= 1024     4 KiB per row + 1 KiB
+    CREDIT_RISK_TF_THREADS             TensorFlow (intra-/inter-op) and BLAS threads/worker   ``1``
+    CREDIT_RISK_INFERENCE_BACKEND      ``auto`` (numpy graph if it verifies, else             ``auto``
+                                       TensorFlow), ``numpy`` or ``tensorflow``
+    CREDIT_RISK_REFRESH_SECONDS        how often the registry is polled (seconds, >= 0.1)     ``5``
+    CREDIT_RISK_MODEL_NAME             MLflow registered model                                ``default_risk_model``
+    CREDIT_RISK_INFERENCE_DB           SQLAlchemy URL of the inference log                    SQLite under
+                                                                                              ``$PLATFORM_HOME/serving``
+    CREDIT_RISK_API_KEYS_FILE          JSON key file (hashes only), see ``auth``              (none)
+    CREDIT_RISK_API_KEYS               the same JSON document inline                          (none)
+    CREDIT_RISK_PROTECTED_PATHS        comma-separated extra paths that need an admin key,    (none)
+                                       e.g. ``/metrics``
+    CREDIT_RISK_VERIFY_KEY_FILE        Ed25519 public key that verifies model manifests       (none)
+    PLATFORM_VERIFY_KEY_FILE           the platform's verify key, used when the one above     (none)
+                                       is not set
+    CREDIT_RISK_BIAS_WINDOW            predictions in the live bias window                    ``1000``
+    CREDIT_RISK_BIAS_WINDOW_SECONDS    oldest prediction age in the live bias window (s)      ``600``
+    CREDIT_RISK_BIAS_MIN_GROUP         predictions a group needs to enter the live DI ratio   ``30``
+    PLATFORM_ENV                       ``local``, ``staging`` or ``prod``: without a verify   ``local``
+                                       key, ``local`` serves unverified, others refuse
+    PLATFORM_HOME                      default location of the inference log and the local    ``./.platform_home``
+                                       demo verify key (``keys/verify_key.pem``)
+    MLFLOW_TRACKING_URI                the registry the models come from                      SQLite under
+                                                                                              ``$PLATFORM_HOME/mlflow``
+    =================================  =====================================================  ====================
+
+    Signed manifests (``signature``): the verify key is ``verify_key_file``, else ``platform_verify_key_file``,
+    else in ``PLATFORM_ENV=local`` the demo key under ``PLATFORM_HOME``; see ``signature.VerifyKey``.
+    """
+
+    max_batch: int = Field(default=1000, ge=1, description="Most applications (or outcomes) per call.")
+    max_body_bytes: int = Field(
+        default_factory=_max_body_bytes, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    tf_threads: int = Field(default=1, ge=1, description="TensorFlow and BLAS threads per worker.")
+    inference_backend: InferenceBackend = Field(default="auto", description="What computes the model.")
+    refresh_seconds: float = Field(
+        default=5.0, ge=0.1, allow_inf_nan=False, description="Seconds between two registry polls."
+    )
+    model_name: str = Field(default=MODEL_NAME, min_length=1, description="MLflow registered model.")
+    api_keys_file: Path | None = Field(default=None, description="JSON key file (hashes only).")
+    api_keys: str | None = Field(default=None, description="The key document inline.")
+    protected_paths: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="Extra paths that need an admin key."
+    )
+    verify_key_file: Path | None = Field(default=None, description="Public key that verifies model manifests.")
+    platform_verify_key_file: Path | None = Field(
+        default=None, validation_alias="PLATFORM_VERIFY_KEY_FILE", description="The platform's verify key."
+    )
+    bias_window: int = Field(default=1000, ge=1, description="Predictions in the live bias window.")
+    bias_window_seconds: float = Field(
+        default=600.0, ge=1.0, allow_inf_nan=False, description="Oldest prediction in the bias window, seconds."
+    )
+    bias_min_group: int = Field(default=30, ge=1, description="Predictions a group needs to enter the DI ratio.")
+    platform_env: Environment = Field(
+        default=Environment.LOCAL, validation_alias="PLATFORM_ENV", description="Deployment environment."
+    )
+    platform_home: Path = Field(
+        default=Path(".platform_home"), validation_alias="PLATFORM_HOME", description="The platform's local root."
+    )
+    # Fields below derive their defaults from the ones above (pydantic validates fields in this order).
+    inference_db: str = Field(
+        default_factory=_inference_db, min_length=1, description="SQLAlchemy URL of the inference log."
+    )
+    tracking_uri: str = Field(
+        default_factory=_tracking_uri,
+        min_length=1,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking and registry URI.",
+    )
+
+    @field_validator("inference_backend", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("protected_paths", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(path.strip() for path in value.split(",") if path.strip())
+        return value
+
+    @field_validator("api_keys_file", "verify_key_file", "platform_verify_key_file", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("platform_home", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()

@@ -1,0 +1,149 @@
+"""The inference log without a server: the writer's batching and fast path, the reader's queries, the ids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from platform_assets.serving.inference_log import reader, schema, writer
+
+
+def test_inference_log_round_trip(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = writer.InferenceLog(url, batch_size=2)
+    now = schema.utcnow()
+    records = [
+        {
+            "prediction_id": f"p{i}",
+            "created_at": now,
+            "model_version": "v1" if i < 3 else "v2",
+            "role": "champion" if i < 3 else "challenger",
+            "application_id": 100 + i,
+            "probability": 0.1 * i,
+            "threshold": 0.25,
+            "decision": "decline" if 0.1 * i >= 0.25 else "approve",
+            "sex": 2 if i == 0 else None,
+            "education": None,
+            "marriage": None,
+            "age": 30,
+        }
+        for i in range(5)
+    ]
+    log.log_predictions(records[:3])
+    log.log_predictions(records[3:])
+    results = log.record_feedback(
+        [
+            {"prediction_id": "p1", "application_id": None, "defaulted": 1},
+            {"prediction_id": None, "application_id": 104, "defaulted": 0},
+            {"prediction_id": "missing", "application_id": None, "defaulted": 1},
+            {"prediction_id": None, "application_id": 999, "defaulted": 0},
+        ]
+    )
+    assert [r.known for r in results] == [True, True, False, False]
+    assert results[1].prediction_id == "p4"
+    log.close()
+
+    frame = reader.read_predictions(url, start=now - timedelta(minutes=1), end=now + timedelta(minutes=1))
+    assert len(frame) == 5 and frame.set_index("prediction_id")["defaulted"].to_dict()["p1"] == 1
+    labelled = reader.read_predictions(url, labelled_only=True, model_versions=["v2"])
+    assert labelled["prediction_id"].tolist() == ["p4"]
+    assert len(reader.read_feedback(url)) == 4
+    summary = reader.summary_by_version(url).set_index("model_version")
+    assert summary.loc["v1", "predictions"] == 3 and summary.loc["v2", "labelled"] == 1
+    assert reader.read_predictions(url, start=now + timedelta(days=1)).empty
+
+
+def test_prediction_ids_are_unique_time_ordered_uuid7() -> None:
+    import time
+    import uuid
+
+    first = schema.new_prediction_ids(2000)
+    time.sleep(0.002)
+    later = schema.new_prediction_ids(1)[0]
+    parsed = [uuid.UUID(i) for i in first]
+    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert len(set(first)) == 2000 and all(str(u) == i for u, i in zip(parsed, first, strict=True))
+    millis = {u.int >> 80 for u in parsed}
+    assert len(millis) == 1 and abs(millis.pop() - time.time_ns() // 1_000_000) < 5_000
+    assert all(later[:13] > i[:13] for i in first), "a later id sorts after earlier ones (ms prefix)"
+
+
+@pytest.mark.parametrize("paramstyle", [None, "named"])
+def test_inference_log_rows_store_exactly_what_sqlalchemy_reads_back(tmp_path: Path, paramstyle: str | None) -> None:
+    """The positional fast path and SQLAlchemy's own insert (taken for named paramstyles) store the same."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = writer.InferenceLog(url)
+    if paramstyle is not None:  # the same store through a dialect the fast path does not handle
+        log.close()
+        engine = sa.create_engine(url, paramstyle=paramstyle)
+        log = writer.InferenceLog(url)
+        log._insert = writer._Insert(engine)
+        assert log._insert._sql is None
+    else:
+        assert log._insert._sql is not None
+    created = schema.utcnow().replace(microsecond=0)  # str() of such a time drops the fraction
+    ids = schema.new_prediction_ids(3)
+    rows = [
+        (ids[0], "v1", "champion", 11, 0.125, 0.5, "approve", 2, 1, 2, 40),
+        (ids[1], "v2", "challenger", 2**40, 0.75, 0.5, "decline", None, None, None, None),
+        (ids[2], "v1", "champion", 13, 1.0, 0.5, "decline", 1, None, 3, None),
+    ]
+    log.log_rows(created, rows)
+    log.close()
+    frame = reader.read_predictions(url).set_index("prediction_id")
+    assert len(frame) == 3
+    for row in rows:
+        stored = frame.loc[row[0]]
+        assert stored["created_at"] == created
+        for name, value in zip(schema.ROW_COLUMNS[1:], row[1:], strict=True):
+            assert (stored[name] is None or stored[name] != stored[name]) if value is None else stored[name] == value
+
+
+def test_inference_log_pending_counts_rows_until_committed(tmp_path: Path) -> None:
+    import threading
+
+    log = writer.InferenceLog(f"sqlite:///{tmp_path / 'log.db'}", linger_seconds=0.0)
+    release = threading.Event()
+    write = log._insert
+
+    def stalled(connection: object, batches: object) -> None:
+        release.wait(10)
+        write(connection, batches)  # type: ignore[arg-type]
+
+    log._insert = stalled  # type: ignore[assignment]
+    ids = schema.new_prediction_ids(3)
+    log.log_rows(schema.utcnow(), [(i, "v1", "champion", 1, 0.5, 0.5, "decline", None, None, None, None) for i in ids])
+    assert log.pending == 3
+    release.set()
+    assert log.flush(timeout=10) and log.pending == 0
+    log.close()
+    assert len(reader.read_predictions(f"sqlite:///{tmp_path / 'log.db'}")) == 3
+
+
+def test_inference_log_insert_keeps_sqlalchemy_batching_on_server_databases() -> None:
+    """PostgreSQL keeps SQLAlchemy's insert (multi-row VALUES, not a round trip per row); SQLite takes
+    the positional fast path. No server is needed to check which path an engine gets."""
+    postgres = writer._Insert(sa.create_engine("postgresql+psycopg2://u:p@db.invalid/log"))
+    assert postgres._sql is None
+    assert postgres._time(moment := schema.utcnow()) is moment  # psycopg2 binds datetimes itself
+    sqlite = writer._Insert(sa.create_engine("sqlite://"))
+    assert sqlite._sql is not None and sqlite._plain
+    assert sqlite._sql.count("?") == len(schema.ROW_COLUMNS) + 1
+
+
+def test_log_rows_end_with_the_protected_columns_in_engine_order() -> None:
+    """The engine zips the protected values (in PROTECTED_LOG_COLUMNS order) after the scored fields."""
+    protected = tuple(schema.PROTECTED_LOG_COLUMNS.values())
+    assert schema.ROW_COLUMNS[-len(protected) :] == protected
+    assert schema.ROW_COLUMNS[: -len(protected)] == (
+        "prediction_id",
+        "model_version",
+        "role",
+        "application_id",
+        "probability",
+        "threshold",
+        "decision",
+    )
