@@ -62,19 +62,20 @@ class CreditRiskService:
         self.access = AccessPolicy.from_settings(settings)
         self.engine = CreditRiskEngine(settings)
 
-    @bentoml.api(route="/predict", input_spec=PredictInput, output_spec=PredictOutput)
+    # BentoML's decorators live in _bentoml_sdk, which ships no type information (no py.typed).
+    @bentoml.api(route="/predict", input_spec=PredictInput, output_spec=PredictOutput)  # type: ignore[untyped-decorator]
     async def predict(self, applications: RawBody, model_version: Any = None) -> Response:
         """Score 1..N applications (raw UCI schema). Each gets a probability of default, a decision at
         the model's threshold, the model version and role that scored it, and a prediction id."""
         return _response(await self.engine.predict(applications.data))
 
-    @bentoml.api(route="/feedback", input_spec=FeedbackInput, output_spec=FeedbackOutput)
+    @bentoml.api(route="/feedback", input_spec=FeedbackInput, output_spec=FeedbackOutput)  # type: ignore[untyped-decorator]
     async def feedback(self, outcomes: RawBody) -> Response:
         """Record observed outcomes (defaulted 0/1) by prediction id or application ID; answered
         only once they are committed to the inference log. Unknown IDs are stored and flagged."""
         return _response(await run_in_threadpool(self.engine.feedback, outcomes.data))
 
-    @bentoml.api(route="/admin/status", input_spec=StatusInput, output_spec=StatusOutput)
+    @bentoml.api(route="/admin/status", input_spec=StatusInput, output_spec=StatusOutput)  # type: ignore[untyped-decorator]
     async def admin_status(self, refresh: RawBody) -> Response:
         """The models this worker serves, refused versions and the last registry refresh;
         ``{"refresh": true}`` re-reads the registry first."""
@@ -89,7 +90,7 @@ class CreditRiskService:
     def __is_ready__(self) -> bool:
         return self.engine.ready()
 
-    @bentoml.on_shutdown
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def shutdown(self) -> None:
         self.engine.close()
 
@@ -99,4 +100,5 @@ def _access_policy() -> AccessPolicy:
     return access
 
 
-CreditRiskService.add_asgi_middleware(ServingMiddleware, policy=_access_policy)
+# mypy keeps a class's own type under a class decorator: it does not see the bentoml.Service this is.
+CreditRiskService.add_asgi_middleware(ServingMiddleware, policy=_access_policy)  # type: ignore[attr-defined]

@@ -34,7 +34,8 @@ RELEASED: dict[str, Any] = {}
 
 async def _timeout_call(self: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] not in ("http", "websocket"):
-        return await self.app(scope, receive, send)
+        await self.app(scope, receive, send)
+        return
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
     timer = loop.call_later(self.timeout, self._set_timer_out, waiter)
@@ -87,5 +88,5 @@ def apply() -> bool:
         )
         return False
     RELEASED["TimeoutMiddleware.__call__"] = middleware.__call__
-    middleware.__call__ = _timeout_call  # type: ignore[method-assign]
+    middleware.__call__ = _timeout_call  # type: ignore[method-assign, assignment]
     return True
