@@ -21,14 +21,14 @@ import pandas as pd
 
 from platform_assets.core import slo
 from platform_assets.core.slo import DropMode
-from platform_assets.ml import evaluate, fairness
+from platform_assets.ml import evaluate, fairness_metrics
 
 #: Inference-log columns of the protected attributes and how their groups are labelled.
 _GROUPS: dict[str, Any] = {
-    "sex": fairness.SEX_LABELS,
-    "education": fairness.EDUCATION_LABELS,
-    "marriage": fairness.MARRIAGE_LABELS,
-    "age": None,  # banded with fairness.DEFAULT_AGE_EDGES
+    "sex": fairness_metrics.SEX_LABELS,
+    "education": fairness_metrics.EDUCATION_LABELS,
+    "marriage": fairness_metrics.MARRIAGE_LABELS,
+    "age": None,  # banded with fairness_metrics.DEFAULT_AGE_EDGES
 }
 ROLES = ("champion", "challenger")
 
@@ -86,7 +86,7 @@ def group_labels(frame: pd.DataFrame, column: str) -> pd.Series:
         return out
     codes = values[present].astype("int64")
     if column == "age":
-        out[present] = fairness.age_bands(codes.to_numpy())
+        out[present] = fairness_metrics.age_bands(codes.to_numpy())
     else:
         labels = _GROUPS[column]
         out[present] = [labels.get(int(c), f"code {int(c)}") for c in codes]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from platform_assets.ml import evaluate, fairness
+from platform_assets.ml import evaluate, fairness_rendering
 
 INTENDED_USE = (
     "Scores the probability that a credit-card client defaults on next month's payment, from six months of "
@@ -90,7 +90,7 @@ def render_model_card(
         f"Groups under {fairness_report['min_group_size']} rows are not measured. Disparate impact ratio = lowest "
         "group approval rate / highest (four-fifths rule: >= 0.8).",
         "",
-        fairness.summary_table(fairness_report),
+        fairness_rendering.summary_table(fairness_report),
         "",
         "## Limitations",
         "",

@@ -1,6 +1,6 @@
 """Live bias: selection rates per protected group and the disparate impact ratio over recent predictions.
 
-The same definitions as the ``fairness_report`` asset (``platform_assets.ml.fairness``): the *selection
+The same definitions as the ``fairness_report`` asset (``platform_assets.ml.fairness_metrics``): the *selection
 rate* of a group is its share of declined applications (Fairlearn's selection rate of the "flagged as a
 likely defaulter" decision); the *disparate impact ratio* of an attribute is the lowest group approval
 rate divided by the highest (the four-fifths rule passes at >= 0.8). Groups are sex, age band, marriage
@@ -27,24 +27,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from platform_assets.ml import fairness
+from platform_assets.ml import fairness_metrics
 
 #: Inference-log column -> fairness attribute name.
 ATTRIBUTE_OF_COLUMN = {"sex": "sex", "age": "age_band", "marriage": "marriage", "education": "education"}
 
 
-_LABELS = {"sex": fairness.SEX_LABELS, "marriage": fairness.MARRIAGE_LABELS, "education": fairness.EDUCATION_LABELS}
+_LABELS = {
+    "sex": fairness_metrics.SEX_LABELS,
+    "marriage": fairness_metrics.MARRIAGE_LABELS,
+    "education": fairness_metrics.EDUCATION_LABELS,
+}
 
 
 @functools.lru_cache(maxsize=8)
 def _bands(age_edges: tuple[int, ...]) -> tuple[list[float], list[str]]:
-    return [float(e) for e in age_edges], fairness.age_band_labels(age_edges)
+    return [float(e) for e in age_edges], fairness_metrics.age_band_labels(age_edges)
 
 
 def group_labels(column: str, values: Sequence[int | None], age_edges: Sequence[int]) -> list[str | None]:
     """The fairness report's group label of each value (None where the attribute was not sent)."""
     if column == "age":
-        # fairness.age_bands' banding (np.digitize, right=False, is bisect_right) without numpy's
+        # fairness_metrics.age_bands' banding (np.digitize, right=False, is bisect_right) without numpy's
         # per-call cost on a request's few values.
         edges, bands = _bands(tuple(age_edges))
         right = bisect.bisect_right
@@ -79,7 +83,7 @@ class BiasWindow:
     max_predictions: int = 1000
     max_age_seconds: float = 600.0
     min_group_size: int = 30
-    age_edges: Sequence[int] = fairness.DEFAULT_AGE_EDGES
+    age_edges: Sequence[int] = fairness_metrics.DEFAULT_AGE_EDGES
     clock: Callable[[], float] = time.monotonic
     #: The predictions in the window, a chunk per batch, oldest first (counting per batch rather
     #: than per row keeps a 1,000-row request's cost to a few C-level passes).
@@ -94,7 +98,7 @@ class BiasWindow:
             raise ValueError(f"the bias window must hold at least 1 prediction, got {self.max_predictions}")
         if not self.max_age_seconds > 0:
             raise ValueError(f"the bias window must span more than 0 seconds, got {self.max_age_seconds}")
-        fairness.age_band_labels(self.age_edges)  # validates the edges
+        fairness_metrics.age_band_labels(self.age_edges)  # validates the edges
 
     def observe(self, protected: Mapping[str, Sequence[int | None]], decisions: Sequence[str]) -> bool:
         """Add a batch: ``protected`` maps log columns (sex, age, marriage, education) to per-row values

@@ -15,7 +15,7 @@ import pytest
 from serving_support import Api, Server, Stores, rows_of
 
 from platform_assets import observability
-from platform_assets.ml import fairness
+from platform_assets.ml import fairness_metrics
 from platform_assets.serving import engine
 
 pytestmark = pytest.mark.slow
@@ -48,8 +48,8 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 def expected_rates(rows: list[dict[str, int]], decisions: list[str]) -> dict[str, dict[str, tuple[int, float]]]:
     """attribute -> group -> (predictions, declined share), computed independently of the service."""
-    groups = fairness.protected_groups(
-        pd.DataFrame(rows)[["SEX", "AGE", "MARRIAGE", "EDUCATION"]], fairness.DEFAULT_AGE_EDGES
+    groups = fairness_metrics.protected_groups(
+        pd.DataFrame(rows)[["SEX", "AGE", "MARRIAGE", "EDUCATION"]], fairness_metrics.DEFAULT_AGE_EDGES
     )
     out: dict[str, dict[str, tuple[int, float]]] = {}
     for attribute, labels in groups.items():
@@ -63,7 +63,7 @@ def check_gauges(text: str, expected: dict[str, dict[str, tuple[int, float]]]) -
     selection = samples(text, observability.LIVE_SELECTION_RATE)
     counts = samples(text, observability.LIVE_GROUP_PREDICTIONS)
     ratios = samples(text, observability.LIVE_DISPARATE_IMPACT_RATIO)
-    assert set(ratios) == {(("attribute", a),) for a in fairness.ATTRIBUTES}
+    assert set(ratios) == {(("attribute", a),) for a in fairness_metrics.ATTRIBUTES}
     for attribute, groups in expected.items():
         approvals = []
         for group, (n, rate) in groups.items():

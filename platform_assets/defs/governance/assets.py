@@ -22,7 +22,7 @@ from platform_assets.defs.features.assets import credit_history_tensors
 from platform_assets.defs.training.assets import default_risk_model, model_evaluation
 from platform_assets.governance import manifest as manifests
 from platform_assets.governance import signing
-from platform_assets.ml import drift, evaluate, fairness, features
+from platform_assets.ml import drift, evaluate, fairness_metrics, fairness_rendering, features
 from platform_assets.ml.dataset import Split
 from platform_assets.ml.model_card import render_model_card
 from platform_assets.ml.train import predict_cnn
@@ -90,11 +90,12 @@ def _log_to_mlflow(model_registry: ModelRegistry, run_id: str, files: dict[str, 
 # -- fairness -------------------------------------------------------------------------------------------
 class FairnessConfig(dg.Config):  # type: ignore[misc]
     age_band_edges: list[int] = Field(
-        default=list(fairness.DEFAULT_AGE_EDGES),
+        default=list(fairness_metrics.DEFAULT_AGE_EDGES),
         description="Lower edges of the age bands after the first: [25, 35, 45, 60] gives <25, 25-34, ..., 60+.",
     )
     min_group_size: int = Field(
-        default=fairness.DEFAULT_MIN_GROUP_SIZE, description="Groups with fewer test rows are reported as too small."
+        default=fairness_metrics.DEFAULT_MIN_GROUP_SIZE,
+        description="Groups with fewer test rows are reported as too small.",
     )
 
 
@@ -116,26 +117,26 @@ def fairness_report(
     info = model_store.latest_info(lake, MODEL_NAME)
     test = model_splits(lake, info)["test"]
     scores = predict_cnn(load_model(lake, info), test.keras_inputs())
-    groups = fairness.protected_groups(test.frame, config.age_band_edges)
-    report = fairness.fairness_report(test.labels, scores, info["threshold"], groups, config.min_group_size)
+    groups = fairness_metrics.protected_groups(test.frame, config.age_band_edges)
+    report = fairness_metrics.fairness_report(test.labels, scores, info["threshold"], groups, config.min_group_size)
     report.update(
         model_version=info["version"],
         age_band_edges=list(config.age_band_edges),
         computed_at=datetime.now(UTC).isoformat(),
     )
-    png = fairness.bar_chart_png(report)
-    html = fairness.report_html(report, png, f"Fairness of {MODEL_NAME} {info['version']} (test split)")
+    png = fairness_rendering.bar_chart_png(report)
+    html = fairness_rendering.report_html(report, png, f"Fairness of {MODEL_NAME} {info['version']} (test split)")
     json_key, html_key = model_key(info["version"], FAIRNESS_JSON), model_key(info["version"], FAIRNESS_HTML)
     model_store.write_json(lake, json_key, report)
     lake.write_text(html_key, html)
 
     model_registry.client().log_dict(info["mlflow_run_id"], report, f"governance/{FAIRNESS_JSON}")
     _log_to_mlflow(model_registry, info["mlflow_run_id"], {FAIRNESS_HTML: html.encode("utf-8")})
-    flat = fairness.flat_metrics(report)
+    flat = fairness_metrics.flat_metrics(report)
     if flat:
         model_registry.log_metrics(info["mlflow_run_id"], flat)
 
-    summary = fairness.summary_table(report)
+    summary = fairness_rendering.summary_table(report)
     context.log.info(f"fairness of {info['version']} on {len(test)} test rows:\n{summary}")
     too_small = {name: a["summary"]["groups_too_small"] for name, a in report["attributes"].items()}
     return dg.MaterializeResult(
@@ -147,7 +148,7 @@ def fairness_report(
             **{key.removeprefix("fairness_"): value for key, value in flat.items()},
             "groups_too_small": dg.MetadataValue.json(too_small),
             "summary": dg.MetadataValue.md(summary),
-            "groups": dg.MetadataValue.md(fairness.groups_table(report)),
+            "groups": dg.MetadataValue.md(fairness_rendering.groups_table(report)),
             "chart": dg.MetadataValue.md(evaluate.png_markdown(png, "per-group rates")),
             "report_json": dg.MetadataValue.path(lake.uri(json_key)),
             "report_html": dg.MetadataValue.path(lake.uri(html_key)),
@@ -370,7 +371,7 @@ def model_manifest(
             "training_dagster_run_id": info["dagster_run_id"],
             "partitions": dg.MetadataValue.json(info["data_versions"]),
             "artifacts": dg.MetadataValue.json(document["artifacts"]),
-            "fairness_summary": dg.MetadataValue.md(fairness.summary_table(fairness_doc)),
+            "fairness_summary": dg.MetadataValue.md(fairness_rendering.summary_table(fairness_doc)),
             "lineage": dg.MetadataValue.md(lineage_markdown(document, status)),
             "manifest": dg.MetadataValue.path(lake.uri(manifest_key)),
         },

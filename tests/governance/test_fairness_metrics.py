@@ -1,8 +1,6 @@
-"""The fairness report: hand-checked figures, agreement with Fairlearn on the UCI data, small groups."""
+"""The fairness metrics: hand-checked figures, agreement with Fairlearn on the UCI data, small groups."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,11 +16,9 @@ from fairlearn.metrics import (
     selection_rate,
     true_positive_rate,
 )
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_score, roc_auc_score
 
-from platform_assets.ml import fairness, features, schema, uci
-from platform_assets.ml.train import choose_threshold
+from platform_assets.ml import fairness_metrics
 
 
 def hand_made() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,7 +43,9 @@ def hand_made() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_hand_made_example_gives_the_hand_computed_figures() -> None:
     labels, scores, groups = hand_made()
-    report = fairness.fairness_report(labels, scores, 0.5, {"group": groups}, min_group_size=30, min_outcome_count=10)
+    report = fairness_metrics.fairness_report(
+        labels, scores, 0.5, {"group": groups}, min_group_size=30, min_outcome_count=10
+    )
     attribute = report["attributes"]["group"]
     rows = {r["group"]: r for r in attribute["groups"]}
     assert rows["A"]["count"] == 40 and rows["A"]["status"] == "ok"
@@ -72,11 +70,11 @@ def test_hand_made_example_gives_the_hand_computed_figures() -> None:
 
 def test_small_groups_are_reported_as_too_small_and_left_out_of_the_gaps() -> None:
     labels, scores, groups = hand_made()
-    report = fairness.fairness_report(labels, scores, 0.5, {"group": groups}, min_group_size=30)
+    report = fairness_metrics.fairness_report(labels, scores, 0.5, {"group": groups}, min_group_size=30)
     attribute = report["attributes"]["group"]
     small = next(r for r in attribute["groups"] if r["group"] == "C")
     assert small["status"] == "too_small" and small["count"] == 5
-    assert all(small[m] is None for m in fairness.GROUP_METRICS)
+    assert all(small[m] is None for m in fairness_metrics.GROUP_METRICS)
     assert "too small to measure: 5 rows < 30" in small["notes"][0]
     assert attribute["summary"]["groups_too_small"] == ["C"]
     assert attribute["summary"]["groups_measured"] == ["A", "B"]
@@ -84,19 +82,19 @@ def test_small_groups_are_reported_as_too_small_and_left_out_of_the_gaps() -> No
 
 def test_when_no_group_is_large_enough_every_gap_is_null_with_a_reason() -> None:
     labels, scores, groups = hand_made()
-    report = fairness.fairness_report(labels, scores, 0.5, {"group": groups}, min_group_size=1000)
+    report = fairness_metrics.fairness_report(labels, scores, 0.5, {"group": groups}, min_group_size=1000)
     summary = report["attributes"]["group"]["summary"]
-    assert all(summary[m] is None for m in fairness.SUMMARY_METRICS)
+    assert all(summary[m] is None for m in fairness_metrics.SUMMARY_METRICS)
     assert summary["four_fifths_rule_passed"] is None
     assert any("not measurable" in note for note in summary["notes"])
-    assert fairness.flat_metrics(report) == {}
+    assert fairness_metrics.flat_metrics(report) == {}
 
 
 def test_single_class_and_unflagged_groups_get_null_rates_not_zero_division() -> None:
     labels = np.array([0] * 40 + [1] * 20 + [0] * 20)
     scores = np.array([0.1] * 40 + [0.9] * 10 + [0.1] * 10 + [0.7] * 5 + [0.1] * 15)
     groups = np.array(["no defaulters"] * 40 + ["mixed"] * 40, dtype=object)
-    report = fairness.fairness_report(labels, scores, 0.5, {"g": groups}, min_group_size=30)
+    report = fairness_metrics.fairness_report(labels, scores, 0.5, {"g": groups}, min_group_size=30)
     rows = {r["group"]: r for r in report["attributes"]["g"]["groups"]}
     quiet = rows["no defaulters"]
     assert quiet["tpr"] is None and quiet["auc"] is None and quiet["precision"] is None
@@ -109,37 +107,28 @@ def test_single_class_and_unflagged_groups_get_null_rates_not_zero_division() ->
 
 
 def test_age_bands_default_to_five_bands_with_edges_starting_the_next_band() -> None:
-    assert fairness.age_band_labels(fairness.DEFAULT_AGE_EDGES) == ["<25", "25-34", "35-44", "45-59", "60+"]
+    assert fairness_metrics.age_band_labels(fairness_metrics.DEFAULT_AGE_EDGES) == [
+        "<25",
+        "25-34",
+        "35-44",
+        "45-59",
+        "60+",
+    ]
     ages = np.array([21, 24, 25, 34, 35, 44, 45, 59, 60, 79])
-    assert fairness.age_bands(ages).tolist() == [
+    assert fairness_metrics.age_bands(ages).tolist() == [
         "<25", "<25", "25-34", "25-34", "35-44", "35-44", "45-59", "45-59", "60+", "60+"
     ]  # fmt: skip
-    assert fairness.age_bands(np.array([29, 30]), [30]).tolist() == ["<30", "30+"]
+    assert fairness_metrics.age_bands(np.array([29, 30]), [30]).tolist() == ["<30", "30+"]
     with pytest.raises(ValueError, match="strictly increasing"):
-        fairness.age_band_labels([40, 30])
-
-
-@pytest.fixture(scope="module")
-def uci_predictions(uci_csv: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, float]:
-    """A logistic regression on the model's inputs, trained on half the UCI rows, scoring the other half."""
-    frame = uci.read_uci_csv(uci_csv.read_bytes(), str(uci_csv))
-    frame = frame[features.quarantine_reasons(frame).isna()].reset_index(drop=True)
-    batch = features.build_features(frame)
-    flat = np.concatenate([batch.tensor.reshape(len(batch), -1), batch.static], axis=1)
-    labels = frame[schema.TARGET].to_numpy()
-    train = np.arange(len(frame)) % 2 == 0
-    model = LogisticRegression(max_iter=500).fit(flat[train], labels[train])
-    scores = model.predict_proba(flat[~train])[:, 1]
-    threshold = choose_threshold(labels[~train], scores)
-    return frame[~train].reset_index(drop=True), labels[~train], scores, threshold
+        fairness_metrics.age_band_labels([40, 30])
 
 
 def test_on_uci_the_report_equals_fairlearn_computed_directly(
     uci_predictions: tuple[pd.DataFrame, np.ndarray, np.ndarray, float],
 ) -> None:
     frame, labels, scores, threshold = uci_predictions
-    groups = fairness.protected_groups(frame)
-    report = fairness.fairness_report(labels, scores, threshold, groups)
+    groups = fairness_metrics.protected_groups(frame)
+    report = fairness_metrics.fairness_report(labels, scores, threshold, groups)
     sex = groups["sex"]
     decisions = (scores >= threshold).astype(int)
     direct = MetricFrame(
@@ -183,20 +172,11 @@ def test_on_uci_the_report_equals_fairlearn_computed_directly(
     assert "undocumented (0)" in education["groups_too_small"]
 
 
-def test_tables_chart_and_html_render(uci_predictions: tuple[pd.DataFrame, np.ndarray, np.ndarray, float]) -> None:
-    frame, labels, scores, threshold = uci_predictions
-    report = fairness.fairness_report(labels, scores, threshold, fairness.protected_groups(frame))
-    png = fairness.bar_chart_png(report)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    page = fairness.report_html(report, png, "UCI fairness")
-    assert "<table>" in page and "data:image/png;base64," in page and "disparate_impact_ratio" in page
-    assert fairness.summary_table(report).count("\n") == 1 + len(fairness.ATTRIBUTES)
-    assert "too small to measure" in fairness.groups_table(report)
-
-
 def test_groups_with_few_defaulters_stay_in_the_table_but_out_of_the_tpr_gaps() -> None:
     labels, scores, groups = hand_made()  # A: 20 defaulters, B: 10 defaulters
-    report = fairness.fairness_report(labels, scores, 0.5, {"group": groups}, min_group_size=30, min_outcome_count=15)
+    report = fairness_metrics.fairness_report(
+        labels, scores, 0.5, {"group": groups}, min_group_size=30, min_outcome_count=15
+    )
     attribute = report["attributes"]["group"]
     rows = {r["group"]: r for r in attribute["groups"]}
     assert rows["B"]["tpr"] == pytest.approx(0.5), "the rate is still shown"
@@ -208,15 +188,15 @@ def test_groups_with_few_defaulters_stay_in_the_table_but_out_of_the_tpr_gaps() 
 
 def test_gap_intervals_are_narrow_for_large_groups_and_wide_for_small_ones() -> None:
     # TPR 0.60 vs 0.48 (gap 0.12): over thousands of defaulters the gap is certain, over 40 it is noise.
-    large = fairness.rate_gap_interval(np.array([4800, 3840]), np.array([8000, 8000]), "difference")
-    small = fairness.rate_gap_interval(np.array([24, 19]), np.array([40, 40]), "difference")
+    large = fairness_metrics.rate_gap_interval(np.array([4800, 3840]), np.array([8000, 8000]), "difference")
+    small = fairness_metrics.rate_gap_interval(np.array([24, 19]), np.array([40, 40]), "difference")
     assert large is not None and small is not None
     assert 0.1 < large[0] < 0.12 < large[1] < 0.15
     assert small[0] < 0.1 < small[1] and small[1] - small[0] > 0.2
-    assert fairness.rate_gap_interval(np.array([24, 19]), np.array([40, 40]), "difference") == small, "seeded"
+    assert fairness_metrics.rate_gap_interval(np.array([24, 19]), np.array([40, 40]), "difference") == small, "seeded"
 
 
 def test_ratio_interval_brackets_the_disparate_impact_ratio() -> None:
-    interval = fairness.rate_gap_interval(np.array([700, 560]), np.array([1000, 1000]), "ratio")
+    interval = fairness_metrics.rate_gap_interval(np.array([700, 560]), np.array([1000, 1000]), "ratio")
     assert interval is not None and interval[0] < 0.8 < interval[1]
-    assert fairness.rate_gap_interval(np.array([0, 0]), np.array([50, 50]), "ratio") is None
+    assert fairness_metrics.rate_gap_interval(np.array([0, 0]), np.array([50, 50]), "ratio") is None
