@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from platform_assets import lake_keys, model_store, settings
+from platform_assets.core.model_version import RECORD_FILE
+from platform_assets.defs.resources import signer as signer_for
 from platform_assets.governance import manifest as manifests
 from platform_assets.governance import signing
 from platform_assets.resources.lake import LakeStorage, lake_from_uri
-from platform_assets.resources.signer import ModelSigner, signer_from_env
+from platform_assets.resources.signer import ModelSigner
 
 
 class AuditError(LookupError):
@@ -64,7 +65,8 @@ class AuditChain:
 
 
 def default_lake() -> LakeStorage:
-    return lake_from_uri(settings.lake_uri(), endpoint_url=os.environ.get("PLATFORM_S3_ENDPOINT") or None)
+    config = settings.load()
+    return lake_from_uri(settings.topology(config).lake_uri, endpoint_url=config.s3_endpoint)
 
 
 def audit_model_version(
@@ -76,13 +78,13 @@ def audit_model_version(
 ) -> AuditChain:
     """The chain of ``model_version`` (``vN``; a bare number is accepted), its manifest verified."""
     lake = lake or default_lake()
-    signer = signer or signer_from_env()
-    version = model_version if model_version.startswith("v") else f"v{model_version}"
-    folder = lake_keys.model_dir(model, version)
+    signer = signer or signer_for(settings.load())
     try:
-        info = model_store.read_json(lake, f"{folder}/info.json")
-    except FileNotFoundError:
-        raise AuditError(f"no {model} {version} in the lake at {lake.uri(folder)}") from None
+        info = model_store.load_record(lake, model_version, model)
+    except (FileNotFoundError, ValueError) as error:
+        raise AuditError(str(error)) from None
+    version = info.version
+    folder = lake_keys.model_dir(model, version)
     manifest_key = f"{folder}/{manifests.MANIFEST_FILE}"
     try:
         body = lake.read_bytes(manifest_key)
@@ -93,9 +95,7 @@ def audit_model_version(
         ) from None
     sig_key = f"{folder}/{manifests.SIGNATURE_FILE}"
     signature = lake.read_bytes(sig_key) if lake.exists(sig_key) else None
-    artifacts = {
-        name: lake.read_bytes(f"{folder}/{name}") for name in info["artifacts"] if lake.exists(f"{folder}/{name}")
-    }
+    artifacts = model_store.artifact_bytes(lake, info)
     try:
         document = manifests.verify_manifest(body, signature, signer.verify_key(), artifacts)
         verified, status = True, f"VERIFIED (Ed25519, key {document['signing']['key_id']})"
@@ -106,8 +106,8 @@ def audit_model_version(
         except ValueError:
             document = {}
     chain = AuditChain(model, version, lake.uri(manifest_key), verified, status, document)
-    if document and document.get("lineage", {}).get("mlflow_run_id") != info.get("mlflow_run_id"):
-        chain.notes.append("info.json and the manifest name different MLflow runs")
+    if document and document.get("lineage", {}).get("mlflow_run_id") != info.mlflow_run_id:
+        chain.notes.append(f"{RECORD_FILE} and the manifest name different MLflow runs")
     return chain
 
 
@@ -120,7 +120,7 @@ def lookup_prediction(prediction_id: str) -> dict[str, Any]:
         from platform_assets.serving.inference_log.schema import default_inference_db
     except ImportError as error:
         raise AuditError(f"the inference log is not available in this installation ({error})") from None
-    url = os.environ.get("CREDIT_RISK_INFERENCE_DB", "").strip() or default_inference_db()
+    url = settings.inference_db_url(settings.load()) or default_inference_db()
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
         raise AuditError(f"no inference log at {url}: no prediction was served with this configuration")
     engine = inference_log.make_engine(url)

@@ -33,40 +33,89 @@ def ensure_dagster_home(home: Path) -> Path:
     return dagster_home
 
 
+#: Console output a person can follow: our own INFO lines (epochs, tables), not Dagster's DEBUG events.
+#: The full event log stays in each run's log in the UI.
+CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def _execute(job: Any, instance: Any, what: str, **kwargs: Any) -> Any:
+    """Run ``job`` in process; print each materialized asset; raise naming ``what`` when it fails."""
+    print(f"> {what}", flush=True)
+    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        partition = f" [{materialization.partition}]" if materialization.partition else ""
+        print(f"  materialized {materialization.asset_key.to_user_string()}{partition}", flush=True)
+    if not result.success:
+        raise RuntimeError(f"{what} failed: see run {result.run_id} in the Dagster UI")
+    return result
+
+
+def trained_version(result: Any) -> str:
+    """The model version a training run created (from its default_risk_model materialization)."""
+    versions = [
+        str(e.step_materialization_data.materialization.metadata["model_version"].value)
+        for e in result.get_asset_materialization_events()
+        if e.asset_key is not None and e.asset_key.to_user_string() == "default_risk_model"
+    ]
+    if len(versions) != 1:
+        raise RuntimeError(f"run {result.run_id} materialized {len(versions)} model versions, not one")
+    return versions[0]
+
+
+def train_and_release(
+    definitions: Any,
+    instance: Any,
+    run_config: dict[str, Any] | None,
+    *,
+    deploy: bool,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Train one model version, then run its per-version job for exactly that version (what
+    ``model_version_sensor`` does under the daemon); return the version label."""
+    from platform_assets.defs.training.jobs import NEXT_JOB
+
+    job_name = "retrain_and_deploy_job" if deploy else "training_job"
+    config = {**CONSOLE, **(run_config or {})}
+    training = _execute(definitions.resolve_job_def(job_name), instance, job_name, run_config=config, tags=tags)
+    version = trained_version(training)
+    follow_up = NEXT_JOB[job_name]
+    _execute(
+        definitions.resolve_job_def(follow_up),
+        instance,
+        f"{follow_up} for {version}",
+        partition_key=version,
+        run_config=CONSOLE,
+        tags={"platform/model_version": version, "platform/training_run_id": training.run_id},
+    )
+    return version
+
+
 def run_pipeline(
     partitions: list[str], run_config: dict[str, Any] | None = None, *, deploy: bool = False
 ) -> dict[str, Any]:
-    """Materialize ingest + features for ``partitions``, then train, evaluate and run governance (and, with
-    ``deploy``, build and roll out the service); return the evaluation report.
+    """Materialize ingest + features for ``partitions``, then train one model version and evaluate and govern it
+    (and, with ``deploy``, build and roll it out); return its evaluation report.
 
     Raises ``RuntimeError`` naming the job and partition of the first failed run.
     """
     ensure_dagster_home(settings.platform_home())
     import dagster as dg
 
-    from platform_assets import lake_keys, model_store
+    from platform_assets import model_store
     from platform_assets.definitions import defs
+    from platform_assets.defs.training.assets import EVALUATION_FILE
 
     definitions = defs()
     with dg.DagsterInstance.get() as instance:
         ingest = definitions.resolve_job_def("daily_ingest_job")
         for partition in partitions:
-            print(f"ingest + features: {partition}", flush=True)
-            if not ingest.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False).success:
-                raise RuntimeError(f"daily_ingest_job failed for {partition}: see the run in the Dagster UI")
-        job_name = "retrain_and_deploy_job" if deploy else "training_job"
-        print(f"{job_name}", flush=True)
-        job = definitions.resolve_job_def(job_name)
-        if not job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False).success:
-            raise RuntimeError(f"{job_name} failed: see the run in the Dagster UI")
-        if not deploy:
-            governance = definitions.resolve_job_def("governance_job")
-            if not governance.execute_in_process(instance=instance, raise_on_error=False).success:
-                raise RuntimeError("governance_job failed: see the run in the Dagster UI")
+            _execute(ingest, instance, f"daily_ingest_job {partition}", partition_key=partition, run_config=CONSOLE)
+        version = train_and_release(definitions, instance, run_config, deploy=deploy)
     lake = definitions.resources["lake"]
-    info = model_store.latest_info(lake, settings.MODEL_NAME)
-    report = model_store.read_json(lake, f"{lake_keys.model_dir(settings.MODEL_NAME, info['version'])}/evaluation.json")
-    return {**report, "partitions": len(info["data_versions"])}
+    record = model_store.load_record(lake, version)
+    report = model_store.read_json(lake, model_store.version_key(version, EVALUATION_FILE))
+    return {**report, "partitions": len(record.data_versions)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,8 +30,3 @@ def partition_of(key: str) -> str:
 
 def model_dir(model: str, version: str) -> str:
     return f"{MODELS_PREFIX}/{model}/{version}"
-
-
-def latest_pointer(model: str) -> str:
-    """A small JSON file naming the newest version of ``model``, replaced atomically."""
-    return f"{MODELS_PREFIX}/{model}/latest.json"

@@ -1,6 +1,13 @@
-"""Resources for the current environment (``PLATFORM_ENV``); secrets and endpoints come from env vars."""
+"""Every resource, bound once: from the settings (``platform_assets.settings``) and the environment's table.
 
-import os
+Secrets never pass through here as values: the inference log's password is a ``dg.EnvVar`` resolved when a
+run starts (the UI shows the variable's name, not its value), the signing key is read from the variable or
+file the signer names, S3 credentials come from the AWS credential chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 import dagster as dg
 
@@ -11,61 +18,114 @@ from platform_assets.resources.governance_gates import FairnessGates
 from platform_assets.resources.lake import lake_from_uri
 from platform_assets.resources.mlflow import ModelRegistry, mlflow_tracking
 from platform_assets.resources.monitoring import LiveMonitoring
-from platform_assets.resources.signer import signer_from_env
+from platform_assets.resources.signer import ModelSigner
 from platform_assets.resources.source import CreditHistorySource
-from platform_assets.resources.spark import CreditSparkResource, spark_config
+from platform_assets.resources.spark import CreditSparkResource
 from platform_assets.resources.training_data import TrainingData
+
+
+def spark_config(config: settings.PlatformSettings) -> dict[str, str]:
+    """Spark's settings; Arrow makes the pandas hand-off cheap."""
+    return {
+        "spark.master": config.spark_master,
+        "spark.app.name": "credit-risk-platform",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": str(config.spark_shuffle_partitions),
+        "spark.ui.enabled": str(config.spark_ui_enabled).lower(),
+        "spark.driver.memory": config.spark_driver_memory,
+    }
+
+
+def signer(config: settings.PlatformSettings) -> ModelSigner:
+    """The manifest signer of the environment (the audit CLI uses the same)."""
+    return ModelSigner(
+        private_key_file=config.signing_key_file,
+        public_key_file=config.verify_key_file,
+        demo_key_dir=str(config.home_dir / "keys"),
+        environment=config.env.value,
+    )
+
+
+def live_monitoring(config: settings.PlatformSettings, topology: settings.Topology) -> LiveMonitoring:
+    local = topology.deploy_target == "local"
+    service_url = config.loop_service_url
+    if service_url is None:
+        service_url = f"http://127.0.0.1:{config.service_port}" if local else ""
+    password: Any = dg.EnvVar(topology.inference_db_password_env) if topology.inference_db_password_env else ""
+    return LiveMonitoring(
+        inference_db=topology.inference_db,
+        inference_db_password=password,
+        service_url=service_url,
+        window_hours=config.loop_window_hours,
+        drop_mode=config.loop_drop_mode,
+        accuracy_floor=config.loop_accuracy_floor,
+        max_auc_drop=config.loop_max_auc_drop,
+        max_accuracy_drop=config.loop_max_accuracy_drop,
+        min_labelled=config.loop_min_labelled,
+        retrigger_hours=config.loop_retrigger_hours,
+        drift_share=config.loop_drift_share,
+        canary_steps=config.canary_steps(),
+        canary_min_labelled=config.loop_canary_min_labelled,
+        canary_max_auc_drop=config.loop_canary_max_auc_drop,
+        canary_max_accuracy_drop=config.loop_canary_max_accuracy_drop,
+        canary_max_error_rate=config.loop_canary_max_error_rate,
+        canary_max_p99_seconds=config.loop_canary_max_p99_seconds,
+        mode=config.loop_mode,
+        ab_hours=config.loop_ab_hours,
+    )
+
+
+def resources_for(config: settings.PlatformSettings) -> dict[str, Any]:
+    """The resources of ``config.env``; the one place they are bound."""
+    topology = settings.topology(config)
+    return {
+        "lake": lake_from_uri(topology.lake_uri, endpoint_url=config.s3_endpoint),
+        "credit_source": CreditHistorySource(
+            kind=config.source,
+            uci_csv=config.uci_csv,
+            seed=config.seed,
+            rows_per_day=config.rows_per_day,
+            replay_start=config.uci_replay_start,
+            replay_days=settings.UCI_REPLAY_DAYS,
+            s3_endpoint_url=config.s3_endpoint,
+        ),
+        "pyspark": CreditSparkResource(spark_config=spark_config(config)),
+        "mlflow_tracker": mlflow_tracking.configured(
+            {
+                "experiment_name": settings.EXPERIMENT_NAME,
+                "mlflow_tracking_uri": topology.mlflow_tracking_uri,
+                "artifact_location": topology.mlflow_artifacts,
+                "extra_tags": {"platform_env": config.env.value},
+            }
+        ),
+        "model_registry": ModelRegistry(tracking_uri=topology.mlflow_tracking_uri, model_name=settings.MODEL_NAME),
+        "model_gates": ModelGates(
+            auc_floor=config.auc_floor,
+            baseline_margin=config.baseline_margin,
+            max_quarantine_share=config.max_quarantine_share,
+        ),
+        "deployer": ServiceDeployer(
+            target=topology.deploy_target,
+            platform_home=str(config.home_dir),
+            tracking_uri=topology.mlflow_tracking_uri,
+            port=config.service_port,
+            strategy=config.rollout_strategy,
+            first_canary_weight=config.first_canary_weight,
+            k8s_overlay=topology.k8s_overlay,
+            k8s_namespace=topology.k8s_namespace,
+        ),
+        "training_data": TrainingData(window_days=config.training_window_days),
+        "model_signer": signer(config),
+        "live_monitoring": live_monitoring(config, topology),
+        "fairness_gates": FairnessGates(
+            min_disparate_impact_ratio=config.min_disparate_impact,
+            max_equal_opportunity_difference=config.max_equal_opportunity_diff,
+        ),
+    }
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    env = settings.environment()
-    s3_endpoint = os.environ.get("PLATFORM_S3_ENDPOINT") or None
-    return dg.Definitions(
-        resources={
-            "lake": lake_from_uri(settings.lake_uri(), endpoint_url=s3_endpoint),
-            "credit_source": CreditHistorySource(
-                kind=os.environ.get("PLATFORM_SOURCE", "synthetic"),
-                uci_csv=os.environ.get("PLATFORM_UCI_CSV") or None,
-                seed=int(os.environ.get("PLATFORM_SEED", "2005")),
-                rows_per_day=int(os.environ.get("PLATFORM_ROWS_PER_DAY", "1000")),
-                replay_start=os.environ.get("PLATFORM_UCI_REPLAY_START", settings.PARTITIONS_START),
-                replay_days=settings.UCI_REPLAY_DAYS,
-                s3_endpoint_url=s3_endpoint,
-            ),
-            "pyspark": CreditSparkResource(spark_config=spark_config()),
-            "mlflow_tracker": mlflow_tracking.configured(
-                {
-                    "experiment_name": settings.EXPERIMENT_NAME,
-                    "mlflow_tracking_uri": settings.mlflow_tracking_uri(),
-                    "artifact_location": settings.mlflow_artifact_root(),
-                    "extra_tags": {"platform_env": env.value},
-                }
-            ),
-            "model_registry": ModelRegistry(
-                tracking_uri=settings.mlflow_tracking_uri(), model_name=settings.MODEL_NAME
-            ),
-            "model_gates": ModelGates(
-                auc_floor=float(os.environ.get("PLATFORM_AUC_FLOOR", "0.70")),
-                baseline_margin=float(os.environ.get("PLATFORM_BASELINE_MARGIN", "0.02")),
-                max_quarantine_share=float(os.environ.get("PLATFORM_MAX_QUARANTINE_SHARE", "0.05")),
-            ),
-            "deployer": ServiceDeployer(
-                target=os.environ.get("PLATFORM_DEPLOY_TARGET", "local"),
-                port=int(os.environ.get("PLATFORM_SERVICE_PORT", "3001")),
-                strategy=os.environ.get("PLATFORM_ROLLOUT_STRATEGY", "replace"),
-                first_canary_weight=float(os.environ.get("PLATFORM_FIRST_CANARY_WEIGHT", "10")),
-                k8s_overlay=os.environ.get("PLATFORM_K8S_OVERLAY", "k8s/overlays/staging"),
-                k8s_namespace=os.environ.get("PLATFORM_K8S_NAMESPACE", "credit-risk"),
-            ),
-            "training_data": TrainingData(
-                window_days=int(os.environ.get("PLATFORM_TRAINING_WINDOW_DAYS", "0")),
-            ),
-            "model_signer": signer_from_env(),
-            "live_monitoring": LiveMonitoring.from_env(),
-            "fairness_gates": FairnessGates(
-                min_disparate_impact_ratio=float(os.environ.get("PLATFORM_MIN_DISPARATE_IMPACT", "0.8")),
-                max_equal_opportunity_difference=float(os.environ.get("PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF", "0.1")),
-            ),
-        }
-    )
+    config = settings.load()
+    settings.require_secrets(config)
+    return dg.Definitions(resources=resources_for(config))

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from platform_assets.core.model_version import ModelVersion
 from platform_assets.governance import signing
 
 SCHEMA: Final = "credit-risk-platform/model-manifest/v1"
@@ -125,7 +126,7 @@ def library_versions(libraries: Iterable[tuple[str, ...]] = LIBRARIES) -> dict[s
 
 def build_manifest(
     *,
-    info: Mapping[str, Any],
+    record: ModelVersion,
     evaluation: Mapping[str, Any],
     fairness_summary: Mapping[str, Any],
     documents: Mapping[str, str],
@@ -135,43 +136,46 @@ def build_manifest(
     created_at: str,
     dagster_run_id: str,
 ) -> dict[str, Any]:
-    """The manifest of one model version, from its ``info.json`` and the governance reports.
+    """The manifest of one model version, from its record and the governance reports.
 
-    ``documents`` maps the lake documents the manifest was built from (info.json, evaluation.json,
+    ``documents`` maps the lake documents the manifest was built from (model_version.json, evaluation.json,
     fairness.json) to their sha256, so an auditor can tell whether they changed since.
     """
-    if not info.get("artifacts"):
-        raise ValueError(f"model {info.get('model')} {info.get('version')}: info.json lists no artifacts to sign")
+    if evaluation.get("model_version") != record.version:
+        raise ValueError(
+            f"the evaluation belongs to {evaluation.get('model_version')}, not {record.model} {record.version}"
+        )
+    spec = record.feature_spec.model_dump(mode="json")
     return {
         "schema": SCHEMA,
-        "model": info["model"],
-        "version": info["version"],
-        "registered_version": info.get("registered_version"),
-        "artifacts": {name: {"sha256": digest} for name, digest in sorted(info["artifacts"].items())},
-        "trained_at": info["trained_at"],
-        "threshold": info["threshold"],
-        "target": info["target"],
-        "feature_spec": info["feature_spec"],
-        "feature_spec_version": info["feature_spec"]["version"],
+        "model": record.model,
+        "version": record.version,
+        "registered_version": record.registered_version,
+        "artifacts": {name: {"sha256": digest} for name, digest in sorted(record.artifacts.items())},
+        "trained_at": record.trained_at.isoformat(),
+        "threshold": record.threshold,
+        "target": record.feature_spec.target,
+        "feature_spec": spec,
+        "feature_spec_version": record.feature_spec.version,
         "data": {
-            "partitions": sorted(info["data_versions"]),
-            "data_versions": dict(info["data_versions"]),
-            "split": info["split"],
-            "rows": info.get("rows"),
+            "partitions": record.partitions,
+            "data_versions": dict(record.data_versions),
+            "split": record.split.model_dump(),
+            "rows": dict(record.rows),
         },
         "code_version": dict(code),
         "libraries": dict(libraries),
         "metrics": {
             "test": evaluation["metrics"],
             "best_baseline": evaluation["best_baseline"],
-            "baseline_version": evaluation.get("baseline_version"),
-            "validation": info.get("validation_metrics"),
+            "baseline_run_id": evaluation.get("baseline_run_id"),
+            "validation": dict(record.validation_metrics),
         },
         "fairness": dict(fairness_summary),
         "lineage": {
-            "mlflow_run_id": info["mlflow_run_id"],
-            "mlflow_model_uri": info.get("mlflow_model_uri"),
-            "training_dagster_run_id": info["dagster_run_id"],
+            "mlflow_run_id": record.mlflow_run_id,
+            "mlflow_model_uri": record.mlflow_model_uri,
+            "training_dagster_run_id": record.dagster_run_id,
             "manifest_dagster_run_id": dagster_run_id,
             "documents": dict(documents),
         },

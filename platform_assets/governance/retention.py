@@ -7,7 +7,7 @@
 * Dagster runs that ended before the cutoff are deleted with their event logs (``instance.delete_run``).
 
 What a model's manifest references is never touched: every partition date listed in a
-``models/<model>/<version>/manifest.json`` (and, for versions not signed yet, in ``info.json``) keeps its
+``models/<model>/<version>/manifest.json`` (and, for versions not signed yet, in ``model_version.json``) keeps its
 raw, feature and quarantine files, and the Dagster runs a manifest names (training and signing) stay.
 Manifests are read without verifying their signatures: that only errs towards keeping more.
 
@@ -28,10 +28,12 @@ from typing import Any, Final
 import pandas as pd
 
 from platform_assets import lake_keys
+from platform_assets.core.model_version import RECORD_FILE
 from platform_assets.governance import manifest as manifests
 from platform_assets.resources.lake import LakeStorage, content_hash
 
 DATA_PREFIXES: Final = (lake_keys.RAW_PREFIX, lake_keys.TENSORS_PREFIX, lake_keys.QUARANTINE_PREFIX)
+DEFAULT_RETENTION_DAYS: Final = 365
 DEFAULT_ARCHIVE_PREFIX: Final = "archive"
 
 
@@ -45,13 +47,15 @@ class References:
 
 
 def model_references(lake: LakeStorage) -> References:
-    """Partitions and runs named by every model version's manifest (or info.json when it has none)."""
+    """Partitions and runs named by every model version's manifest (or record when it has none)."""
     refs = References()
     keys = lake.list_keys(lake_keys.MODELS_PREFIX)
-    folders = sorted({k.rsplit("/", 1)[0] for k in keys if k.endswith(("/info.json", f"/{manifests.MANIFEST_FILE}"))})
+    folders = sorted(
+        {k.rsplit("/", 1)[0] for k in keys if k.endswith((f"/{RECORD_FILE}", f"/{manifests.MANIFEST_FILE}"))}
+    )
     for folder in folders:
         label = " ".join(folder.split("/")[1:3])
-        for name in (manifests.MANIFEST_FILE, "info.json"):
+        for name in (manifests.MANIFEST_FILE, RECORD_FILE):
             key = f"{folder}/{name}"
             if key not in keys:
                 continue

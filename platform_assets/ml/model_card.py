@@ -1,4 +1,4 @@
-"""A Markdown model card per model version, assembled from its info, evaluation, fairness and manifest.
+"""A Markdown model card per model version, assembled from its record, evaluation, fairness and manifest.
 
 No Dagster here: the ``model_card`` asset reads the documents from the lake and passes them in.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from platform_assets.core.model_version import ModelVersion
 from platform_assets.ml import evaluate, fairness_rendering
 
 INTENDED_USE = (
@@ -37,7 +38,7 @@ def _fmt(value: Any) -> str:
 
 
 def render_model_card(
-    info: Mapping[str, Any],
+    info: ModelVersion,
     evaluation: Mapping[str, Any],
     fairness_report: Mapping[str, Any],
     manifest: Mapping[str, Any] | None,
@@ -46,22 +47,21 @@ def render_model_card(
     """The card as Markdown. ``signature_status`` is e.g. ``verified (key ed25519:...)`` or the failure."""
     lineage = (manifest or {}).get("lineage", {})
     code = (manifest or {}).get("code_version", {})
-    rows = info.get("rows", {})
-    partitions = sorted(info["data_versions"])
+    rows = info.rows
+    partitions = info.partitions
+    spec = info.feature_spec
     lines = [
-        f"# Model card: {info['model']} {info['version']}",
+        f"# Model card: {info.model} {info.version}",
         "",
-        f"- **Trained**: {info['trained_at']} (best epoch {info.get('best_epoch')})",
-        f"- **Decision threshold**: {_fmt(float(info['threshold']))} (score >= threshold -> flagged as likely default)",
-        f"- **Feature spec**: version {info['feature_spec']['version']}, "
-        f"{len(info['feature_spec']['channels'])} channels x {info['feature_spec']['months']} months + "
-        f"{len(info['feature_spec']['static'])} static features; protected attributes as inputs: "
-        f"{_fmt(info['feature_spec'].get('include_protected', False))}",
-        f"- **Target**: `{info['target']}`",
+        f"- **Trained**: {info.trained_at.isoformat()} (best epoch {info.best_epoch})",
+        f"- **Decision threshold**: {_fmt(info.threshold)} (score >= threshold -> flagged as likely default)",
+        f"- **Feature spec**: version {spec.version}, {len(spec.channels)} channels x {spec.months} months + "
+        f"{len(spec.static)} static features; protected attributes as inputs: {_fmt(spec.include_protected)}",
+        f"- **Target**: `{spec.target}`",
         f"- **Signature**: {signature_status}",
         f"- **Code version**: {code.get('git_commit', 'unknown')}"
         + (" (uncommitted changes)" if code.get("dirty") else ""),
-        f"- **MLflow run**: {info['mlflow_run_id']}; **Dagster run**: {info['dagster_run_id']}"
+        f"- **MLflow run**: {info.mlflow_run_id}; **Dagster run**: {info.dagster_run_id}"
         + (f"; manifest run {lineage['manifest_dagster_run_id']}" if lineage.get("manifest_dagster_run_id") else ""),
         "",
         "## Intended use",
@@ -71,12 +71,12 @@ def render_model_card(
         "## Data",
         "",
         f"{len(partitions)} credit_history_tensors partition(s), {partitions[0]} .. {partitions[-1]}; split by a "
-        f"seeded hash of the client ID (validation {info['split']['validation']}, test {info['split']['test']}, "
-        f"seed {info['split']['seed']}); rows: " + ", ".join(f"{name} {count}" for name, count in rows.items()),
+        f"seeded hash of the client ID (validation {info.split.validation}, test {info.split.test}, "
+        f"seed {info.split.seed}); rows: " + ", ".join(f"{name} {count}" for name, count in rows.items()),
         "",
         "| partition | data version (sha256) |",
         "|---|---|",
-        *[f"| {p} | `{info['data_versions'][p][:16]}` |" for p in partitions],
+        *[f"| {p} | `{info.data_versions[p][:16]}` |" for p in partitions],
         "",
         "## Metrics (test split) vs baselines",
         "",

@@ -11,7 +11,6 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from platform_assets import settings
 from platform_assets.deploy.local import DeploymentFailed, LocalServiceManager, ServiceState
 from platform_assets.deploy.rollout import RolloutPlan, Strategy
 
@@ -20,6 +19,8 @@ class ServiceDeployer(dg.ConfigurableResource):  # type: ignore[misc]
     """Where and how the credit-risk service runs. Ports are TCP ports; timeouts are seconds."""
 
     target: Literal["local", "kubernetes"] = Field(default="local", description="local process or Kubernetes.")
+    platform_home: str = Field(description="Local state: serving/ (pid, keys) and bentoml/ live below it.")
+    tracking_uri: str = Field(description="MLflow tracking URI the service reads its registry from.")
     host: str = Field(default="127.0.0.1", description="Interface the local service listens on.")
     port: int = Field(default=3001, description="Port of the local service.")
     strategy: Strategy = Field(default="replace", description="replace the champion, or start a canary.")
@@ -31,10 +32,13 @@ class ServiceDeployer(dg.ConfigurableResource):  # type: ignore[misc]
     image_repository: str = Field(default="credit-risk-service", description="Image the Bento is containerized as.")
 
     def state_dir(self) -> Path:
-        return settings.platform_home() / "serving"
+        return Path(self.platform_home) / "serving"
 
     def api_keys_file(self) -> Path:
         return self.state_dir() / "api_keys.json"
+
+    def bentoml_home(self) -> Path:
+        return Path(self.platform_home) / "bentoml"
 
     def local_manager(self) -> LocalServiceManager:
         return LocalServiceManager(self.state_dir(), host=self.host, port=self.port)
@@ -55,8 +59,8 @@ class ServiceDeployer(dg.ConfigurableResource):  # type: ignore[misc]
     def service_env(self, bentoml_home: Path) -> dict[str, str]:
         self.admin_key()  # the key file must exist before the service reads it
         return {
-            "PLATFORM_HOME": str(settings.platform_home()),
-            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri(),
+            "PLATFORM_HOME": self.platform_home,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
             "BENTOML_HOME": str(bentoml_home),
             "BENTOML_DO_NOT_TRACK": "true",
             "CREDIT_RISK_API_KEYS_FILE": str(self.api_keys_file()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,10 +25,16 @@ def prepare_tracking_store(tracking_uri: str, experiment_name: str, artifact_loc
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     if artifact_location and artifact_location.startswith("file://"):
         Path(artifact_location[len("file://") :]).mkdir(parents=True, exist_ok=True)
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri[len("sqlite:///") :])
+        database.parent.mkdir(parents=True, exist_ok=True)
+        # Two runs starting at once on a fresh home would both run MLflow's schema migrations on the same
+        # SQLite file and one fails ("Online migration expected to match one row"): create it under a lock.
+        with open(database.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            mlflow.MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     if client.get_experiment_by_name(experiment_name) is None:
         try:

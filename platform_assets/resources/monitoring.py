@@ -1,28 +1,6 @@
-"""The closed loop's settings and sources: the inference log, the service's ``/metrics``, the thresholds of
-the accuracy-drop, drift and canary sensors. Environment variables (``PLATFORM_LOOP_*``) set the defaults;
-without them the thresholds are the constants of ``platform_assets.core.slo`` named in the table.
-
-====================================== ============================================== =================================
-variable                               meaning                                        default
-====================================== ============================================== =================================
-CREDIT_RISK_INFERENCE_DB               inference log (SQLAlchemy URL)                 service's
-PLATFORM_LOOP_SERVICE_URL              service whose ``/metrics`` give the error rate local one
-PLATFORM_LOOP_WINDOW_HOURS             live metrics over the last N hours             ``24``
-PLATFORM_LOOP_DROP_MODE                ``relative`` | ``absolute`` | ``either``       ``ACCURACY_DROP.mode``
-PLATFORM_LOOP_ACCURACY_FLOOR           absolute floor of live accuracy                ``ACCURACY_DROP.accuracy_floor``
-PLATFORM_LOOP_MAX_AUC_DROP             live ROC AUC allowed below validation's        ``ACCURACY_DROP.max_auc_drop``
-PLATFORM_LOOP_MIN_LABELLED             outcomes before the drop test judges           ``ACCURACY_DROP.min_labelled``
-PLATFORM_LOOP_RETRIGGER_HOURS          hours before a dropped model retrains again    ``ACCURACY_DROP.retrigger_hours``
-PLATFORM_LOOP_DRIFT_SHARE              drift share that requests a retrain            ``DRIFT.drift_share``
-PLATFORM_LOOP_CANARY_STEPS             challenger weights, percent, comma-separated   ``CANARY.steps``
-PLATFORM_LOOP_CANARY_MIN_LABELLED      labelled outcomes per version and step         ``CANARY.min_labelled``
-PLATFORM_LOOP_CANARY_MAX_AUC_DROP      challenger ROC AUC allowed below champion's    ``CANARY.max_auc_drop``
-PLATFORM_LOOP_CANARY_MAX_ACCURACY_DROP challenger accuracy allowed below champion's   ``CANARY.max_accuracy_drop``
-PLATFORM_LOOP_CANARY_MAX_ERROR_RATE    5xx share of /predict allowed in a step        ``CANARY.max_error_rate``
-PLATFORM_LOOP_CANARY_MAX_P99_SECONDS   /predict p99 (seconds) allowed in a step       ``CANARY.max_p99_seconds``
-PLATFORM_LOOP_MODE                     ``canary`` (stepped) | ``ab`` (fixed split)    canary
-PLATFORM_LOOP_AB_HOURS                 length of an A/B test before its report        ``24``
-====================================== ============================================== =================================
+"""The closed loop's sources and thresholds: the inference log, the service's ``/metrics``, the accuracy-drop,
+drift and canary gates. Bound in ``platform_assets.defs.resources`` from the ``PLATFORM_LOOP_*`` settings
+(``platform_assets.settings``), whose defaults are the constants of ``platform_assets.core.slo``.
 """
 
 from __future__ import annotations
@@ -34,6 +12,7 @@ from typing import Literal
 import dagster as dg
 import httpx
 import pandas as pd
+import sqlalchemy as sa
 from pydantic import Field
 
 from platform_assets.core import slo
@@ -46,7 +25,8 @@ from platform_assets.ml.service_metrics import predict_latency_buckets, predict_
 class LiveMonitoring(dg.ConfigurableResource):  # type: ignore[misc]
     """Where live outcomes are and what counts as a drop, a drift or a healthy canary."""
 
-    inference_db: str = Field(default="", description="Inference log URL; empty: the service's default.")
+    inference_db: str = Field(default="", description="Inference log URL without password; empty: the service's.")
+    inference_db_password: str = Field(default="", description="Its password (a dg.EnvVar in staging and prod).")
     service_url: str = Field(default="", description="Service for /metrics (error rate); empty: not used.")
     window_hours: float = Field(default=24.0, description="Live metrics cover predictions of the last N hours.")
     drop_mode: DropMode = Field(default=slo.ACCURACY_DROP.mode, description="relative, absolute or either.")
@@ -87,34 +67,6 @@ class LiveMonitoring(dg.ConfigurableResource):  # type: ignore[misc]
     mode: Literal["canary", "ab"] = Field(default="canary", description="canary: step and promote; ab: fixed split.")
     ab_hours: float = Field(default=24.0, description="Length of an A/B test before its report.")
 
-    @classmethod
-    def from_env(cls) -> LiveMonitoring:
-        env = os.environ.get
-        port = env("PLATFORM_SERVICE_PORT", "3001")
-        local = env("PLATFORM_DEPLOY_TARGET", "local") == "local"
-        steps = env("PLATFORM_LOOP_CANARY_STEPS", ",".join(f"{step:g}" for step in slo.CANARY.steps))
-        return cls(
-            inference_db=env("CREDIT_RISK_INFERENCE_DB", ""),
-            service_url=env("PLATFORM_LOOP_SERVICE_URL", f"http://127.0.0.1:{port}" if local else ""),
-            window_hours=float(env("PLATFORM_LOOP_WINDOW_HOURS", "24")),
-            drop_mode=env("PLATFORM_LOOP_DROP_MODE", slo.ACCURACY_DROP.mode),  # type: ignore[arg-type]
-            accuracy_floor=float(env("PLATFORM_LOOP_ACCURACY_FLOOR", str(slo.ACCURACY_DROP.accuracy_floor))),
-            max_auc_drop=float(env("PLATFORM_LOOP_MAX_AUC_DROP", str(slo.ACCURACY_DROP.max_auc_drop))),
-            min_labelled=int(env("PLATFORM_LOOP_MIN_LABELLED", str(slo.ACCURACY_DROP.min_labelled))),
-            retrigger_hours=float(env("PLATFORM_LOOP_RETRIGGER_HOURS", str(slo.ACCURACY_DROP.retrigger_hours))),
-            drift_share=float(env("PLATFORM_LOOP_DRIFT_SHARE", str(slo.DRIFT.drift_share))),
-            canary_steps=[float(s) for s in steps.split(",") if s.strip()],
-            canary_min_labelled=int(env("PLATFORM_LOOP_CANARY_MIN_LABELLED", str(slo.CANARY.min_labelled))),
-            canary_max_auc_drop=float(env("PLATFORM_LOOP_CANARY_MAX_AUC_DROP", str(slo.CANARY.max_auc_drop))),
-            canary_max_accuracy_drop=float(
-                env("PLATFORM_LOOP_CANARY_MAX_ACCURACY_DROP", str(slo.CANARY.max_accuracy_drop))
-            ),
-            canary_max_error_rate=float(env("PLATFORM_LOOP_CANARY_MAX_ERROR_RATE", str(slo.CANARY.max_error_rate))),
-            canary_max_p99_seconds=float(env("PLATFORM_LOOP_CANARY_MAX_P99_SECONDS", str(slo.CANARY.max_p99_seconds))),
-            mode=env("PLATFORM_LOOP_MODE", "canary"),  # type: ignore[arg-type]
-            ab_hours=float(env("PLATFORM_LOOP_AB_HOURS", "24")),
-        )
-
     def drop_policy(self) -> DropPolicy:
         return DropPolicy(
             mode=self.drop_mode,
@@ -135,9 +87,15 @@ class LiveMonitoring(dg.ConfigurableResource):  # type: ignore[misc]
         )
 
     def database(self) -> str:
+        """The inference log's URL, with the password (a secret resolved when the run starts) set."""
         from platform_assets.serving.inference_log.schema import default_inference_db
 
-        return self.inference_db or default_inference_db()
+        if not self.inference_db:
+            return default_inference_db()
+        if not self.inference_db_password:
+            return self.inference_db
+        url = sa.engine.make_url(self.inference_db).set(password=self.inference_db_password)
+        return url.render_as_string(hide_password=False)
 
     def window_start(self, now: datetime | None = None) -> datetime:
         return (now or datetime.now(UTC)) - timedelta(hours=self.window_hours)

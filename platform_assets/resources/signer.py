@@ -108,13 +108,3 @@ class ModelSigner(dg.ConfigurableResource):  # type: ignore[misc]
             return f"file {self.private_key_file}"
         demo = self._demo_dir()
         return f"local demo key in {demo}" if demo else "none configured"
-
-
-def signer_from_env() -> ModelSigner:
-    """The signer the environment configures (used by the code location and the audit CLI)."""
-    return ModelSigner(
-        private_key_file=os.environ.get("PLATFORM_SIGNING_KEY_FILE") or None,
-        public_key_file=os.environ.get("PLATFORM_VERIFY_KEY_FILE") or None,
-        demo_key_dir=str(settings.platform_home() / "keys"),
-        environment=settings.environment().value,
-    )

@@ -20,15 +20,3 @@ class CreditSparkResource(PySparkResource):  # type: ignore[misc]
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         super().setup_for_execution(context)
-
-
-def spark_config() -> dict[str, str]:
-    """Local Spark by default; ``SPARK_MASTER`` points at a cluster. Arrow makes the pandas hand-off cheap."""
-    return {
-        "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
-        "spark.app.name": "credit-risk-platform",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"),
-        "spark.ui.enabled": os.environ.get("SPARK_UI_ENABLED", "false"),
-        "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
-    }

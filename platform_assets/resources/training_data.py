@@ -28,26 +28,31 @@ class TrainingData(dg.ConfigurableResource):  # type: ignore[misc]
             raise ValueError("no credit_history_tensors partitions in the lake: materialize them first")
         return partitions[-self.window_days :] if self.window_days > 0 else partitions
 
-    def load(
-        self, lake: LakeStorage, data_versions: dict[str, str] | None = None
-    ) -> tuple[pd.DataFrame, dict[str, str]]:
-        """Valid tensor rows and ``{partition: sha256}``.
-
-        With ``data_versions`` it loads exactly those partitions and fails if any changed since.
-        """
-        partitions = sorted(data_versions) if data_versions else self.available_partitions(lake)
-        frames, versions = [], {}
-        for partition in partitions:
-            data = lake.read_bytes(lake_keys.tensors(partition))
-            versions[partition] = content_hash(data)
-            if data_versions and versions[partition] != data_versions[partition]:
-                raise ValueError(
-                    f"credit_history_tensors partition {partition} changed since training "
-                    f"(sha256 {versions[partition][:12]} != {data_versions[partition][:12]}): retrain first"
-                )
-            frames.append(pd.read_parquet(io.BytesIO(data)))
-        rows = pd.concat(frames, ignore_index=True)
-        return rows[rows[REASON].isna()].reset_index(drop=True), versions
+    def load(self, lake: LakeStorage) -> tuple[pd.DataFrame, dict[str, str]]:
+        """Valid tensor rows of the training window and ``{partition: sha256}`` of what was read."""
+        return _read_partitions(lake, self.available_partitions(lake), expected=None)
 
     def splits(self, rows: pd.DataFrame) -> dict[str, Split]:
         return split_dataset(rows, self.validation_fraction, self.test_fraction, self.split_seed)
+
+
+def load_partitions(lake: LakeStorage, data_versions: dict[str, str]) -> pd.DataFrame:
+    """Valid tensor rows of exactly the partitions in ``data_versions``; fails if any changed since."""
+    return _read_partitions(lake, sorted(data_versions), expected=data_versions)[0]
+
+
+def _read_partitions(
+    lake: LakeStorage, partitions: list[str], expected: dict[str, str] | None
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    frames, versions = [], {}
+    for partition in partitions:
+        data = lake.read_bytes(lake_keys.tensors(partition))
+        versions[partition] = content_hash(data)
+        if expected is not None and versions[partition] != expected[partition]:
+            raise ValueError(
+                f"credit_history_tensors partition {partition} changed since training "
+                f"(sha256 {versions[partition][:12]} != {expected[partition][:12]}): retrain first"
+            )
+        frames.append(pd.read_parquet(io.BytesIO(data)))
+    rows = pd.concat(frames, ignore_index=True)
+    return rows[rows[REASON].isna()].reset_index(drop=True), versions

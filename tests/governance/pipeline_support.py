@@ -1,8 +1,9 @@
 """A platform home where the real pipeline trained and signed two model versions, for end-to-end tests.
 
-Ingest + features for two synthetic partitions, then ``training_job`` and ``governance_job`` twice, so the
-MLflow registry holds ``v1`` and ``v2`` of ``default_risk_model``, each with a signed manifest in the lake
-and on its MLflow run, and the Dagster instance under ``$PLATFORM_HOME/dagster`` has every run.
+Ingest + features for two synthetic partitions, then ``training_job`` and ``model_version_job`` (partition: the
+new version) twice, so the MLflow registry holds ``v1`` and ``v2`` of ``default_risk_model``, each with a signed
+manifest in the lake and on its MLflow run, and the Dagster instance under ``$PLATFORM_HOME/dagster`` has every
+run and both partitions of ``model_versions``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from platform_assets.core.model_version import ModelVersion
 
 REPO = Path(__file__).resolve().parents[2]
 SERVING_TESTS = REPO / "tests" / "serving"
@@ -26,7 +30,7 @@ class PipelineHome:
     env: dict[str, str]  # the environment the pipeline ran with (PLATFORM_HOME, DAGSTER_HOME, ...)
     tracking_uri: str
     verify_key: Path
-    versions: dict[str, dict[str, Any]]  # "v1"/"v2" -> info.json
+    versions: dict[str, ModelVersion]  # "v1"/"v2" -> record
     training_run_ids: dict[str, str]  # "v1"/"v2" -> training Dagster run id
     keys_file: Path
     api_keys: dict[str, str]  # role -> key
@@ -72,6 +76,7 @@ def build(home: Path) -> PipelineHome:
 
     from platform_assets import lake_keys, model_store, settings
     from platform_assets.definitions import defs
+    from platform_assets.demo import trained_version
     from platform_assets.governance import signing
     from platform_assets.serving import registry
     from platform_assets.serving.auth import create_key
@@ -80,7 +85,7 @@ def build(home: Path) -> PipelineHome:
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     definitions = defs()
     lake = definitions.resources["lake"]
-    versions: dict[str, dict[str, Any]] = {}
+    versions: dict[str, ModelVersion] = {}
     training_runs: dict[str, str] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -95,11 +100,13 @@ def build(home: Path) -> PipelineHome:
                     instance=instance, run_config=FAST_TRAINING
                 )
                 assert training.success, "training_job failed"
-                governance = definitions.resolve_job_def("governance_job").execute_in_process(instance=instance)
-                assert governance.success, "governance_job failed"
-                info = model_store.latest_info(lake, settings.MODEL_NAME)
-                versions[info["version"]] = info
-                training_runs[info["version"]] = training.run_id
+                version = trained_version(training)
+                governance = definitions.resolve_job_def("model_version_job").execute_in_process(
+                    instance=instance, partition_key=version
+                )
+                assert governance.success, f"model_version_job failed for {version}"
+                versions[version] = model_store.load_record(lake, version)
+                training_runs[version] = training.run_id
     assert sorted(versions) == ["v1", "v2"], sorted(versions)
     for version in versions:
         assert lake.exists(f"{lake_keys.model_dir(settings.MODEL_NAME, version)}/manifest.sig")

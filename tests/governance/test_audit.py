@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from record_support import model_version
 
 from platform_assets import audit, lake_keys, model_store
 from platform_assets.governance import manifest as manifests
@@ -25,26 +26,18 @@ def signed_lake(tmp_path: Path) -> tuple[LocalLake, ModelSigner]:
     lake = LocalLake(root=str(tmp_path / "lake"))
     private, public = signing.write_key_pair(tmp_path / "keys")
     folder = lake_keys.model_dir(MODEL, "v3")
-    info = {
-        "model": MODEL,
-        "version": "v3",
-        "registered_version": "3",
-        "artifacts": {"model.keras": lake.write_bytes(f"{folder}/model.keras", MODEL_BYTES)},
-        "trained_at": "2026-10-06T12:00:00+00:00",
-        "threshold": 0.4,
-        "target": "default payment next month",
-        "feature_spec": {"version": "1"},
-        "data_versions": {"2026-10-05": "a" * 64, "2026-10-06": "b" * 64},
-        "split": {"validation": 0.1, "test": 0.2, "seed": 42},
-        "mlflow_run_id": "mlflow-run-9",
-        "dagster_run_id": "dagster-run-9",
-    }
-    model_store.publish(lake, MODEL, "v3", info)
+    info = model_version(
+        "v3",
+        model_sha256=lake.write_bytes(f"{folder}/model.keras", MODEL_BYTES),
+        mlflow_run_id="mlflow-run-9",
+        dagster_run_id="dagster-run-9",
+    )
+    model_store.publish(lake, info)
     key = signing.load_private_key_file(private)
     body = manifests.canonical_json(
         manifests.build_manifest(
-            info=info,
-            evaluation={"metrics": {}, "best_baseline": "logistic_regression"},
+            record=info,
+            evaluation={"model_version": "v3", "metrics": {}, "best_baseline": "logistic_regression"},
             fairness_summary={},
             documents={},
             code={"git_commit": "abc123", "available": True, "dirty": False},

@@ -130,9 +130,9 @@ def test_audit_cli_prints_the_chain_of_a_served_prediction(pipeline: PipelineHom
         f"model          default_risk_model {version}",
         "  signature    VERIFIED (Ed25519",
         f"dagster run    {pipeline.training_run_ids[version]}",
-        f"mlflow run     {info['mlflow_run_id']}",
+        f"mlflow run     {info.mlflow_run_id}",
         "data partitions",
-        *[f"  {partition}  {digest}" for partition, digest in sorted(info["data_versions"].items())],
+        *[f"  {partition}  {digest}" for partition, digest in sorted(info.data_versions.items())],
     ]
     positions = [out.find(line) for line in chain]
     assert all(p >= 0 for p in positions), (
@@ -181,7 +181,7 @@ def test_auditor_walks_from_the_manifest_to_the_raw_data_in_a_browser(pipeline: 
             fairness_text = metadata_row("fairness_summary")
             assert "disparate_impact_ratio" in fairness_text and "four_fifths_rule_passed" in fairness_text
             assert re.search(r"\bsex\b", fairness_text) and re.search(r"\bage_band\b", fairness_text)
-            assert pipeline.versions[latest]["mlflow_run_id"] in metadata_row("lineage")
+            assert pipeline.versions[latest].mlflow_run_id in metadata_row("lineage")
             page.screenshot(path=str(ARTIFACTS / "auditor_1_model_manifest.png"))
             fairness_row = page.locator("tr", has=page.get_by_text("fairness_summary", exact=True)).first
             fairness_row.scroll_into_view_if_needed()
@@ -211,3 +211,32 @@ def test_auditor_walks_from_the_manifest_to_the_raw_data_in_a_browser(pipeline: 
         "auditor_3_raw_credit_applications.png",
     ):
         assert (ARTIFACTS / name).stat().st_size > 10_000, name
+
+
+def test_auditor_opens_each_version_of_the_manifest_in_a_browser(pipeline: PipelineHome, webserver: str) -> None:
+    """Per-version lineage in the UI: model_manifest for v1 and for v2, each with its own model's sha256."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: make test installs Debian's chromium package")
+    from playwright.sync_api import expect, sync_playwright
+
+    shown: dict[str, str] = {}
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+            for version in ("v1", "v2"):
+                page.goto(f"{webserver}/assets/model_manifest?view=partitions&partition={version}")
+                row = page.locator("tr", has=page.get_by_text("model_sha256", exact=True)).first
+                expect(row).to_be_visible()
+                text = row.inner_text()
+                match = re.search(r"\b[0-9a-f]{64}\b", text)
+                assert match, text
+                shown[version] = match.group(0)
+                page.screenshot(path=str(ARTIFACTS / f"auditor_4_model_manifest_{version}.png"))
+        finally:
+            browser.close()
+    assert shown == {version: record.model_sha256 for version, record in pipeline.versions.items()}
+    assert shown["v1"] != shown["v2"]

@@ -13,6 +13,7 @@ import pytest
 
 from platform_assets import lake_keys, model_store, settings
 from platform_assets.definitions import defs
+from platform_assets.demo import trained_version
 from platform_assets.governance import manifest as manifests
 from platform_assets.governance import signing
 
@@ -45,17 +46,24 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatc
             instance=instance, run_config=FAST_TRAINING
         )
         assert training.success
-        governance = definitions.resolve_job_def("governance_job").execute_in_process(instance=instance)
+        version = trained_version(training)
+        governance = definitions.resolve_job_def("model_version_job").execute_in_process(
+            instance=instance, partition_key=version
+        )
         assert governance.success
         checks = {e.check_name: e for e in governance.get_asset_check_evaluations()}
 
-    info = model_store.latest_info(lake, settings.MODEL_NAME)
-    version, folder = info["version"], lake_keys.model_dir(settings.MODEL_NAME, info["version"])
+    info = model_store.load_record(lake, version)
+    folder = lake_keys.model_dir(settings.MODEL_NAME, version)
     metadata = {
         e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
         for e in governance.get_asset_materialization_events()
     }
-    assert set(metadata) == set(GOVERNANCE_ASSETS)
+    assert set(metadata) == {*GOVERNANCE_ASSETS, "baseline_models", "model_evaluation"}
+    # Every materialization of the run is of this version's partition.
+    assert {
+        e.step_materialization_data.materialization.partition for e in governance.get_asset_materialization_events()
+    } == {version}
 
     # Reports in the lake, linked from metadata.
     for name in (
@@ -79,11 +87,11 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatc
     assert 0.0 < fairness_meta["sex_disparate_impact_ratio"].value <= 1.0
     report = json.loads(lake.read_text(f"{folder}/fairness.json"))
     assert set(report["attributes"]) == {"sex", "age_band", "marriage", "education"}
-    assert report["rows"] == info["rows"]["test"]
+    assert report["rows"] == info.rows["test"]
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
-    logged = {a.path for a in client.list_artifacts(info["mlflow_run_id"], "governance")}
+    logged = {a.path for a in client.list_artifacts(info.mlflow_run_id, "governance")}
     assert {"governance/fairness.json", "governance/fairness.html", "governance/manifest.json"} <= logged
-    assert "fairness_sex_disparate_impact_ratio" in client.get_run(info["mlflow_run_id"]).data.metrics
+    assert "fairness_sex_disparate_impact_ratio" in client.get_run(info.mlflow_run_id).data.metrics
 
     # Drift and performance: numeric metadata sensors can read.
     drift_meta = metadata["data_drift_report"]
@@ -104,8 +112,8 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatc
         public_key,
         {"model.keras": lake.read_bytes(f"{folder}/model.keras")},
     )
-    assert document["data"]["data_versions"] == info["data_versions"]
-    assert document["lineage"]["mlflow_run_id"] == info["mlflow_run_id"]
+    assert document["data"]["data_versions"] == info.data_versions
+    assert document["lineage"]["mlflow_run_id"] == info.mlflow_run_id
     assert document["lineage"]["training_dagster_run_id"] == training.run_id
     assert document["metrics"]["test"]["cnn"]["roc_auc"] > 0.5
     assert document["fairness"]["attributes"]["sex"]["disparate_impact_ratio"] == pytest.approx(
@@ -126,17 +134,18 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatc
     # The audit CLI prints the chain from the signed manifest.
     chain = audit("--model-version", version)
     assert chain.returncode == 0, chain.stderr
-    for expected in (version, "VERIFIED", training.run_id, info["mlflow_run_id"], *PARTITIONS):
+    for expected in (version, "VERIFIED", training.run_id, info.mlflow_run_id, *PARTITIONS):
         assert expected in chain.stdout, expected
-    for partition, digest in info["data_versions"].items():
+    for partition, digest in info.data_versions.items():
         assert f"{partition}  {digest}" in chain.stdout
 
     # A strict fairness bound blocks the manifest and the card in that run.
     monkeypatch.setenv("PLATFORM_MIN_DISPARATE_IMPACT", "0.9999")
     strict = defs()
     with dg.DagsterInstance.get() as instance:
-        blocked = strict.resolve_job_def("governance_job").execute_in_process(
+        blocked = strict.resolve_job_def("model_version_job").execute_in_process(
             instance=instance,
+            partition_key=version,
             raise_on_error=False,
             asset_selection=[dg.AssetKey("fairness_report"), dg.AssetKey("model_manifest")],
         )
@@ -153,9 +162,12 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatc
     with dg.DagsterInstance.get() as instance:
         tampered = (
             defs()
-            .resolve_job_def("governance_job")
+            .resolve_job_def("model_version_job")
             .execute_in_process(
-                instance=instance, raise_on_error=False, asset_selection=[dg.AssetKey("model_manifest")]
+                instance=instance,
+                partition_key=version,
+                raise_on_error=False,
+                asset_selection=[dg.AssetKey("model_manifest")],
             )
         )
     [verification] = tampered.get_asset_check_evaluations()

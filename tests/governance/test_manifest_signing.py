@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from record_support import model_version
 
+from platform_assets.core.model_version import ModelVersion
 from platform_assets.governance import manifest as manifests
 from platform_assets.governance import signing
 from platform_assets.resources.signer import ModelSigner
@@ -18,31 +20,20 @@ from platform_assets.resources.signer import ModelSigner
 MODEL_BYTES = b"PK\x03\x04 pretend this is a .keras zip" * 100
 
 
-def info() -> dict[str, Any]:
-    return {
-        "model": "default_risk_model",
-        "version": "v7",
-        "registered_version": "7",
-        "artifacts": {"model.keras": manifests.sha256(MODEL_BYTES)},
-        "trained_at": "2026-10-06T12:00:00+00:00",
-        "threshold": 0.41,
-        "target": "default payment next month",
-        "feature_spec": {"version": "1", "channels": ["delay"], "static": ["log_limit"], "months": 6},
-        "data_versions": {"2026-10-05": "a" * 64, "2026-10-06": "b" * 64},
-        "split": {"validation": 0.1, "test": 0.2, "seed": 42},
-        "rows": {"train": 700, "validation": 100, "test": 200},
-        "mlflow_run_id": "mlflow-run-1",
-        "mlflow_model_uri": "models:/m-1",
-        "dagster_run_id": "dagster-run-1",
-    }
+def record() -> ModelVersion:
+    return model_version("v7", model_sha256=manifests.sha256(MODEL_BYTES))
 
 
 def signed(key: Any) -> tuple[bytes, bytes]:
     document = manifests.build_manifest(
-        info=info(),
-        evaluation={"metrics": {"cnn": {"roc_auc": 0.77}}, "best_baseline": "logistic_regression"},
+        record=record(),
+        evaluation={
+            "model_version": "v7",
+            "metrics": {"cnn": {"roc_auc": 0.77}},
+            "best_baseline": "logistic_regression",
+        },
         fairness_summary={"attributes": {"sex": {"disparate_impact_ratio": 0.93}}},
-        documents={"info.json": "c" * 64},
+        documents={"model_version.json": "c" * 64},
         code={"git_commit": "unknown", "available": False, "dirty": None},
         libraries=manifests.library_versions(),
         key_id=signing.key_id(key),

@@ -16,6 +16,7 @@ from platform_assets import lake_keys
 from platform_assets.defs.governance.retention import data_retention
 from platform_assets.governance import retention
 from platform_assets.resources.lake import LocalLake
+from platform_assets.resources.monitoring import LiveMonitoring
 from platform_assets.serving.inference_log import reader
 from platform_assets.serving.inference_log import schema as inference_log
 
@@ -45,7 +46,7 @@ def _lake(root: Path, referenced_run: str) -> LocalLake:
         "lineage": {"training_dagster_run_id": referenced_run, "manifest_dagster_run_id": "elsewhere"},
     }
     lake.write_text(f"{folder}/manifest.json", json.dumps(manifest))
-    lake.write_text(f"{folder}/info.json", json.dumps({"data_versions": {"2026-10-02": "a" * 64}}))
+    lake.write_text(f"{folder}/model_version.json", json.dumps({"data_versions": {"2026-10-02": "a" * 64}}))
     return lake
 
 
@@ -72,11 +73,11 @@ def _inference_log(url: str) -> None:
 
 
 def test_retention_archives_old_data_and_keeps_what_manifests_reference(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     _inference_log(url)
-    monkeypatch.setenv("CREDIT_RISK_INFERENCE_DB", url)
+    monitoring = LiveMonitoring(inference_db=url)
     with dg.DagsterInstance.ephemeral() as instance:
         kept_run = some_job.execute_in_process(instance=instance).run_id
         old_run = some_job.execute_in_process(instance=instance).run_id
@@ -87,7 +88,7 @@ def test_retention_archives_old_data_and_keeps_what_manifests_reference(
         result = dg.materialize(
             [data_retention],
             instance=instance,
-            resources={"lake": lake},
+            resources={"lake": lake, "live_monitoring": monitoring},
             run_config={"ops": {"data_retention": {"config": config}}},
         )
         assert result.success
@@ -96,7 +97,7 @@ def test_retention_archives_old_data_and_keeps_what_manifests_reference(
         runs = dg.materialize(
             [data_retention],
             instance=instance,
-            resources={"lake": lake},
+            resources={"lake": lake, "live_monitoring": monitoring},
             run_config={"ops": {"data_retention": {"config": {"retention_days": 30, "today": future}}}},
         )
         assert runs.success

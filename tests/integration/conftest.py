@@ -14,10 +14,11 @@ def spark() -> Iterator[Any]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    from platform_assets.resources.spark import spark_config
+    from platform_assets import settings
+    from platform_assets.defs.resources import spark_config
 
     builder = SparkSession.builder
-    for key, value in {**spark_config(), "spark.master": "local[2]"}.items():
+    for key, value in {**spark_config(settings.load()), "spark.master": "local[2]"}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     yield session

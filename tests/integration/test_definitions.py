@@ -13,30 +13,57 @@ from platform_assets.definitions import defs
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "definitions.json"
 
 
+def describe_partitions(partitions: dg.PartitionsDefinition | None) -> str | None:
+    if partitions is None:
+        return None
+    if isinstance(partitions, dg.DynamicPartitionsDefinition):
+        return f"dynamic:{partitions.name}"
+    if isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        return f"{partitions.cron_schedule} from {partitions.start.date().isoformat()}"
+    return type(partitions).__name__
+
+
 def describe(definitions: dg.Definitions) -> dict[str, object]:
     graph = definitions.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
-        partitions = node.partitions_def
         assets[key.to_user_string()] = {
             "group": node.group_name,
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "kinds": sorted(node.kinds),
             "owners": sorted(node.owners),
-            "partitions": type(partitions).__name__ if partitions else None,
+            "partitions": describe_partitions(node.partitions_def),
             "has_description": bool(node.description),
+            "has_code_version": node.code_version is not None,
+            "freshness": type(node.freshness_policy).__name__ if node.freshness_policy else None,
         }
     checks = {}
     for check_key in sorted(graph.asset_check_keys, key=lambda c: c.to_user_string()):
         spec = graph.get_check_spec(check_key)
         checks[check_key.to_user_string()] = {"blocking": spec.blocking}
+    jobs = {}
+    for job in definitions.resolve_all_job_defs():
+        if job.name.startswith("__"):
+            continue
+        jobs[job.name] = {
+            "assets": sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),
+            "partitions": describe_partitions(job.partitions_def),
+        }
+    schedules = {
+        s.name: {"cron": s.cron_schedule, "job": s.job_name, "timezone": s.execution_timezone}
+        for s in definitions.schedules or []
+    }
+    sensors = {
+        s.name: {"jobs": sorted(j.name for j in s.jobs), "minimum_interval_seconds": s.minimum_interval_seconds}
+        for s in definitions.sensors or []
+    }
     return {
         "assets": assets,
         "checks": checks,
-        "jobs": sorted(j.name for j in definitions.resolve_all_job_defs() if not j.name.startswith("__")),
-        "schedules": sorted(s.name for s in definitions.schedules or []),
-        "sensors": sorted(s.name for s in definitions.sensors or []),
+        "jobs": jobs,
+        "schedules": schedules,
+        "sensors": sensors,
         "resources": sorted(definitions.resources or {}),
     }
 
@@ -60,3 +87,21 @@ def test_partitions_are_daily_from_the_configured_start(platform_home: Path) -> 
 def test_workspace_loads_the_code_location() -> None:
     workspace = (Path(__file__).resolve().parents[2] / "workspace.yaml").read_text()
     assert "platform_assets.definitions" in workspace
+
+
+def test_every_asset_about_a_model_version_is_partitioned_by_it(platform_home: Path) -> None:
+    graph = defs().resolve_asset_graph()
+    per_version = {
+        "baseline_models",
+        "model_evaluation",
+        "fairness_report",
+        "data_drift_report",
+        "model_performance_report",
+        "model_manifest",
+        "model_card",
+        "credit_risk_bento",
+        "credit_risk_deployment",
+    }
+    for name in per_version:
+        partitions = graph.get(dg.AssetKey(name)).partitions_def
+        assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "model_versions", name

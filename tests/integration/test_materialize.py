@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import dagster as dg
 import mlflow
 import pandas as pd
 import pytest
+from record_support import model_version
 
 from platform_assets import lake_keys, model_store, settings
+from platform_assets.core.model_version import BaselineSet
 from platform_assets.definitions import defs
+from platform_assets.demo import trained_version
 from platform_assets.ml import features, schema
 from platform_assets.resources.lake import content_hash
+
+EVALUATION = dg.AssetKey("model_evaluation")
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -51,33 +55,38 @@ def test_whole_graph_on_synthetic_data(platform_home: Path, monkeypatch: pytest.
             instance=instance, run_config=FAST_TRAINING
         )
         assert training.success
-        gate = {e.check_name: e for e in training.get_asset_check_evaluations()}
+        trained = trained_version(training)
+        evaluated = definitions.resolve_job_def("model_version_job").execute_in_process(
+            instance=instance, partition_key=trained, asset_selection=[dg.AssetKey("baseline_models"), EVALUATION]
+        )
+        assert evaluated.success
+        gate = {e.check_name: e for e in evaluated.get_asset_check_evaluations()}
         assert gate["cnn_beats_floor_and_baselines"].passed, gate["cnn_beats_floor_and_baselines"].metadata
 
         # Training progress appears in the run log while it runs.
         logs = [e.message for e in instance.all_logs(training.run_id) if e.message]
         assert any(m.startswith("epoch 1: ") and "val_auc=" in m for m in logs)
 
-    info = model_store.latest_info(lake, settings.MODEL_NAME)
-    assert info["data_versions"] == {p: content_hash(lake.read_bytes(lake_keys.tensors(p))) for p in PARTITIONS}
-    model_bytes = lake.read_bytes(f"{lake_keys.model_dir(settings.MODEL_NAME, info['version'])}/model.keras")
+    info = model_store.load_record(lake, trained)
+    assert info.data_versions == {p: content_hash(lake.read_bytes(lake_keys.tensors(p))) for p in PARTITIONS}
+    model_bytes = lake.read_bytes(f"{lake_keys.model_dir(settings.MODEL_NAME, info.version)}/model.keras")
     assert model_bytes[:2] == b"PK", "native .keras (zip) format expected"
 
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
-    version = client.get_model_version(settings.MODEL_NAME, info["registered_version"])
-    assert version.tags["model_keras_sha256"] == content_hash(model_bytes) == info["artifacts"]["model.keras"]
-    assert float(version.tags["threshold"]) == pytest.approx(info["threshold"])
+    version = client.get_model_version(settings.MODEL_NAME, info.registered_version)
+    assert version.tags["model_keras_sha256"] == content_hash(model_bytes) == info.artifacts["model.keras"]
+    assert float(version.tags["threshold"]) == pytest.approx(info.threshold)
     assert version.tags["feature_spec_version"] == features.FEATURE_SPEC_VERSION
-    run = client.get_run(info["mlflow_run_id"])
+    run = client.get_run(info.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "val_auc")) >= 2, "per-epoch metrics expected"
     for name in ("test_roc_auc", "test_logistic_regression_roc_auc", "test_hist_gradient_boosting_roc_auc"):
         assert 0.5 < run.data.metrics[name] <= 1.0, name
     assert "feature_spec.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
-    report = model_store.read_json(lake, f"{lake_keys.model_dir(settings.MODEL_NAME, info['version'])}/evaluation.json")
+    report = model_store.read_json(lake, f"{lake_keys.model_dir(settings.MODEL_NAME, info.version)}/evaluation.json")
     assert set(report["metrics"]) == {"cnn", "logistic_regression", "hist_gradient_boosting"}
-    assert report["test_rows"] == info["rows"]["test"]
+    assert report["test_rows"] == info.rows["test"]
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -165,13 +174,28 @@ def test_wrong_type_and_partition_outside_the_replay_fail_clearly(
 def test_evaluation_refuses_models_trained_on_different_data(platform_home: Path) -> None:
     definitions = defs()
     lake = definitions.resources["lake"]
-    model_store.publish(lake, settings.MODEL_NAME, "v1", {"version": "v1", "data_versions": {"a": "1"}, "split": {}})
-    model_store.publish(lake, "baseline_models", "b1", {"version": "b1", "data_versions": {"a": "2"}, "split": {}})
+    record = model_version("v1", data_versions={"2026-10-05": "1" * 64})
+    model_store.publish(lake, record)
+    model_store.publish_baselines(
+        lake,
+        BaselineSet(
+            model_version="v1",
+            mlflow_run_id="r",
+            dagster_run_id="d",
+            artifacts={},
+            thresholds={},
+            validation_roc_auc={},
+            data_versions={"2026-10-05": "2" * 64},
+            split=record.split,
+        ),
+    )
     with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("model_versions", ["v1"])
         result = dg.materialize(
             [definitions.resolve_assets_def("model_evaluation")],
             instance=instance,
+            partition_key="v1",
             raise_on_error=False,
         )
     assert "different data or splits" in failure_message(result)
-    assert json.loads(lake.read_text(lake_keys.latest_pointer(settings.MODEL_NAME)))["version"] == "v1"
+    assert model_store.load_record(lake, "v1") == record, "a refused evaluation leaves the version as it was"

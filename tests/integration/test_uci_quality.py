@@ -31,8 +31,8 @@ def test_cnn_reaches_077_auc_on_uci_and_is_shown_next_to_baselines(
     assert metrics["cnn"]["roc_auc"] >= 0.77, metrics
     assert set(metrics) == {"cnn", "logistic_regression", "hist_gradient_boosting"}
 
-    info = model_store.latest_info(resources().resources["lake"], settings.MODEL_NAME)
-    run = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri()).get_run(info["mlflow_run_id"])
+    info = model_store.load_record(resources().resources["lake"], report["model_version"])
+    run = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri()).get_run(info.mlflow_run_id)
     assert run.data.metrics["test_roc_auc"] == pytest.approx(metrics["cnn"]["roc_auc"])
     assert run.data.metrics["test_hist_gradient_boosting_roc_auc"] == pytest.approx(
         metrics["hist_gradient_boosting"]["roc_auc"]

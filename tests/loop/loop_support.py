@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from record_support import model_version
 
-from platform_assets import lake_keys, model_store
+from platform_assets import model_store
 from platform_assets.resources.lake import LakeStorage, LocalLake
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.monitoring import LiveMonitoring
@@ -110,11 +111,7 @@ def lake_at(path: Path) -> LakeStorage:
 
 
 def publish_validation(lake: LakeStorage, version: str, roc_auc: float = 0.80, accuracy: float = 0.80) -> None:
-    model_store.write_json(
-        lake,
-        f"{lake_keys.model_dir(MODEL_NAME, version)}/info.json",
-        {"version": version, "validation_metrics": {"roc_auc": roc_auc, "accuracy": accuracy}},
-    )
+    model_store.publish(lake, model_version(version, validation_metrics={"roc_auc": roc_auc, "accuracy": accuracy}))
 
 
 def monitoring(db: str, **overrides: Any) -> LiveMonitoring:

@@ -4,6 +4,7 @@ deliberately worse challenger is rolled back while requests keep flowing, none f
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -14,10 +15,12 @@ import dagster as dg
 import httpx
 import pytest
 from net_support import free_port
+from sensor_support import evaluate_sensor
 
 from platform_assets.definitions import defs
 from platform_assets.defs.monitoring.sensors import accuracy_drop_sensor, canary_sensor
 from platform_assets.defs.resources import resources
+from platform_assets.defs.training.sensors import model_version_sensor
 from platform_assets.demo import run_pipeline
 from platform_assets.replay import apply_shift, replay, synthetic_source
 from platform_assets.serving.auth import create_key
@@ -57,12 +60,14 @@ def loop_env(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         deployer.local_manager().stop(state)
 
 
+def latest_storage_id(instance: Any) -> int:
+    records = instance.fetch_materializations(dg.AssetKey("default_risk_model"), limit=1).records
+    return records[0].storage_id if records else 0
+
+
 def evaluate(sensor: Any, definitions: dg.Definitions, instance: Any, cursor: str | None = None) -> Any:
     names = ("live_monitoring", "model_registry", "lake")
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={n: definitions.resources[n] for n in names}
-    )
-    return sensor.evaluate_tick(context)
+    return evaluate_sensor(sensor, definitions, instance, cursor, {n: definitions.resources[n] for n in names})
 
 
 def send(url: str, key: str, rows: int, day: date, shift: float = 0.0) -> None:
@@ -70,6 +75,21 @@ def send(url: str, key: str, rows: int, day: date, shift: float = 0.0) -> None:
     stats = replay(url, frame, key, key, rate=5000, batch_size=100, feedback_delay=0.2, max_seconds=120)
     assert stats.predict_failures == 0 and stats.feedback_failures == 0, stats.errors
     assert stats.feedback_sent == rows
+
+
+def retrain_and_release(
+    definitions: dg.Definitions, instance: Any, run_config: dict[str, Any], tags: dict[str, str], cursor: str | None
+) -> str | None:
+    """What the daemon does: retrain_and_deploy_job, then the release_job model_version_sensor requests for the
+    version it trained; returns the sensor's cursor."""
+    job = definitions.resolve_job_def("retrain_and_deploy_job")
+    assert job.execute_in_process(instance=instance, run_config=run_config, tags=tags).success
+    handed_on = evaluate(model_version_sensor, definitions, instance, cursor)
+    [request] = handed_on.run_requests
+    assert request.job_name == "release_job", request
+    release = definitions.resolve_job_def("release_job")
+    assert release.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags).success
+    return handed_on.cursor
 
 
 def step_canary(definitions: dg.Definitions, instance: Any, cursor: str | None) -> tuple[dg.RunRequest, str]:
@@ -104,8 +124,8 @@ def test_drop_retrain_canary_promote_then_rollback(loop_env: str, monkeypatch: p
         # The requested retrain, rolled out as a canary challenger at 10 %.
         monkeypatch.setenv("PLATFORM_ROLLOUT_STRATEGY", "canary")
         definitions = defs()
-        job = definitions.resolve_job_def("retrain_and_deploy_job")
-        assert job.execute_in_process(instance=instance, run_config=training(seed=2), tags=retrain.tags).success
+        versions_cursor = json.dumps({"storage_id": latest_storage_id(instance)})
+        versions_cursor = retrain_and_release(definitions, instance, training(seed=2), retrain.tags, versions_cursor)
         assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v1", "challenger": "v2"}, 10.0)
 
         waiting = evaluate(canary_sensor, definitions, instance)
@@ -121,7 +141,7 @@ def test_drop_retrain_canary_promote_then_rollback(loop_env: str, monkeypatch: p
 
         # A deliberately worse challenger (gradient ascent) is rolled back while requests keep flowing.
         bad = training(seed=3, learning_rate=-0.003, epochs=2)
-        assert job.execute_in_process(instance=instance, run_config=bad).success
+        retrain_and_release(definitions, instance, bad, {}, versions_cursor)
         assert registry.aliases() == {"champion": "v2", "challenger": "v3"}
         send(url, key, 2500, date(2027, 1, 4))
         statuses: list[int] = []

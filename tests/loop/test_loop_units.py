@@ -129,7 +129,10 @@ def run_canary(tmp_path: Path, db: str, registry: Any, **config: Any) -> dg.Exec
         "live_monitoring": monitoring(
             db, canary_min_labelled=100, canary_max_auc_drop=0.1, canary_max_accuracy_drop=0.1
         ),
-        "deployer": ServiceDeployer(target="kubernetes"),  # no local service to confirm with
+        # No local service to confirm with.
+        "deployer": ServiceDeployer(
+            target="kubernetes", platform_home=str(tmp_path), tracking_uri=registry.tracking_uri
+        ),
     }
     run_config = {"ops": {"canary_decision": {"config": config}}} if config else None
     return dg.materialize([canary_decision], resources=resources, run_config=run_config, raise_on_error=False)

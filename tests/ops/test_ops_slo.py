@@ -179,7 +179,11 @@ def test_resources_and_policies_default_to_the_slo(monkeypatch: pytest.MonkeyPat
     )
     for name in [name for name in os.environ if name.startswith("PLATFORM_LOOP_")]:
         monkeypatch.delenv(name)
-    for monitoring in (LiveMonitoring(), LiveMonitoring.from_env()):
+    from platform_assets import settings
+    from platform_assets.defs.resources import live_monitoring
+
+    config = settings.load()
+    for monitoring in (LiveMonitoring(), live_monitoring(config, settings.topology(config))):
         assert monitoring.drop_policy() == DropPolicy()
         assert monitoring.canary_policy() == CanaryPolicy()
         assert monitoring.retrigger_hours == slo.ACCURACY_DROP.retrigger_hours

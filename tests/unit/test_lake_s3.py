@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from record_support import model_version
 
 from platform_assets import lake_keys, model_store
 from platform_assets.ml import features, schema, synthetic, uci
@@ -190,8 +191,8 @@ def test_lake_from_uri_gives_an_s3_lake(moto_server: MotoServer, prefix: str) ->
 
 
 def test_model_store_and_training_data_work_on_s3(lake: S3Lake) -> None:
-    model_store.publish(lake, "cnn", "v1", {"auc": 0.77})
-    assert model_store.latest_info(lake, "cnn") == {"auc": 0.77}
+    model_store.publish(lake, model_version("v1"))
+    assert model_store.load_record(lake, "v1") == model_version("v1")
     for offset in range(2):
         day = date(2026, 10, 1) + timedelta(days=offset)
         rows = features.featurize_rows(synthetic.generate_partition(day, 30, seed=2))

@@ -1,4 +1,4 @@
-"""Model artifacts in the lake: info documents, the latest pointer, verified reads."""
+"""Model versions in the lake: typed records addressed by version, verified reads."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from record_support import model_version
 
-from platform_assets import lake_keys, model_store
+from platform_assets import model_store
 from platform_assets.resources.lake import LocalLake
 
 
@@ -16,28 +17,36 @@ def lake(tmp_path: Path) -> LocalLake:
     return LocalLake(root=str(tmp_path / "lake"))
 
 
-def test_publish_then_latest_info(lake: LocalLake) -> None:
-    first = {"version": "v1", "metrics": {"roc_auc": 0.76}, "threshold": 0.31}
-    model_store.publish(lake, "cnn", "v1", first)
-    assert model_store.latest_info(lake, "cnn") == first
-    second = {"version": "v2", "metrics": {"roc_auc": 0.78}, "threshold": 0.29}
-    model_store.publish(lake, "cnn", "v2", second)
-    assert model_store.latest_info(lake, "cnn") == second
-    # Older versions stay readable and the pointer only names the newest.
-    assert model_store.read_json(lake, f"{lake_keys.model_dir('cnn', 'v1')}/info.json") == first
-    assert model_store.read_json(lake, lake_keys.latest_pointer("cnn")) == {"version": "v2"}
+def test_publish_then_load_each_version_by_its_label(lake: LocalLake) -> None:
+    first, second = model_version("v1", threshold=0.31), model_version("v2", threshold=0.29)
+    model_store.publish(lake, first)
+    model_store.publish(lake, second)
+    # Each version is read by its own label; publishing v2 changes nothing about v1.
+    assert model_store.load_record(lake, "v1") == first
+    assert model_store.load_record(lake, "2") == second
+    assert model_store.versions(lake) == ["v1", "v2"]
+    assert not any(k.endswith("latest.json") for k in lake.list_keys("models"))
 
 
-def test_models_do_not_share_a_pointer(lake: LocalLake) -> None:
-    model_store.publish(lake, "cnn", "v1", {"kind": "cnn"})
-    model_store.publish(lake, "baselines", "b7", {"kind": "baselines"})
-    assert model_store.latest_info(lake, "cnn") == {"kind": "cnn"}
-    assert model_store.latest_info(lake, "baselines") == {"kind": "baselines"}
+def test_a_published_version_is_immutable(lake: LocalLake) -> None:
+    model_store.publish(lake, model_version("v1"))
+    model_store.publish(lake, model_version("v1"))  # the same record again is fine
+    with pytest.raises(FileExistsError, match="model versions are immutable"):
+        model_store.publish(lake, model_version("v1", threshold=0.5))
 
 
-def test_latest_info_on_an_empty_lake_says_what_to_do(lake: LocalLake) -> None:
-    with pytest.raises(FileNotFoundError, match=r"no trained cnn in the lake: materialize it first"):
-        model_store.latest_info(lake, "cnn")
+def test_an_unknown_version_names_the_key_and_the_known_ones(lake: LocalLake) -> None:
+    model_store.publish(lake, model_version("v1"))
+    with pytest.raises(FileNotFoundError, match=r"no default_risk_model v9 .*model_version\.json.*known versions: v1"):
+        model_store.load_record(lake, "v9")
+    with pytest.raises(ValueError, match="is not a model version"):
+        model_store.load_record(lake, "latest")
+
+
+def test_a_malformed_record_names_the_field(lake: LocalLake) -> None:
+    lake.write_text(model_store.version_key("v1", "model_version.json"), '{"model": "default_risk_model"}')
+    with pytest.raises(ValueError, match=r"model_version\.json is not a valid model-version record: .*threshold"):
+        model_store.load_record(lake, "v1")
 
 
 def test_read_verified_returns_matching_bytes(lake: LocalLake) -> None:

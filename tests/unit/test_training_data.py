@@ -13,7 +13,7 @@ import pytest
 from platform_assets import lake_keys
 from platform_assets.ml import features, schema, synthetic
 from platform_assets.resources.lake import LocalLake
-from platform_assets.resources.training_data import TrainingData
+from platform_assets.resources.training_data import TrainingData, load_partitions
 
 OLD, NEW = "2026-10-01", "2026-10-02"
 
@@ -65,8 +65,7 @@ def test_window_days_picks_the_newest_partitions(lake: LocalLake, tmp_path: Path
 def test_pinned_versions_reload_exactly_those_partitions(lake: LocalLake) -> None:
     rows, versions = TrainingData().load(lake)
     lake.write_frame(lake_keys.tensors("2026-10-03"), _tensor_rows("2026-10-03", 10))  # arrives later
-    again, same = TrainingData().load(lake, data_versions=versions)
-    assert same == versions
+    again = load_partitions(lake, versions)
     pd.testing.assert_frame_equal(
         again.drop(columns=[features.HISTORY, features.STATIC]), rows.drop(columns=[features.HISTORY, features.STATIC])
     )
@@ -76,7 +75,7 @@ def test_changed_partition_is_refused(lake: LocalLake) -> None:
     _, versions = TrainingData().load(lake)
     lake.write_frame(lake_keys.tensors(OLD), _tensor_rows(OLD, 40, seed=99))  # rewritten since training
     with pytest.raises(ValueError, match="changed since training") as error:
-        TrainingData().load(lake, data_versions=versions)
+        load_partitions(lake, versions)
     assert OLD in str(error.value)
 
 

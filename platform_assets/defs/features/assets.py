@@ -11,7 +11,6 @@ from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.spark import CreditSparkResource
 from platform_assets.retries import fail_fast, io_retry_policy
-from platform_assets.settings import OWNER
 
 TENSOR_COLUMNS = [
     schema.ID,
@@ -35,7 +34,6 @@ class TensorConfig(dg.Config):  # type: ignore[misc]
     deps=[raw_credit_applications],
     group_name="features",
     kinds={"spark", "parquet"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Each client's 6 months of history as a months x channels tensor plus a static vector, computed "

@@ -1,9 +1,9 @@
 """Governance: fairness, drift and performance reports, the signed manifest and the model card.
 
-Every asset works on the newest ``default_risk_model`` version and reloads exactly the partitions
-and split recorded in its ``info.json`` (a changed partition fails with "retrain first"), and the
-model bytes checked against their recorded sha256. Reports go to the model's folder in the lake
-(``models/default_risk_model/<version>/``) and are linked from the asset metadata.
+Every asset is partitioned by ``model_versions`` and works on the version its partition key names: it
+reloads exactly the partitions and split of that version's record (a changed partition fails with
+"retrain first") and the model bytes checked against their recorded sha256. Reports go to the version's
+folder in the lake (``models/default_risk_model/<version>/``) and are linked from the asset metadata.
 """
 
 import json
@@ -17,22 +17,23 @@ import pandas as pd
 from pydantic import Field
 
 import platform_assets
-from platform_assets import lake_keys, model_store
+from platform_assets import model_store
+from platform_assets.core.model_version import RECORD_FILE, ModelVersion
 from platform_assets.defs.features.assets import credit_history_tensors
-from platform_assets.defs.training.assets import default_risk_model, model_evaluation
+from platform_assets.defs.training.assets import EVALUATION_FILE, default_risk_model, model_evaluation, version_record
 from platform_assets.governance import manifest as manifests
 from platform_assets.governance import signing
 from platform_assets.ml import drift, evaluate, fairness_metrics, fairness_rendering, features
-from platform_assets.ml.dataset import Split
 from platform_assets.ml.model_card import render_model_card
 from platform_assets.ml.train import predict_cnn
+from platform_assets.partitions import model_versions
 from platform_assets.resources.lake import LakeStorage, content_hash
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.signer import ModelSigner
 from platform_assets.resources.training_data import TrainingData
-from platform_assets.retries import io_retry_policy
+from platform_assets.retries import fail_fast, io_retry_policy
 from platform_assets.serving.signature import MANIFEST_SHA_TAG
-from platform_assets.settings import MODEL_NAME, OWNER
+from platform_assets.settings import MODEL_NAME
 
 GROUP = "governance"
 FAIRNESS_JSON, FAIRNESS_HTML = "fairness.json", "fairness.html"
@@ -43,36 +44,17 @@ REPO_DIR = Path(platform_assets.__file__).resolve().parents[1]
 
 
 # -- shared loading -------------------------------------------------------------------------------------
-def model_key(version: str, filename: str) -> str:
-    return f"{lake_keys.model_dir(MODEL_NAME, version)}/{filename}"
-
-
-def load_model(lake: LakeStorage, info: dict[str, Any]) -> Any:
-    """The Keras model of ``info``'s version, refused when its bytes do not match the recorded sha256."""
-    data = model_store.read_verified(lake, model_key(info["version"], "model.keras"), info["artifacts"]["model.keras"])
-    return model_store.keras_from_bytes(data)
-
-
-def model_splits(lake: LakeStorage, info: dict[str, Any]) -> dict[str, Split]:
-    """The exact train/validation/test rows the model was trained and evaluated on."""
-    rows, _ = TrainingData().load(lake, data_versions=info["data_versions"])
-    split = info["split"]
-    return TrainingData(
-        validation_fraction=split["validation"], test_fraction=split["test"], split_seed=split["seed"]
-    ).splits(rows)
-
-
-def read_report(lake: LakeStorage, info: dict[str, Any], filename: str, producer: str) -> dict[str, Any]:
+def read_report(lake: LakeStorage, record: ModelVersion, filename: str, producer: str) -> dict[str, Any]:
     """A report of this model version, with a clear error when its producing asset has not run for it."""
     try:
-        report = model_store.read_json(lake, model_key(info["version"], filename))
+        report = model_store.read_json(lake, model_store.version_key(record.version, filename))
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"no {filename} for {MODEL_NAME} {info['version']}: materialize {producer} first"
+            f"no {filename} for {MODEL_NAME} {record.version}: materialize {producer} for {record.version} first"
         ) from None
-    if report.get("model_version") != info["version"]:
+    if report.get("model_version") != record.version:
         raise ValueError(
-            f"{filename} of {MODEL_NAME} {info['version']} belongs to {report.get('model_version')}: "
+            f"{filename} of {MODEL_NAME} {record.version} belongs to {report.get('model_version')}: "
             f"rematerialize {producer}"
         )
     return report
@@ -101,9 +83,9 @@ class FairnessConfig(dg.Config):  # type: ignore[misc]
 
 @dg.asset(
     deps=[default_risk_model],
+    partitions_def=model_versions,
     group_name=GROUP,
     kinds={"fairlearn", "mlflow"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Fairlearn MetricFrame on the CNN's test-split decisions per sex, age band, marriage and education: "
@@ -114,36 +96,40 @@ class FairnessConfig(dg.Config):  # type: ignore[misc]
 def fairness_report(
     context: dg.AssetExecutionContext, config: FairnessConfig, lake: LakeStorage, model_registry: ModelRegistry
 ) -> dg.MaterializeResult:
-    info = model_store.latest_info(lake, MODEL_NAME)
-    test = model_splits(lake, info)["test"]
-    scores = predict_cnn(load_model(lake, info), test.keras_inputs())
+    with fail_fast():
+        loaded = model_store.load_version(lake, context.partition_key)
+    info, test = loaded.record, loaded.splits["test"]
+    scores = predict_cnn(loaded.model, test.keras_inputs())
     groups = fairness_metrics.protected_groups(test.frame, config.age_band_edges)
-    report = fairness_metrics.fairness_report(test.labels, scores, info["threshold"], groups, config.min_group_size)
+    report = fairness_metrics.fairness_report(test.labels, scores, info.threshold, groups, config.min_group_size)
     report.update(
-        model_version=info["version"],
+        model_version=info.version,
         age_band_edges=list(config.age_band_edges),
         computed_at=datetime.now(UTC).isoformat(),
     )
     png = fairness_rendering.bar_chart_png(report)
-    html = fairness_rendering.report_html(report, png, f"Fairness of {MODEL_NAME} {info['version']} (test split)")
-    json_key, html_key = model_key(info["version"], FAIRNESS_JSON), model_key(info["version"], FAIRNESS_HTML)
+    html = fairness_rendering.report_html(report, png, f"Fairness of {MODEL_NAME} {info.version} (test split)")
+    json_key, html_key = (
+        model_store.version_key(info.version, FAIRNESS_JSON),
+        model_store.version_key(info.version, FAIRNESS_HTML),
+    )
     model_store.write_json(lake, json_key, report)
     lake.write_text(html_key, html)
 
-    model_registry.client().log_dict(info["mlflow_run_id"], report, f"governance/{FAIRNESS_JSON}")
-    _log_to_mlflow(model_registry, info["mlflow_run_id"], {FAIRNESS_HTML: html.encode("utf-8")})
+    model_registry.client().log_dict(info.mlflow_run_id, report, f"governance/{FAIRNESS_JSON}")
+    _log_to_mlflow(model_registry, info.mlflow_run_id, {FAIRNESS_HTML: html.encode("utf-8")})
     flat = fairness_metrics.flat_metrics(report)
     if flat:
-        model_registry.log_metrics(info["mlflow_run_id"], flat)
+        model_registry.log_metrics(info.mlflow_run_id, flat)
 
     summary = fairness_rendering.summary_table(report)
-    context.log.info(f"fairness of {info['version']} on {len(test)} test rows:\n{summary}")
+    context.log.info(f"fairness of {info.version} on {len(test)} test rows:\n{summary}")
     too_small = {name: a["summary"]["groups_too_small"] for name, a in report["attributes"].items()}
     return dg.MaterializeResult(
         metadata={
-            "model_version": info["version"],
+            "model_version": info.version,
             "test_rows": len(test),
-            "threshold": float(info["threshold"]),
+            "threshold": float(info.threshold),
             "min_group_size": config.min_group_size,
             **{key.removeprefix("fairness_"): value for key, value in flat.items()},
             "groups_too_small": dg.MetadataValue.json(too_small),
@@ -176,9 +162,9 @@ def scored_frame(model: Any, rows: pd.DataFrame, static_names: list[str]) -> pd.
 
 @dg.asset(
     deps=[default_risk_model, credit_history_tensors],
+    partitions_def=model_versions,
     group_name=GROUP,
     kinds={"evidently"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Evidently data drift of each model input (one column per month x channel cell and per static feature) "
@@ -191,7 +177,9 @@ def data_drift_report(
 ) -> dg.MaterializeResult:
     if config.window_partitions < 1:
         raise ValueError(f"window_partitions must be at least 1, got {config.window_partitions}")
-    info = model_store.latest_info(lake, MODEL_NAME)
+    with fail_fast():
+        loaded = model_store.load_version(lake, context.partition_key)
+    info = loaded.record
     window = TrainingData(window_days=config.window_partitions)
     partitions = window.available_partitions(lake)
     current_rows, current_versions = window.load(lake)
@@ -200,33 +188,35 @@ def data_drift_report(
             f"the drift window {partitions[0]}..{partitions[-1]} has no valid rows (all quarantined?): "
             "materialize newer credit_history_tensors partitions or widen window_partitions"
         )
-    model = load_model(lake, info)
-    static_names = list(info["feature_spec"]["static"])
-    reference = scored_frame(model, model_splits(lake, info)["train"].frame, static_names)
-    current = scored_frame(model, current_rows, static_names)
+    static_names = list(info.feature_spec.static)
+    reference = scored_frame(loaded.model, loaded.splits["train"].frame, static_names)
+    current = scored_frame(loaded.model, current_rows, static_names)
     columns = [c for c in reference.columns if c != drift.SCORE]
     result = drift.drift_report(
         reference, current, columns, method=config.method, threshold=config.threshold, drift_share=config.drift_share
     )
-    overlap = sorted(set(partitions) & set(info["data_versions"]))
+    overlap = sorted(set(partitions) & set(info.data_versions))
     report = {
         **result.summary,
-        "model_version": info["version"],
+        "model_version": info.version,
         "reference": "train split of the model",
         "window": {"partitions": partitions, "data_versions": current_versions, "in_training_data": overlap},
         "computed_at": datetime.now(UTC).isoformat(),
     }
-    json_key, html_key = model_key(info["version"], DRIFT_JSON), model_key(info["version"], DRIFT_HTML)
+    json_key, html_key = (
+        model_store.version_key(info.version, DRIFT_JSON),
+        model_store.version_key(info.version, DRIFT_HTML),
+    )
     model_store.write_json(lake, json_key, report)
     lake.write_text(html_key, result.html)
     if overlap:
         context.log.warning(f"the drift window overlaps the training data ({overlap}): drift is understated")
     table = drift.drift_table(result.summary)
-    context.log.info(f"drift of {partitions} against the training split of {info['version']}:\n{table}")
+    context.log.info(f"drift of {partitions} against the training split of {info.version}:\n{table}")
     score = result.summary["score"]
     return dg.MaterializeResult(
         metadata={
-            "model_version": info["version"],
+            "model_version": info.version,
             "drift_share": result.summary["drift_share"],
             "drifted_features": result.summary["drifted_features"],
             "dataset_drift": result.summary["dataset_drift"],
@@ -248,9 +238,9 @@ def data_drift_report(
 
 @dg.asset(
     deps=[default_risk_model],
+    partitions_def=model_versions,
     group_name=GROUP,
     kinds={"evidently"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Evidently ClassificationPreset on the CNN's test split at the model threshold (accuracy, precision, "
@@ -258,21 +248,25 @@ def data_drift_report(
     ),
 )
 def model_performance_report(context: dg.AssetExecutionContext, lake: LakeStorage) -> dg.MaterializeResult:
-    info = model_store.latest_info(lake, MODEL_NAME)
-    test = model_splits(lake, info)["test"]
-    scores = predict_cnn(load_model(lake, info), test.keras_inputs())
-    result = drift.performance_report(test.labels, scores, info["threshold"])
-    report = {**result.summary, "model_version": info["version"], "computed_at": datetime.now(UTC).isoformat()}
-    json_key, html_key = model_key(info["version"], PERFORMANCE_JSON), model_key(info["version"], PERFORMANCE_HTML)
+    with fail_fast():
+        loaded = model_store.load_version(lake, context.partition_key)
+    info, test = loaded.record, loaded.splits["test"]
+    scores = predict_cnn(loaded.model, test.keras_inputs())
+    result = drift.performance_report(test.labels, scores, info.threshold)
+    report = {**result.summary, "model_version": info.version, "computed_at": datetime.now(UTC).isoformat()}
+    json_key, html_key = (
+        model_store.version_key(info.version, PERFORMANCE_JSON),
+        model_store.version_key(info.version, PERFORMANCE_HTML),
+    )
     model_store.write_json(lake, json_key, report)
     lake.write_text(html_key, result.html)
     metrics = result.summary["metrics"]
-    context.log.info(f"test metrics of {info['version']}: {json.dumps(metrics, sort_keys=True)}")
+    context.log.info(f"test metrics of {info.version}: {json.dumps(metrics, sort_keys=True)}")
     return dg.MaterializeResult(
         metadata={
-            "model_version": info["version"],
+            "model_version": info.version,
             "test_rows": len(test),
-            "threshold": float(info["threshold"]),
+            "threshold": float(info.threshold),
             **{f"test_{name}": value for name, value in metrics.items()},
             "report_html": dg.MetadataValue.path(lake.uri(html_key)),
             "report_json": dg.MetadataValue.path(lake.uri(json_key)),
@@ -295,21 +289,11 @@ def lineage_markdown(manifest: dict[str, Any], signature_status: str) -> str:
     return "\n".join(lines)
 
 
-def artifact_bytes(lake: LakeStorage, info: dict[str, Any]) -> dict[str, bytes]:
-    """The bytes of every artifact ``info.json`` lists that is present in the lake (missing ones are left out)."""
-    out = {}
-    for name in info["artifacts"]:
-        key = model_key(info["version"], name)
-        if lake.exists(key):
-            out[name] = lake.read_bytes(key)
-    return out
-
-
 @dg.asset(
     deps=[default_risk_model, model_evaluation, fairness_report],
+    partitions_def=model_versions,
     group_name=GROUP,
     kinds={"json"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Ed25519-signed manifest of the model version: sha256 of every artifact, training date, feature spec, "
@@ -320,20 +304,21 @@ def artifact_bytes(lake: LakeStorage, info: dict[str, Any]) -> dict[str, bytes]:
 def model_manifest(
     context: dg.AssetExecutionContext, lake: LakeStorage, model_signer: ModelSigner, model_registry: ModelRegistry
 ) -> dg.MaterializeResult:
-    info = model_store.latest_info(lake, MODEL_NAME)
-    version = info["version"]
-    evaluation = read_report(lake, info, "evaluation.json", "model_evaluation")
-    fairness_doc = read_report(lake, info, FAIRNESS_JSON, "fairness_report")
+    info = version_record(context, lake)
+    version = info.version
+    with fail_fast():
+        evaluation = read_report(lake, info, EVALUATION_FILE, "model_evaluation")
+        fairness_doc = read_report(lake, info, FAIRNESS_JSON, "fairness_report")
     documents = {
-        name: content_hash(lake.read_bytes(model_key(version, name)))
-        for name in ("info.json", "evaluation.json", FAIRNESS_JSON)
+        name: content_hash(lake.read_bytes(model_store.version_key(version, name)))
+        for name in (RECORD_FILE, EVALUATION_FILE, FAIRNESS_JSON)
     }
     key = model_signer.signing_key(context.log)
     code = manifests.code_version(REPO_DIR)
     if not code["available"]:
         context.log.warning(f"no git checkout at {REPO_DIR}: code version recorded as 'unknown'")
     document = manifests.build_manifest(
-        info=info,
+        record=info,
         evaluation=evaluation,
         fairness_summary=manifests.fairness_summary(fairness_doc),
         documents=documents,
@@ -345,31 +330,31 @@ def model_manifest(
     )
     body = manifests.canonical_json(document)
     signature = signing.sign(key, body)
-    manifest_key = model_key(version, manifests.MANIFEST_FILE)
+    manifest_key = model_store.version_key(version, manifests.MANIFEST_FILE)
     lake.write_bytes(manifest_key, body)
-    lake.write_bytes(model_key(version, manifests.SIGNATURE_FILE), signature)
+    lake.write_bytes(model_store.version_key(version, manifests.SIGNATURE_FILE), signature)
     # The service downloads both from the model version's run (governance/) and verifies them before it
     # serves the version; the tag changes the version's tags, so a service that refused the version while
     # it had no manifest yet retries it.
     _log_to_mlflow(
-        model_registry, info["mlflow_run_id"], {manifests.MANIFEST_FILE: body, manifests.SIGNATURE_FILE: signature}
+        model_registry, info.mlflow_run_id, {manifests.MANIFEST_FILE: body, manifests.SIGNATURE_FILE: signature}
     )
-    if info.get("registered_version"):
-        model_registry.client().set_model_version_tag(
-            MODEL_NAME, str(info["registered_version"]), MANIFEST_SHA_TAG, content_hash(body)
-        )
+    model_registry.client().set_model_version_tag(
+        MODEL_NAME, info.registered_version, MANIFEST_SHA_TAG, content_hash(body)
+    )
     status = f"signed with {signing.key_id(key)} ({model_signer.key_source()})"
     return dg.MaterializeResult(
         data_version=dg.DataVersion(content_hash(body)),
         metadata={
             "model_version": version,
+            "model_sha256": info.model_sha256,
             "signature": status,
             "key_id": signing.key_id(key),
             "code_version": code["git_commit"],
             "code_version_known": code["available"],
-            "mlflow_run_id": info["mlflow_run_id"],
-            "training_dagster_run_id": info["dagster_run_id"],
-            "partitions": dg.MetadataValue.json(info["data_versions"]),
+            "mlflow_run_id": info.mlflow_run_id,
+            "training_dagster_run_id": info.dagster_run_id,
+            "partitions": dg.MetadataValue.json(info.data_versions),
             "artifacts": dg.MetadataValue.json(document["artifacts"]),
             "fairness_summary": dg.MetadataValue.md(fairness_rendering.summary_table(fairness_doc)),
             "lineage": dg.MetadataValue.md(lineage_markdown(document, status)),
@@ -378,14 +363,14 @@ def model_manifest(
     )
 
 
-def signature_status(lake: LakeStorage, info: dict[str, Any], model_signer: ModelSigner) -> tuple[bool, str]:
+def signature_status(lake: LakeStorage, info: ModelVersion, model_signer: ModelSigner) -> tuple[bool, str]:
     """(verified, human-readable status) of the version's manifest against the configured public key."""
     try:
-        body = lake.read_bytes(model_key(info["version"], manifests.MANIFEST_FILE))
-        sig_key = model_key(info["version"], manifests.SIGNATURE_FILE)
+        body = lake.read_bytes(model_store.version_key(info.version, manifests.MANIFEST_FILE))
+        sig_key = model_store.version_key(info.version, manifests.SIGNATURE_FILE)
         signature = lake.read_bytes(sig_key) if lake.exists(sig_key) else None
         public_key = model_signer.verify_key()
-        document = manifests.verify_manifest(body, signature, public_key, artifact_bytes(lake, info))
+        document = manifests.verify_manifest(body, signature, public_key, model_store.artifact_bytes(lake, info))
     except (FileNotFoundError, manifests.ManifestVerificationError, signing.SigningKeyError) as error:
         return False, f"NOT VERIFIED: {error}"
     return True, f"verified (Ed25519, key {document['signing']['key_id']}, {len(document['artifacts'])} artifact(s))"
@@ -393,9 +378,9 @@ def signature_status(lake: LakeStorage, info: dict[str, Any], model_signer: Mode
 
 @dg.asset(
     deps=[model_manifest, model_evaluation, fairness_report],
+    partitions_def=model_versions,
     group_name=GROUP,
     kinds={"markdown"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Markdown model card per version: intended use, data, test metrics vs baselines, fairness table, "
@@ -403,20 +388,21 @@ def signature_status(lake: LakeStorage, info: dict[str, Any], model_signer: Mode
     ),
 )
 def model_card(context: dg.AssetExecutionContext, lake: LakeStorage, model_signer: ModelSigner) -> dg.MaterializeResult:
-    info = model_store.latest_info(lake, MODEL_NAME)
-    evaluation = read_report(lake, info, "evaluation.json", "model_evaluation")
-    fairness_doc = read_report(lake, info, FAIRNESS_JSON, "fairness_report")
+    info = version_record(context, lake)
+    with fail_fast():
+        evaluation = read_report(lake, info, EVALUATION_FILE, "model_evaluation")
+        fairness_doc = read_report(lake, info, FAIRNESS_JSON, "fairness_report")
     verified, status = signature_status(lake, info, model_signer)
-    manifest_key = model_key(info["version"], manifests.MANIFEST_FILE)
+    manifest_key = model_store.version_key(info.version, manifests.MANIFEST_FILE)
     document = json.loads(lake.read_text(manifest_key)) if lake.exists(manifest_key) else None
     card = render_model_card(info, evaluation, fairness_doc, document, status)
-    card_key = model_key(info["version"], MODEL_CARD)
+    card_key = model_store.version_key(info.version, MODEL_CARD)
     lake.write_text(card_key, card)
     if not verified:
-        context.log.warning(f"model card of {info['version']}: {status}")
+        context.log.warning(f"model card of {info.version}: {status}")
     return dg.MaterializeResult(
         metadata={
-            "model_version": info["version"],
+            "model_version": info.version,
             "signature_verified": verified,
             "signature_status": status,
             "card": dg.MetadataValue.md(card),

@@ -5,20 +5,12 @@ from typing import Any
 import dagster as dg
 
 from platform_assets import model_store
-from platform_assets.defs.governance.assets import (
-    FAIRNESS_JSON,
-    artifact_bytes,
-    fairness_report,
-    model_key,
-    model_manifest,
-    read_report,
-)
+from platform_assets.defs.governance.assets import FAIRNESS_JSON, fairness_report, model_manifest, read_report
 from platform_assets.governance import manifest as manifests
 from platform_assets.governance import signing
 from platform_assets.resources.governance_gates import FairnessGates
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.signer import ModelSigner
-from platform_assets.settings import MODEL_NAME
 
 
 @dg.asset_check(
@@ -30,21 +22,23 @@ from platform_assets.settings import MODEL_NAME
         "signature, a wrong key, an altered or missing artifact."
     ),
 )
-def manifest_verifies(lake: LakeStorage, model_signer: ModelSigner) -> dg.AssetCheckResult:
-    info = model_store.latest_info(lake, MODEL_NAME)
-    version = info["version"]
+def manifest_verifies(
+    context: dg.AssetCheckExecutionContext, lake: LakeStorage, model_signer: ModelSigner
+) -> dg.AssetCheckResult:
+    info = model_store.load_record(lake, context.partition_key)
+    version = info.version
     metadata: dict[str, Any] = {
         "model_version": version,
         "required": "valid Ed25519 signature by the configured key and sha256 match for every artifact",
-        "artifacts_expected": dg.MetadataValue.json(sorted(info["artifacts"])),
+        "artifacts_expected": dg.MetadataValue.json(sorted(info.artifacts)),
     }
     try:
         public_key = model_signer.verify_key()
         metadata["verify_key_id"] = signing.key_id(public_key)
-        body = lake.read_bytes(model_key(version, manifests.MANIFEST_FILE))
-        sig_key = model_key(version, manifests.SIGNATURE_FILE)
+        body = lake.read_bytes(model_store.version_key(version, manifests.MANIFEST_FILE))
+        sig_key = model_store.version_key(version, manifests.SIGNATURE_FILE)
         signature = lake.read_bytes(sig_key) if lake.exists(sig_key) else None
-        document = manifests.verify_manifest(body, signature, public_key, artifact_bytes(lake, info))
+        document = manifests.verify_manifest(body, signature, public_key, model_store.artifact_bytes(lake, info))
     except (FileNotFoundError, signing.SigningKeyError, manifests.ManifestVerificationError) as error:
         return dg.AssetCheckResult(
             passed=False,
@@ -73,8 +67,10 @@ def manifest_verifies(lake: LakeStorage, model_signer: ModelSigner) -> dg.AssetC
         "whole 90 % bootstrap interval past the bound; warns (without blocking) when only the point estimate is."
     ),
 )
-def fairness_within_bounds(lake: LakeStorage, fairness_gates: FairnessGates) -> dg.AssetCheckResult:
-    info = model_store.latest_info(lake, MODEL_NAME)
+def fairness_within_bounds(
+    context: dg.AssetCheckExecutionContext, lake: LakeStorage, fairness_gates: FairnessGates
+) -> dg.AssetCheckResult:
+    info = model_store.load_record(lake, context.partition_key)
     report = read_report(lake, info, FAIRNESS_JSON, "fairness_report")
     violations, uncertain, unmeasurable = [], [], []
     measured: dict[str, Any] = {}
@@ -113,7 +109,7 @@ def fairness_within_bounds(lake: LakeStorage, fairness_gates: FairnessGates) -> 
     blocked = bool(violations) or bool(unmeasurable and fairness_gates.fail_when_unmeasurable)
     passed = not blocked and not uncertain
     metadata: dict[str, Any] = {
-        "model_version": info["version"],
+        "model_version": info.version,
         "min_disparate_impact_ratio": fairness_gates.min_disparate_impact_ratio,
         "max_equal_opportunity_difference": fairness_gates.max_equal_opportunity_difference,
         "attributes": dg.MetadataValue.json(list(fairness_gates.attributes)),

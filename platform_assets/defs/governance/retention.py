@@ -1,32 +1,24 @@
 """Weekly retention: archive old lake partitions and inference-log rows, delete old Dagster runs."""
 
-import os
-
 import dagster as dg
 from pydantic import Field
 
 from platform_assets.governance import retention
 from platform_assets.resources.lake import LakeStorage
+from platform_assets.resources.monitoring import LiveMonitoring
 from platform_assets.retries import io_retry_policy
-from platform_assets.settings import OWNER
 
 #: A group of its own: the retrain job selects the governance group, and retention must not run with a new model.
 GROUP = "retention"
 
 
-def inference_db_url() -> str:
-    from platform_assets.serving.inference_log.schema import default_inference_db
-
-    return os.environ.get("CREDIT_RISK_INFERENCE_DB", "").strip() or default_inference_db()
-
-
 class RetentionConfig(dg.Config):  # type: ignore[misc]
     retention_days: int = Field(
-        default=int(os.environ.get("PLATFORM_RETENTION_DAYS", "365")),
-        description="Keep this many days hot (PLATFORM_RETENTION_DAYS, default 365); older data is archived.",
+        default=retention.DEFAULT_RETENTION_DAYS,
+        description="Keep this many days hot; older data is archived.",
     )
     archive_prefix: str = Field(
-        default=os.environ.get("PLATFORM_ARCHIVE_PREFIX", retention.DEFAULT_ARCHIVE_PREFIX),
+        default=retention.DEFAULT_ARCHIVE_PREFIX,
         description="Lake folder that receives archived partitions and inference-log rows (cold storage).",
     )
     delete_runs: bool = Field(default=True, description="Delete Dagster runs (and their logs) older than the period.")
@@ -37,7 +29,6 @@ class RetentionConfig(dg.Config):  # type: ignore[misc]
 @dg.asset(
     group_name=GROUP,
     kinds={"parquet"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Retention: lake partitions (raw/, features/, quarantine/) and inference-log rows older than the retention "
@@ -46,7 +37,7 @@ class RetentionConfig(dg.Config):  # type: ignore[misc]
     ),
 )
 def data_retention(
-    context: dg.AssetExecutionContext, config: RetentionConfig, lake: LakeStorage
+    context: dg.AssetExecutionContext, config: RetentionConfig, lake: LakeStorage, live_monitoring: LiveMonitoring
 ) -> dg.MaterializeResult:
     from datetime import date
 
@@ -59,7 +50,12 @@ def data_retention(
         lake, cutoff, references, archive_prefix=config.archive_prefix, dry_run=config.dry_run
     )
     log_result = retention.archive_inference_log(
-        lake, inference_db_url(), cutoff, archive_prefix=config.archive_prefix, dry_run=config.dry_run, today=today
+        lake,
+        live_monitoring.database(),
+        cutoff,
+        archive_prefix=config.archive_prefix,
+        dry_run=config.dry_run,
+        today=today,
     )
     if log_result.note:
         context.log.info(log_result.note)

@@ -10,7 +10,6 @@ from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.source import CreditHistorySource
 from platform_assets.retries import fail_fast, io_retry_policy
-from platform_assets.settings import OWNER
 
 RAW_TABLE_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(name=c, type="int64") for c in schema.RAW_COLUMNS],
@@ -21,7 +20,6 @@ RAW_TABLE_SCHEMA = dg.TableSchema(
     partitions_def=daily_partitions,
     group_name="ingestion",
     kinds={"pandas", "parquet"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "One day of raw credit records with the UCI 'default of credit card clients' schema, from the "

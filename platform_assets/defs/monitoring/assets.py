@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from platform_assets import lake_keys, model_store
+from platform_assets import model_store
 from platform_assets.deploy.local import DeploymentFailed
 from platform_assets.deploy.rollout import RolloutPlan
 from platform_assets.ml import ab_comparison, canary, live_quality, service_metrics
@@ -21,13 +21,12 @@ from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.monitoring import LiveMonitoring
 from platform_assets.retries import fail_fast, io_retry_policy
-from platform_assets.settings import MODEL_NAME, OWNER
 
 GROUP = "monitoring"
 LIVE_PERFORMANCE_KEY = "monitoring/live_performance.json"
 CANARY_STATE_KEY = "monitoring/canary.json"
 AB_REPORT_KEY = "monitoring/ab_comparison.json"
-#: Written by credit_risk_deployment (platform_assets.defs.serving.assets.DEPLOYMENT_POINTER).
+#: Written by credit_risk_deployment (platform_assets.defs.serving.assets.DEPLOYMENT_RECORD).
 DEPLOYMENT_RECORD_KEY = "serving/deployment.json"
 DEPLOYMENT = dg.AssetKey("credit_risk_deployment")
 
@@ -40,10 +39,12 @@ def read_optional(lake: LakeStorage, key: str) -> dict[str, Any] | None:
         return None
 
 
-def validation_metrics(lake: LakeStorage, version: str) -> dict[str, Any] | None:
-    """``validation_metrics`` of models/default_risk_model/<version>/info.json, or None when absent."""
-    info = read_optional(lake, f"{lake_keys.model_dir(MODEL_NAME, version)}/info.json")
-    return info.get("validation_metrics") if info else None
+def validation_metrics(lake: LakeStorage, version: str) -> dict[str, float] | None:
+    """The validation metrics in ``version``'s record, or None when the lake has no record of it."""
+    try:
+        return dict(model_store.load_record(lake, version).validation_metrics)
+    except FileNotFoundError:
+        return None
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -116,8 +117,7 @@ def _monitoring_asset(kind: str, description: str) -> Any:
         deps=[DEPLOYMENT],
         group_name=GROUP,
         kinds={kind},
-        owners=[OWNER],
-        retry_policy=io_retry_policy(),
+            retry_policy=io_retry_policy(),
         description=description,
     )
 

@@ -1,72 +1,99 @@
-"""The Bento service as assets: built for a model version, then rolled out."""
+"""The Bento service as assets: built for one model version, then that version rolled out.
+
+Both are partitioned by ``model_versions``: ``credit_risk_bento`` for v3 records v3's Bento in v3's folder
+(``bento.json``), and ``credit_risk_deployment`` for v3 rolls out exactly that Bento.
+"""
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
-from platform_assets import model_store, settings
+from platform_assets import model_store
 from platform_assets.defs.governance.assets import model_manifest
-from platform_assets.defs.training.assets import model_evaluation
+from platform_assets.defs.training.assets import model_evaluation, version_record
 from platform_assets.deploy.bento import build_bento
 from platform_assets.deploy.local import DeploymentFailed
 from platform_assets.deploy.rollout import plan_rollout
+from platform_assets.partitions import model_versions
 from platform_assets.resources.deployer import ServiceDeployer
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.mlflow import ModelRegistry
-from platform_assets.retries import io_retry_policy
-from platform_assets.settings import MODEL_NAME, OWNER
+from platform_assets.retries import fail_fast, io_retry_policy
 
-BENTO_POINTER = "serving/bento.json"
-DEPLOYMENT_POINTER = "serving/deployment.json"
+#: The Bento built for a version, in that version's folder.
+BENTO_FILE = "bento.json"
+#: The newest rollout: which versions serve, since when (read by the canary steps in monitoring/).
+DEPLOYMENT_RECORD = "serving/deployment.json"
 
 
 @dg.asset(
     deps=[model_evaluation, model_manifest],
+    partitions_def=model_versions,
     group_name="serving",
     kinds={"bentoml"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "`bentoml build` of bentos/credit_risk with the project wheel, tagged credit_risk:<model version>-<code "
         "version>. Runs only after the quality, fairness and manifest gates passed."
     ),
 )
-def credit_risk_bento(context: dg.AssetExecutionContext, lake: LakeStorage) -> dg.MaterializeResult:
-    info = model_store.latest_info(lake, MODEL_NAME)
+def credit_risk_bento(
+    context: dg.AssetExecutionContext, lake: LakeStorage, deployer: ServiceDeployer
+) -> dg.MaterializeResult:
+    record = version_record(context, lake)
     bento = build_bento(
-        info["version"],
-        settings.platform_home() / "bentoml",
-        labels={"model_version": info["version"], "mlflow_run_id": info["mlflow_run_id"]},
+        record.version,
+        deployer.bentoml_home(),
+        labels={"model_version": record.version, "mlflow_run_id": record.mlflow_run_id},
     )
-    pointer = {
+    built = {
         "tag": bento.tag,
         "code_version": bento.code_version,
-        "model_version": info["version"],
-        "data_versions": info["data_versions"],
+        "model_version": record.version,
+        "data_versions": record.data_versions,
         "size_bytes": bento.size_bytes,
         "built_at": datetime.now(UTC).isoformat(),
     }
-    model_store.write_json(lake, BENTO_POINTER, pointer)
+    model_store.write_json(lake, model_store.version_key(record.version, BENTO_FILE), built)
     context.log.info(f"built {bento.tag} ({bento.size_bytes / 1024:.0f} KiB) at {bento.path}")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(bento.tag),
         metadata={
             "bento_tag": bento.tag,
             "size_bytes": bento.size_bytes,
-            "model_version": info["version"],
+            "model_version": record.version,
             "code_version": bento.code_version,
-            "data_versions": dg.MetadataValue.json(info["data_versions"]),
+            "data_versions": dg.MetadataValue.json(record.data_versions),
             "path": dg.MetadataValue.path(str(bento.path)),
         },
     )
 
 
+def serving_since(previous: dict[str, Any], role: str, version: str | None, now: str) -> str:
+    """When ``version`` started serving in ``role``: kept from the previous rollout if it already did."""
+    if previous.get(role) == version and previous.get(f"{role}_since"):
+        return str(previous[f"{role}_since"])
+    return now
+
+
+def serving_table(rollout: dict[str, Any]) -> str:
+    """What serves after a rollout, as the Markdown table shown on the deployment asset."""
+    weight = float(rollout["challenger_weight"])
+    rows = [(rollout["champion"], "champion", 100.0 - weight, rollout["champion_since"])]
+    if rollout["challenger"]:
+        rows.append((rollout["challenger"], "challenger", weight, rollout["challenger_since"]))
+    return "| version | role | traffic % | since |\n|---|---|---|---|\n" + "\n".join(
+        f"| {version} | {role} | {share:g} | {since} |" for version, role, share, since in rows
+    )
+
+
 @dg.asset(
     deps=[credit_risk_bento],
+    partitions_def=model_versions,
     group_name="serving",
     kinds={"bentoml", "kubernetes"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Rolls the Bento out. Registry aliases decide which versions serve (champion, and a challenger at a "
@@ -77,7 +104,11 @@ def credit_risk_bento(context: dg.AssetExecutionContext, lake: LakeStorage) -> d
 def credit_risk_deployment(
     context: dg.AssetExecutionContext, lake: LakeStorage, model_registry: ModelRegistry, deployer: ServiceDeployer
 ) -> dg.MaterializeResult:
-    bento = model_store.read_json(lake, BENTO_POINTER)
+    version = context.partition_key
+    with fail_fast():
+        bento = model_store.read_json(lake, model_store.version_key(version, BENTO_FILE))
+    if bento["model_version"] != version:
+        raise dg.Failure(allow_retries=False, description=f"{BENTO_FILE} of {version} names {bento['model_version']}")
     aliases = model_registry.aliases()
     plan = plan_rollout(
         aliases.get("champion"),
@@ -97,9 +128,7 @@ def credit_risk_deployment(
         previous_registry = (aliases, model_registry.challenger_weight())
         model_registry.apply(plan)
         try:
-            state, restarted = deployer.deploy_local(
-                bento["tag"], bento["code_version"], settings.platform_home() / "bentoml"
-            )
+            state, restarted = deployer.deploy_local(bento["tag"], bento["code_version"], deployer.bentoml_home())
             status = deployer.wait_for_models(state, plan)
         except DeploymentFailed as failure:
             model_registry.restore(*previous_registry)  # what served before keeps serving
@@ -112,22 +141,29 @@ def credit_risk_deployment(
             "restarted": restarted,
             "served_status": dg.MetadataValue.json(status),
         }
-    record = {
+    now = datetime.now(UTC).isoformat()
+    previous = model_store.read_json(lake, DEPLOYMENT_RECORD) if lake.exists(DEPLOYMENT_RECORD) else {}
+    rollout = {
+        "model_version": version,
         "bento": bento["tag"],
         "action": plan.action,
         "champion": plan.champion,
+        "champion_since": serving_since(previous, "champion", plan.champion, now),
         "challenger": plan.challenger,
+        "challenger_since": serving_since(previous, "challenger", plan.challenger, now) if plan.challenger else None,
         "challenger_weight": plan.challenger_weight,
-        "deployed_at": datetime.now(UTC).isoformat(),
+        "deployed_at": now,
         "dagster_run_id": context.run_id,
     }
-    model_store.write_json(lake, DEPLOYMENT_POINTER, record)
+    model_store.write_json(lake, DEPLOYMENT_RECORD, rollout)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(json.dumps([plan.champion, plan.challenger, plan.challenger_weight])),
         metadata={
             **metadata,
+            "model_version": version,
             "bento_tag": bento["tag"],
             "action": plan.action,
+            "serving": dg.MetadataValue.md(serving_table(rollout)),
             "champion": plan.champion,
             "challenger": plan.challenger or "none",
             "challenger_weight_percent": plan.challenger_weight,

@@ -1,30 +1,34 @@
-"""The CNN, the baselines trained beside it, and their side-by-side evaluation."""
+"""The CNN creates a model version; the baselines and the side-by-side evaluation are per version.
+
+``default_risk_model`` trains, registers and records one version (``ModelVersion``), then adds its label to
+the ``model_versions`` partitions. Every asset about a version is partitioned by that set and reads the
+version its partition key names, so overlapping runs never mix versions.
+"""
 
 import dataclasses
 import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import numpy as np
 from dagster_mlflow.resources import MlFlow
 from pydantic import Field
 
-from platform_assets import lake_keys, model_store
+from platform_assets import model_store
+from platform_assets.core.model_version import MODEL_FILE, BaselineSet, FeatureSpec, ModelVersion, SplitSpec
 from platform_assets.defs.features.assets import credit_history_tensors
-from platform_assets.ml import evaluate, features, schema
+from platform_assets.ml import evaluate
 from platform_assets.ml.model import CNNConfig
 from platform_assets.ml.train import TrainConfig, predict_cnn, train_baselines, train_cnn
+from platform_assets.partitions import model_versions
 from platform_assets.resources.lake import LakeStorage, content_hash
 from platform_assets.resources.mlflow import ModelRegistry, tracking_run
 from platform_assets.resources.training_data import TrainingData
 from platform_assets.retries import fail_fast, io_retry_policy
 from platform_assets.serving.registry import register_keras_model
-from platform_assets.settings import MODEL_NAME, OWNER
-
-BASELINES = "baseline_models"
+from platform_assets.settings import MODEL_NAME
 
 
 class CNNTrainingConfig(dg.Config):  # type: ignore[misc]
@@ -51,28 +55,53 @@ class CNNTrainingConfig(dg.Config):  # type: ignore[misc]
         )
 
 
-def _feature_spec(static_width: int) -> dict[str, object]:
-    include_protected = static_width == len(features.STATIC_FEATURES) + len(features.PROTECTED_FEATURES)
-    return features.feature_spec(include_protected=include_protected)
+EVALUATION_FILE = "evaluation.json"
 
 
-def _split_settings(training_data: TrainingData) -> dict[str, float | int]:
-    return {
-        "validation": training_data.validation_fraction,
-        "test": training_data.test_fraction,
-        "seed": training_data.split_seed,
-    }
+def tensor_feature_spec(instance: dg.DagsterInstance, partitions: list[str]) -> FeatureSpec:
+    """The feature spec the tensor asset recorded for ``partitions``; they must all agree."""
+    specs: dict[FeatureSpec, list[str]] = {}
+    for partition in partitions:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=credit_history_tensors.key, asset_partitions=[partition]), limit=1
+        ).records
+        materialization = records[0].asset_materialization if records else None
+        if materialization is None or "feature_spec" not in materialization.metadata:
+            raise ValueError(
+                f"credit_history_tensors {partition} has no feature_spec in its metadata: rematerialize the partition"
+            )
+        spec = FeatureSpec.model_validate(materialization.metadata["feature_spec"].value)
+        specs.setdefault(spec, []).append(partition)
+    if len(specs) != 1:
+        groups = "; ".join(f"version {spec.version}, static {list(spec.static)}: {p}" for spec, p in specs.items())
+        raise ValueError(
+            f"training partitions were featurized with different feature specs ({groups}): "
+            "rematerialize them with one TensorConfig"
+        )
+    return next(iter(specs))
+
+
+def split_spec(training_data: TrainingData) -> SplitSpec:
+    return SplitSpec(
+        validation=training_data.validation_fraction, test=training_data.test_fraction, seed=training_data.split_seed
+    )
+
+
+def version_record(context: dg.AssetExecutionContext, lake: LakeStorage) -> ModelVersion:
+    """The record of the version this run's partition key names (a missing one is not retried)."""
+    with fail_fast():
+        return model_store.load_record(lake, context.partition_key)
 
 
 @dg.asset(
     deps=[credit_history_tensors],
     group_name="training",
     kinds={"tensorflow", "mlflow"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Keras CNN (Conv2D over the months x channels image, joined with the static vector), class-weighted, "
-        "early-stopped on validation AUC; saved as .keras in the lake and registered in MLflow."
+        "early-stopped on validation AUC; registered in MLflow, saved as .keras in the lake with its "
+        "ModelVersion record, and added to the model_versions partitions."
     ),
 )
 def default_risk_model(
@@ -86,9 +115,15 @@ def default_risk_model(
 
     with fail_fast():
         rows, data_versions = training_data.load(lake)
+        spec = tensor_feature_spec(context.instance, sorted(data_versions))
         splits = training_data.splits(rows)
+        static_width = splits["train"].features.static.shape[1]
+        if static_width != len(spec.static):
+            raise ValueError(
+                f"credit_history_tensors carry {static_width} static features but their feature_spec names "
+                f"{len(spec.static)} ({list(spec.static)}): rematerialize the partitions"
+            )
     train_config = config.to_train_config()
-    spec = _feature_spec(splits["train"].features.static.shape[1])
     context.log.info(
         f"training on {len(data_versions)} partitions: "
         + ", ".join(f"{name}={len(split)}" for name, split in splits.items())
@@ -102,7 +137,7 @@ def default_risk_model(
         mlflow.log_params(
             {**dataclasses.asdict(train_config.cnn), **config.model_dump(), "partitions": len(data_versions)}
         )
-        mlflow.log_dict(spec, "feature_spec.json")
+        mlflow.log_dict(spec.model_dump(mode="json"), "feature_spec.json")
         mlflow.log_dict(data_versions, "data_versions.json")
         trained = train_cnn(splits, train_config, on_epoch=on_epoch)
         validation = splits["validation"]
@@ -117,72 +152,70 @@ def default_risk_model(
             model_name=MODEL_NAME,
             dagster_run_id=context.run_id,
         )
-    version = registered.label
     # The lake keeps the very bytes MLflow stored, so one sha256 names the artifact everywhere.
-    model_key = f"{lake_keys.model_dir(MODEL_NAME, version)}/model.keras"
-    model_sha = lake.write_bytes(model_key, registered.model_bytes)
-    info = {
-        "model": MODEL_NAME,
-        "version": version,
-        "registered_version": registered.version,
-        "mlflow_run_id": run_id,
-        "mlflow_model_uri": registered.model_uri,
-        "dagster_run_id": context.run_id,
-        "trained_at": datetime.now(UTC).isoformat(),
-        "artifacts": {"model.keras": model_sha},
-        "threshold": trained.threshold,
-        "best_epoch": trained.best_epoch,
-        "feature_spec": spec,
-        "target": schema.TARGET,
-        "data_versions": data_versions,
-        "split": _split_settings(training_data),
-        "rows": {name: len(split) for name, split in splits.items()},
-        "validation_metrics": val_metrics,
-        "training_config": config.model_dump(),
-    }
-    model_store.publish(lake, MODEL_NAME, version, info)
+    model_sha = lake.write_bytes(model_store.version_key(registered.label, MODEL_FILE), registered.model_bytes)
+    record = ModelVersion(
+        model=MODEL_NAME,
+        version=registered.label,
+        registered_version=registered.version,
+        mlflow_run_id=run_id,
+        mlflow_model_uri=registered.model_uri,
+        dagster_run_id=context.run_id,
+        trained_at=datetime.now(UTC),
+        artifacts={MODEL_FILE: model_sha},
+        threshold=trained.threshold,
+        best_epoch=trained.best_epoch,
+        feature_spec=spec,
+        data_versions=data_versions,
+        split=split_spec(training_data),
+        rows={name: len(split) for name, split in splits.items()},
+        validation_metrics=val_metrics,
+        training_config=config.model_dump(),
+    )
+    model_store.publish(lake, record)
+    # Hand the version on: every per-version asset is materialized for this partition key.
+    context.instance.add_dynamic_partitions(model_versions.name, [record.version])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(model_sha),
         metadata={
-            "model_version": version,
+            "model_version": record.version,
             "mlflow_run_id": run_id,
             "mlflow_model_uri": registered.model_uri,
             "threshold": trained.threshold,
             "best_epoch": trained.best_epoch,
             "validation_roc_auc": val_metrics["roc_auc"],
             "train_rows": len(splits["train"]),
+            "feature_spec_version": spec.version,
             "partitions": dg.MetadataValue.json(data_versions),
             "sha256": model_sha,
-            "path": dg.MetadataValue.path(lake.uri(model_key)),
+            "path": dg.MetadataValue.path(lake.uri(model_store.version_key(record.version, MODEL_FILE))),
         },
     )
 
 
 @dg.asset(
-    deps=[credit_history_tensors],
+    deps=[default_risk_model],
+    partitions_def=model_versions,
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
-    description="Logistic regression and HistGradientBoosting on the CNN's inputs and split, for comparison.",
+    description=(
+        "Logistic regression and HistGradientBoosting for one model version, on exactly its partitions and split."
+    ),
 )
 def baseline_models(
-    context: dg.AssetExecutionContext,
-    lake: LakeStorage,
-    training_data: TrainingData,
-    mlflow_tracker: dg.ResourceParam[MlFlow],
+    context: dg.AssetExecutionContext, lake: LakeStorage, mlflow_tracker: dg.ResourceParam[MlFlow]
 ) -> dg.MaterializeResult:
     import mlflow
     import skops.io
 
+    record = version_record(context, lake)
     with fail_fast():
-        rows, data_versions = training_data.load(lake)
-        splits = training_data.splits(rows)
-    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{context.run_id[:8]}"
+        splits = model_store.load_splits(lake, record)
     artifacts, thresholds, val_auc = {}, {}, {}
     with tracking_run(mlflow_tracker) as run_id:
         for name, (model, threshold) in train_baselines(splits["train"], splits["validation"], seed=42).items():
-            key = f"{lake_keys.model_dir(BASELINES, version)}/{name}.skops"
+            key = model_store.version_key(record.version, f"baselines/{name}.skops")
             artifacts[f"{name}.skops"] = lake.write_bytes(key, skops.io.dumps(model))
             thresholds[name] = threshold
             probabilities = model.predict_proba(splits["validation"].flat())[:, 1]
@@ -190,43 +223,32 @@ def baseline_models(
                 "roc_auc"
             ]
             mlflow.log_metric(f"baseline_{name}_val_roc_auc", val_auc[name])
-    info = {
-        "version": version,
-        "mlflow_run_id": run_id,
-        "dagster_run_id": context.run_id,
-        "artifacts": artifacts,
-        "thresholds": thresholds,
-        "data_versions": data_versions,
-        "split": _split_settings(training_data),
-        "validation_roc_auc": val_auc,
-    }
-    model_store.publish(lake, BASELINES, version, info)
+    baselines = BaselineSet(
+        model_version=record.version,
+        mlflow_run_id=run_id,
+        dagster_run_id=context.run_id,
+        artifacts=artifacts,
+        thresholds=thresholds,
+        validation_roc_auc=val_auc,
+        data_versions=record.data_versions,
+        split=record.split,
+    )
+    model_store.publish_baselines(lake, baselines)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(content_hash(json.dumps(artifacts, sort_keys=True).encode())),
         metadata={
-            "version": version,
+            "model_version": record.version,
             **{f"{name}_validation_roc_auc": auc for name, auc in val_auc.items()},
-            "partitions": dg.MetadataValue.json(data_versions),
+            "partitions": dg.MetadataValue.json(record.data_versions),
         },
     )
 
 
-def _load_baselines(lake: LakeStorage, info: dict[str, Any]) -> dict[str, Any]:
-    import skops.io
-
-    models = {}
-    for filename, sha in info["artifacts"].items():
-        data = model_store.read_verified(lake, f"{lake_keys.model_dir(BASELINES, info['version'])}/{filename}", sha)
-        # The bytes are ours (hash checked above), so the sklearn types they name can be trusted.
-        models[filename.removesuffix(".skops")] = skops.io.loads(data, trusted=skops.io.get_untrusted_types(data=data))
-    return models
-
-
 @dg.asset(
     deps=[default_risk_model, baseline_models],
+    partitions_def=model_versions,
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
-    owners=[OWNER],
     retry_policy=io_retry_policy(),
     description=(
         "Test-set ROC AUC, accuracy, precision/recall at each model's threshold, Brier score and calibration "
@@ -237,47 +259,39 @@ def model_evaluation(
     context: dg.AssetExecutionContext, lake: LakeStorage, model_registry: ModelRegistry
 ) -> dg.MaterializeResult:
     with fail_fast():
-        cnn_info = model_store.latest_info(lake, MODEL_NAME)
-        baseline_info = model_store.latest_info(lake, BASELINES)
-    if cnn_info["data_versions"] != baseline_info["data_versions"] or cnn_info["split"] != baseline_info["split"]:
+        record = model_store.load_record(lake, context.partition_key)
+        baselines, baseline_fits = model_store.load_baselines(lake, record.version)
+    if baselines.data_versions != record.data_versions or baselines.split != record.split:
         raise dg.Failure(
             allow_retries=False,
             description=(
-                f"{MODEL_NAME} {cnn_info['version']} and baseline_models {baseline_info['version']} were trained "
-                "on different data or splits: materialize both together before evaluating"
+                f"baseline_models of {record.version} were trained on different data or splits than "
+                f"{record.version}: rematerialize baseline_models for {record.version}"
             ),
         )
     with fail_fast():
-        rows, _ = TrainingData().load(lake, data_versions=cnn_info["data_versions"])
-    split = cnn_info["split"]
-    test = TrainingData(
-        validation_fraction=split["validation"], test_fraction=split["test"], split_seed=split["seed"]
-    ).splits(rows)["test"]
-
-    model_dir = lake_keys.model_dir(MODEL_NAME, cnn_info["version"])
-    cnn = model_store.keras_from_bytes(
-        model_store.read_verified(lake, f"{model_dir}/model.keras", cnn_info["artifacts"]["model.keras"])
-    )
-    scores: dict[str, np.ndarray] = {"cnn": predict_cnn(cnn, test.keras_inputs())}
-    thresholds = {"cnn": cnn_info["threshold"], **baseline_info["thresholds"]}
-    for name, model in _load_baselines(lake, baseline_info).items():
+        loaded = model_store.load_version(lake, record.version)
+    test = loaded.splits["test"]
+    scores: dict[str, np.ndarray] = {"cnn": predict_cnn(loaded.model, test.keras_inputs())}
+    thresholds = {"cnn": record.threshold, **baselines.thresholds}
+    for name, model in baseline_fits.items():
         scores[name] = model.predict_proba(test.flat())[:, 1]
     metrics = {name: evaluate.classification_metrics(test.labels, p, thresholds[name]) for name, p in scores.items()}
     best_baseline = max((n for n in metrics if n != "cnn"), key=lambda n: metrics[n]["roc_auc"])
     report = {
-        "model_version": cnn_info["version"],
-        "baseline_version": baseline_info["version"],
+        "model_version": record.version,
+        "baseline_run_id": baselines.mlflow_run_id,
         "test_rows": len(test),
         "test_default_rate": float(test.labels.mean()),
         "metrics": metrics,
         "best_baseline": best_baseline,
         "evaluated_at": datetime.now(UTC).isoformat(),
     }
-    model_store.write_json(lake, f"{model_dir}/evaluation.json", report)
+    model_store.write_json(lake, model_store.version_key(record.version, EVALUATION_FILE), report)
 
     png = evaluate.plots_png(test.labels, scores)
     model_registry.log_metrics(
-        cnn_info["mlflow_run_id"],
+        record.mlflow_run_id,
         {
             (f"test_{metric}" if name == "cnn" else f"test_{name}_{metric}"): value
             for name, values in metrics.items()
@@ -287,12 +301,12 @@ def model_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evaluation_plots.png"
         path.write_bytes(png)
-        model_registry.client().log_artifact(cnn_info["mlflow_run_id"], str(path))
+        model_registry.client().log_artifact(record.mlflow_run_id, str(path))
     table = evaluate.metrics_table(metrics)
-    context.log.info(f"test set ({len(test)} rows), model {cnn_info['version']}:\n{table}")
+    context.log.info(f"test set ({len(test)} rows), model {record.version}:\n{table}")
     return dg.MaterializeResult(
         metadata={
-            "model_version": cnn_info["version"],
+            "model_version": record.version,
             "test_rows": len(test),
             "cnn_test_roc_auc": metrics["cnn"]["roc_auc"],
             **{f"{n}_test_roc_auc": m["roc_auc"] for n, m in metrics.items() if n != "cnn"},

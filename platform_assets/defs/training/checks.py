@@ -2,11 +2,10 @@
 
 import dagster as dg
 
-from platform_assets import lake_keys, model_store
-from platform_assets.defs.training.assets import model_evaluation
+from platform_assets import model_store
+from platform_assets.defs.training.assets import EVALUATION_FILE, model_evaluation
 from platform_assets.resources.gates import ModelGates
 from platform_assets.resources.lake import LakeStorage
-from platform_assets.settings import MODEL_NAME
 
 
 @dg.asset_check(
@@ -16,9 +15,11 @@ from platform_assets.settings import MODEL_NAME
         "Fails when the CNN's test ROC AUC is below the floor or trails the best baseline by more than the margin."
     ),
 )
-def cnn_beats_floor_and_baselines(lake: LakeStorage, model_gates: ModelGates) -> dg.AssetCheckResult:
-    version = model_store.latest_info(lake, MODEL_NAME)["version"]
-    report = model_store.read_json(lake, f"{lake_keys.model_dir(MODEL_NAME, version)}/evaluation.json")
+def cnn_beats_floor_and_baselines(
+    context: dg.AssetCheckExecutionContext, lake: LakeStorage, model_gates: ModelGates
+) -> dg.AssetCheckResult:
+    version = context.partition_key
+    report = model_store.read_json(lake, model_store.version_key(version, EVALUATION_FILE))
     cnn_auc = report["metrics"]["cnn"]["roc_auc"]
     best = report["best_baseline"]
     best_auc = report["metrics"][best]["roc_auc"]

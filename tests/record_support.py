@@ -1,0 +1,39 @@
+"""Model-version records for tests that need one without training a model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from platform_assets.core.model_version import MODEL_FILE, FeatureSpec, ModelVersion, SplitSpec
+from platform_assets.ml import features
+
+MODEL = "default_risk_model"
+
+
+def feature_spec() -> FeatureSpec:
+    return FeatureSpec.model_validate(features.feature_spec(include_protected=False))
+
+
+def model_version(version: str = "v1", *, model_sha256: str = "0" * 64, **overrides: Any) -> ModelVersion:
+    """A valid record of ``version``; ``overrides`` replace any field."""
+    fields: dict[str, Any] = {
+        "model": MODEL,
+        "version": version,
+        "registered_version": version.removeprefix("v"),
+        "mlflow_run_id": f"mlflow-run-{version}",
+        "mlflow_model_uri": f"models:/m-{version}",
+        "dagster_run_id": f"dagster-run-{version}",
+        "trained_at": datetime(2026, 10, 6, 12, 0, tzinfo=UTC),
+        "artifacts": {MODEL_FILE: model_sha256},
+        "threshold": 0.41,
+        "best_epoch": 3,
+        "feature_spec": feature_spec(),
+        "data_versions": {"2026-10-05": "a" * 64, "2026-10-06": "b" * 64},
+        "split": SplitSpec(validation=0.1, test=0.2, seed=42),
+        "rows": {"train": 700, "validation": 100, "test": 200},
+        "validation_metrics": {"roc_auc": 0.80, "accuracy": 0.80},
+        "training_config": {"epochs": 3},
+    }
+    fields.update(overrides)
+    return ModelVersion(**fields)
