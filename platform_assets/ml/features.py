@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from platform_assets.ml import schema
@@ -175,7 +176,7 @@ def _range_rules(columns: _Columns) -> tuple[tuple[str, ...], np.ndarray]:
     """
     col = columns.__getitem__
     age = col("AGE")
-    reasons = (
+    reasons: tuple[str, ...] = (
         "LIMIT_BAL must be positive",
         f"AGE outside {schema.AGE_RANGE[0]}..{schema.AGE_RANGE[1]}",
         "SEX not in {1, 2}",
@@ -221,7 +222,7 @@ def build_features(frame: pd.DataFrame, *, include_protected: bool = False) -> F
     return _features(_Columns.of_frame(frame), slice(None), include_protected)
 
 
-def _clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
+def _clip(x: npt.NDArray[np.float64], low: float, high: float) -> npt.NDArray[np.float64]:
     # np.clip's dispatch costs several times the arithmetic on a request's few values.
     return np.minimum(np.maximum(x, low), high)
 
@@ -288,9 +289,14 @@ def featurize_matrix(values: np.ndarray, columns: Sequence[str], *, include_prot
     return _featurize(_Columns(values, columns), include_protected)
 
 
+#: ``None`` as a 0-d object array, what each reason is compared with: numpy's stubs accept no bare ``None``
+#: there, and converting it once here rather than on every request is also a little faster.
+_NO_REASON: Final = np.array(None, dtype=object)
+
+
 def _featurize(columns: _Columns, include_protected: bool) -> Featurized:
     reasons = _reasons(columns)
-    valid = np.equal(reasons, None)
+    valid = np.equal(reasons, _NO_REASON)
     if valid.all():  # the usual case: no row selection (a copy of every column) needed
         return Featurized(reasons=reasons, valid=valid, batch=_features(columns, slice(None), include_protected))
     return Featurized(reasons=reasons, valid=valid, batch=_features(columns, valid, include_protected))

@@ -30,7 +30,8 @@ def featurize_on_spark(spark: SparkSession, raw: pd.DataFrame, *, include_protec
     featurized = frame.mapInPandas(
         lambda batches: _featurize_batches(batches, include_protected), schema=_output_schema()
     )
-    out = featurized.toPandas()
+    # pyspark types toPandas() with a pandas alias mypy cannot resolve here (pandas ships no stubs).
+    out: pd.DataFrame = featurized.toPandas()
     # Arrow hands arrays back as numpy arrays; lists match what featurize_rows returns.
     for column in (HISTORY, STATIC):
         out[column] = [list(map(float, v)) if v is not None else [] for v in out[column]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from platform_assets.ml import schema
@@ -20,7 +21,7 @@ _EDUCATION = ([0, 1, 2, 3, 4, 5, 6], [0.0005, 0.353, 0.468, 0.164, 0.004, 0.009,
 _MARRIAGE = ([0, 1, 2, 3], [0.002, 0.455, 0.532, 0.011])
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return 1.0 / (1.0 + np.exp(-x))
 
 

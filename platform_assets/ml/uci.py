@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from platform_assets.ml import schema
@@ -25,7 +26,8 @@ def read_uci_csv(data: bytes, source: str) -> pd.DataFrame:
 
 def replay_day(ids: pd.Series, days: int) -> np.ndarray:
     """The replay day (0..days-1) of each client ID: the same file always gives the same batches."""
-    return ((ids.to_numpy(dtype="uint64") * np.uint64(_GOLDEN)) % np.uint64(2**32) % np.uint64(days)).astype("int64")
+    codes: npt.NDArray[np.uint64] = ids.to_numpy(dtype="uint64")  # pandas is untyped to mypy (no stubs)
+    return ((codes * np.uint64(_GOLDEN)) % np.uint64(2**32) % np.uint64(days)).astype("int64")
 
 
 def replay_partition(frame: pd.DataFrame, day_index: int, days: int) -> pd.DataFrame:
