@@ -10,9 +10,12 @@ import argparse
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platform_assets import settings
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def latest_partitions(days: int, today: date | None = None) -> list[str]:
@@ -112,10 +115,15 @@ def run_pipeline(
         for partition in partitions:
             _execute(ingest, instance, f"daily_ingest_job {partition}", partition_key=partition, run_config=CONSOLE)
         version = train_and_release(definitions, instance, run_config, deploy=deploy)
-    lake = definitions.resources["lake"]
+    lake = _bound_resource(definitions, "lake")
     record = model_store.load_record(lake, version)
     report = model_store.read_json(lake, model_store.version_key(version, EVALUATION_FILE))
     return {**report, "partitions": len(record.data_versions)}
+
+
+def _bound_resource(definitions: dg.Definitions, key: str) -> Any:
+    """The resource ``definitions`` binds to ``key`` (Dagster types ``Definitions.resources`` as optional)."""
+    return (definitions.resources or {})[key]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +158,7 @@ def print_service_help() -> None:
     from platform_assets.definitions import defs
     from platform_assets.serving.auth import create_key
 
-    deployer = defs().resources["deployer"]
+    deployer = _bound_resource(defs(), "deployer")
     state = deployer.local_manager().current()
     if state is None:
         print("the credit-risk service is not running: see the credit_risk_deployment run")

@@ -15,7 +15,7 @@ from platform_assets.deploy.local import DeploymentFailed, LocalServiceManager, 
 from platform_assets.deploy.rollout import RolloutPlan, Strategy
 
 
-class ServiceDeployer(dg.ConfigurableResource):  # type: ignore[misc]
+class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
     """Where and how the credit-risk service runs. Ports are TCP ports; timeouts are seconds."""
 
     target: Literal["local", "kubernetes"] = Field(default="local", description="local process or Kubernetes.")

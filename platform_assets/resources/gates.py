@@ -8,7 +8,7 @@ from pydantic import Field
 from platform_assets.core import slo
 
 
-class ModelGates(dg.ConfigurableResource):  # type: ignore[misc]
+class ModelGates(dg.ConfigurableResource["ModelGates"]):
     """Quality bars a model must clear (defaults: ``core.slo.MODEL_QUALITY``). AUCs are test-set ROC AUC;
     shares are fractions of rows."""
 

@@ -8,7 +8,7 @@ from pydantic import Field
 from platform_assets.core import slo
 
 
-class FairnessGates(dg.ConfigurableResource):  # type: ignore[misc]
+class FairnessGates(dg.ConfigurableResource["FairnessGates"]):
     """Largest acceptable fairness gaps on the test split, per protected attribute (defaults:
     ``core.slo.FAIRNESS``)."""
 

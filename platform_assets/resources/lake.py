@@ -19,7 +19,7 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class LakeStorage(dg.ConfigurableResource, ABC):  # type: ignore[misc]
+class LakeStorage(dg.ConfigurableResource["LakeStorage"], ABC):
     """Keys are ``/``-separated paths below the lake root, e.g. ``raw/credit_applications/date=.../part.parquet``."""
 
     @abstractmethod

@@ -61,7 +61,7 @@ def mlflow_tracking(context: dg.InitResourceContext) -> MlFlow:
         prepare_tracking_store(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
         # The registry lives in the tracking store: never in whatever registry URI the process set before.
         mlflow.set_registry_uri(config["mlflow_tracking_uri"])
-    return MlFlow(context)
+    return MlFlow(context)  # type: ignore[no-untyped-call]  # dagster-mlflow leaves MlFlow.__init__ unannotated
 
 
 @contextmanager
@@ -91,7 +91,7 @@ def tracking_run(tracker: MlFlow) -> Iterator[str]:
     mlflow.end_run()
 
 
-class ModelRegistry(dg.ConfigurableResource):  # type: ignore[misc]
+class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
     """The MLflow model registry, for reading runs and versions and moving aliases."""
 
     tracking_uri: str

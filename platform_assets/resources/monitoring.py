@@ -22,7 +22,7 @@ from platform_assets.ml.live_quality import DropPolicy
 from platform_assets.ml.service_metrics import predict_latency_buckets, predict_request_counts
 
 
-class LiveMonitoring(dg.ConfigurableResource):  # type: ignore[misc]
+class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
     """Where live outcomes are and what counts as a drop, a drift or a healthy canary."""
 
     inference_db: str = Field(default="", description="Inference log URL without password; empty: the service's.")

@@ -27,7 +27,7 @@ from platform_assets.governance import signing
 logger = logging.getLogger(__name__)
 
 
-class ModelSigner(dg.ConfigurableResource):  # type: ignore[misc]
+class ModelSigner(dg.ConfigurableResource["ModelSigner"]):
     """Ed25519 keys for model manifests (the private key itself never appears in the run config)."""
 
     private_key_file: str | None = Field(default=None, description="PEM private key file (PLATFORM_SIGNING_KEY_FILE).")

@@ -12,7 +12,7 @@ import pandas as pd
 from platform_assets.ml import synthetic, uci
 
 
-class CreditHistorySource(dg.ConfigurableResource):  # type: ignore[misc]
+class CreditHistorySource(dg.ConfigurableResource["CreditHistorySource"]):
     """Produces one day's raw records with the UCI schema."""
 
     kind: Literal["synthetic", "uci_csv"] = "synthetic"

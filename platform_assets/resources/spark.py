@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_pyspark import PySparkResource
 
 
-class CreditSparkResource(PySparkResource):  # type: ignore[misc]
+class CreditSparkResource(PySparkResource):
     """``PySparkResource`` whose local Python workers run this interpreter (the one with the platform).
 
     PySpark starts workers with ``$PYSPARK_PYTHON`` (default: whatever ``python3`` is on PATH), which

@@ -14,7 +14,7 @@ from platform_assets.ml.features import REASON
 from platform_assets.resources.lake import LakeStorage, content_hash
 
 
-class TrainingData(dg.ConfigurableResource):  # type: ignore[misc]
+class TrainingData(dg.ConfigurableResource["TrainingData"]):
     """One definition of the modelling dataset, shared by the CNN, the baselines and the evaluation."""
 
     window_days: int = Field(default=0, description="Newest N tensor partitions to use; 0 uses all.")

@@ -1,5 +1,7 @@
 """Per-client (months x channels) tensors built on Spark, with invalid rows quarantined."""
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -22,7 +24,7 @@ TENSOR_COLUMNS = [
 ]
 
 
-class TensorConfig(dg.Config):  # type: ignore[misc]
+class TensorConfig(dg.Config):
     include_protected: bool = Field(
         default=False,
         description="Append SEX/AGE/MARRIAGE/EDUCATION to the static vector (off: they are only carried along).",
@@ -43,7 +45,7 @@ class TensorConfig(dg.Config):  # type: ignore[misc]
 )
 def credit_history_tensors(
     context: dg.AssetExecutionContext, config: TensorConfig, pyspark: CreditSparkResource, lake: LakeStorage
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     partition = context.partition_key
     with fail_fast():
         raw = lake.read_frame(lake_keys.raw(partition))

@@ -70,7 +70,7 @@ def _log_to_mlflow(model_registry: ModelRegistry, run_id: str, files: dict[str, 
 
 
 # -- fairness -------------------------------------------------------------------------------------------
-class FairnessConfig(dg.Config):  # type: ignore[misc]
+class FairnessConfig(dg.Config):
     age_band_edges: list[int] = Field(
         default=list(fairness_metrics.DEFAULT_AGE_EDGES),
         description="Lower edges of the age bands after the first: [25, 35, 45, 60] gives <25, 25-34, ..., 60+.",
@@ -95,7 +95,7 @@ class FairnessConfig(dg.Config):  # type: ignore[misc]
 )
 def fairness_report(
     context: dg.AssetExecutionContext, config: FairnessConfig, lake: LakeStorage, model_registry: ModelRegistry
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     with fail_fast():
         loaded = model_store.load_version(lake, context.partition_key)
     info, test = loaded.record, loaded.splits["test"]
@@ -143,7 +143,7 @@ def fairness_report(
 
 
 # -- drift and performance ------------------------------------------------------------------------------
-class DriftConfig(dg.Config):  # type: ignore[misc]
+class DriftConfig(dg.Config):
     window_partitions: int = Field(default=1, description="Newest N credit_history_tensors partitions to compare.")
     method: str | None = Field(
         default=None, description="Evidently drift test for every column (e.g. 'ks', 'psi'); None picks per column."
@@ -174,7 +174,7 @@ def scored_frame(model: Any, rows: pd.DataFrame, static_names: list[str]) -> pd.
 )
 def data_drift_report(
     context: dg.AssetExecutionContext, config: DriftConfig, lake: LakeStorage
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     if config.window_partitions < 1:
         raise ValueError(f"window_partitions must be at least 1, got {config.window_partitions}")
     with fail_fast():
@@ -247,7 +247,7 @@ def data_drift_report(
         "recall, F1, ROC AUC, log loss, TPR/TNR/FPR/FNR, confusion matrix and curves); HTML report in the lake."
     ),
 )
-def model_performance_report(context: dg.AssetExecutionContext, lake: LakeStorage) -> dg.MaterializeResult:
+def model_performance_report(context: dg.AssetExecutionContext, lake: LakeStorage) -> dg.MaterializeResult[Any]:
     with fail_fast():
         loaded = model_store.load_version(lake, context.partition_key)
     info, test = loaded.record, loaded.splits["test"]
@@ -303,7 +303,7 @@ def lineage_markdown(manifest: dict[str, Any], signature_status: str) -> str:
 )
 def model_manifest(
     context: dg.AssetExecutionContext, lake: LakeStorage, model_signer: ModelSigner, model_registry: ModelRegistry
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     info = version_record(context, lake)
     version = info.version
     with fail_fast():
@@ -387,7 +387,9 @@ def signature_status(lake: LakeStorage, info: ModelVersion, model_signer: ModelS
         "limitations and the manifest's signature status; shown here and stored beside the model in the lake."
     ),
 )
-def model_card(context: dg.AssetExecutionContext, lake: LakeStorage, model_signer: ModelSigner) -> dg.MaterializeResult:
+def model_card(
+    context: dg.AssetExecutionContext, lake: LakeStorage, model_signer: ModelSigner
+) -> dg.MaterializeResult[Any]:
     info = version_record(context, lake)
     with fail_fast():
         evaluation = read_report(lake, info, EVALUATION_FILE, "model_evaluation")

@@ -1,5 +1,7 @@
 """Weekly retention: archive old lake partitions and inference-log rows, delete old Dagster runs."""
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -12,7 +14,7 @@ from platform_assets.retries import io_retry_policy
 GROUP = "retention"
 
 
-class RetentionConfig(dg.Config):  # type: ignore[misc]
+class RetentionConfig(dg.Config):
     retention_days: int = Field(
         default=retention.DEFAULT_RETENTION_DAYS,
         description="Keep this many days hot; older data is archived.",
@@ -38,7 +40,7 @@ class RetentionConfig(dg.Config):  # type: ignore[misc]
 )
 def data_retention(
     context: dg.AssetExecutionContext, config: RetentionConfig, lake: LakeStorage, live_monitoring: LiveMonitoring
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     from datetime import date
 
     today = date.fromisoformat(config.today) if config.today else None

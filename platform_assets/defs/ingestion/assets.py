@@ -1,6 +1,7 @@
 """Raw daily batches of credit history, landed in the lake."""
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
@@ -28,7 +29,7 @@ RAW_TABLE_SCHEMA = dg.TableSchema(
 )
 def raw_credit_applications(
     context: dg.AssetExecutionContext, credit_source: CreditHistorySource, lake: LakeStorage
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     partition = context.partition_key
     with fail_fast():  # a bad or missing source will not fix itself
         frame = credit_source.load_day(date.fromisoformat(partition))

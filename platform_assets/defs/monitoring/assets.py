@@ -6,6 +6,7 @@ work without these assets being materialized.
 """
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,20 +111,20 @@ def _float_metadata(prefix: str, values: dict[str, Any]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in values.items() if isinstance(v, int | float) and v is not None}
 
 
-def _monitoring_asset(kind: str, description: str) -> Any:
+def _monitoring_asset(kind: str, description: str) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """``dg.asset`` with what every monitoring asset shares: it reads the deployed service's traffic
     (so it follows ``credit_risk_deployment``), its group, owner and the platform's I/O retry policy."""
     return dg.asset(
         deps=[DEPLOYMENT],
         group_name=GROUP,
         kinds={kind},
-            retry_policy=io_retry_policy(),
+        retry_policy=io_retry_policy(),
         description=description,
     )
 
 
 # -- live_model_performance --------------------------------------------------------------------------
-class LivePerformanceConfig(dg.Config):  # type: ignore[misc]
+class LivePerformanceConfig(dg.Config):
     window_hours: float | None = Field(default=None, description="Predictions of the last N hours; None: resource's.")
     min_group_size: int = Field(default=30, description="Groups with fewer labelled outcomes are left out.")
 
@@ -141,7 +142,7 @@ def live_model_performance(
     config: LivePerformanceConfig,
     lake: LakeStorage,
     live_monitoring: LiveMonitoring,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     hours = config.window_hours if config.window_hours is not None else live_monitoring.window_hours
     start = datetime.now(UTC) - timedelta(hours=hours)
     with fail_fast(FileNotFoundError):
@@ -174,7 +175,7 @@ def live_model_performance(
 
 
 # -- canary_decision -----------------------------------------------------------------------------------
-class CanaryDecisionConfig(dg.Config):  # type: ignore[misc]
+class CanaryDecisionConfig(dg.Config):
     expected_challenger: str = Field(
         default="", description="The challenger the sensor judged; nothing changes if the registry moved on."
     )
@@ -220,7 +221,7 @@ def canary_decision(
     model_registry: ModelRegistry,
     live_monitoring: LiveMonitoring,
     deployer: ServiceDeployer,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     aliases = model_registry.aliases()
     weight = model_registry.challenger_weight()
     champion, challenger = aliases.get("champion"), aliases.get("challenger")
@@ -313,7 +314,7 @@ def canary_decision(
 
 
 # -- ab_comparison_report ------------------------------------------------------------------------------
-class ABReportConfig(dg.Config):  # type: ignore[misc]
+class ABReportConfig(dg.Config):
     version_a: str = Field(default="", description="Baseline version; empty: the champion.")
     version_b: str = Field(default="", description="Compared version; empty: the challenger.")
     end_test: bool = Field(
@@ -335,7 +336,7 @@ def ab_comparison_report(
     lake: LakeStorage,
     model_registry: ModelRegistry,
     live_monitoring: LiveMonitoring,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     aliases = model_registry.aliases()
     a = config.version_a or aliases.get("champion")
     b = config.version_b or aliases.get("challenger")

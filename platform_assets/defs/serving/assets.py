@@ -41,7 +41,7 @@ DEPLOYMENT_RECORD = "serving/deployment.json"
 )
 def credit_risk_bento(
     context: dg.AssetExecutionContext, lake: LakeStorage, deployer: ServiceDeployer
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     record = version_record(context, lake)
     bento = build_bento(
         record.version,
@@ -103,7 +103,7 @@ def serving_table(rollout: dict[str, Any]) -> str:
 )
 def credit_risk_deployment(
     context: dg.AssetExecutionContext, lake: LakeStorage, model_registry: ModelRegistry, deployer: ServiceDeployer
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     version = context.partition_key
     with fail_fast():
         bento = model_store.read_json(lake, model_store.version_key(version, BENTO_FILE))
@@ -123,7 +123,7 @@ def credit_risk_deployment(
 
         applied = apply_rollout(deployer, bento["tag"], plan)
         model_registry.apply(plan)
-        metadata = {"target": "kubernetes", "objects": dg.MetadataValue.json(applied)}
+        metadata: dict[str, Any] = {"target": "kubernetes", "objects": dg.MetadataValue.json(applied)}
     else:
         previous_registry = (aliases, model_registry.challenger_weight())
         model_registry.apply(plan)

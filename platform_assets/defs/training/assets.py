@@ -10,6 +10,7 @@ import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -31,7 +32,7 @@ from platform_assets.serving.registry import register_keras_model
 from platform_assets.settings import MODEL_NAME
 
 
-class CNNTrainingConfig(dg.Config):  # type: ignore[misc]
+class CNNTrainingConfig(dg.Config):
     """Knobs of one CNN training run."""
 
     epochs: int = Field(default=60, description="Maximum epochs (early stopping usually ends sooner).")
@@ -110,7 +111,7 @@ def default_risk_model(
     lake: LakeStorage,
     training_data: TrainingData,
     mlflow_tracker: dg.ResourceParam[MlFlow],
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     import mlflow
 
     with fail_fast():
@@ -205,7 +206,7 @@ def default_risk_model(
 )
 def baseline_models(
     context: dg.AssetExecutionContext, lake: LakeStorage, mlflow_tracker: dg.ResourceParam[MlFlow]
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     import mlflow
     import skops.io
 
@@ -257,7 +258,7 @@ def baseline_models(
 )
 def model_evaluation(
     context: dg.AssetExecutionContext, lake: LakeStorage, model_registry: ModelRegistry
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     with fail_fast():
         record = model_store.load_record(lake, context.partition_key)
         baselines, baseline_fits = model_store.load_baselines(lake, record.version)
