@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from platform_assets import observability as obs
+from platform_assets.core import observability as obs
 from platform_assets.core import slo
 
 JSON = dict[str, Any]

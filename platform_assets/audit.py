@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from platform_assets import lake_keys, model_store, settings
+from platform_assets import model_store, settings
+from platform_assets.core import lake_keys, registry, signing
+from platform_assets.core import manifest as manifests
 from platform_assets.core.model_version import RECORD_FILE
 from platform_assets.defs.resources import signer as signer_for
-from platform_assets.governance import manifest as manifests
-from platform_assets.governance import signing
 from platform_assets.resources.lake import LakeStorage, lake_from_uri
 from platform_assets.resources.signer import ModelSigner
 
@@ -74,7 +74,7 @@ def audit_model_version(
     *,
     lake: LakeStorage | None = None,
     signer: ModelSigner | None = None,
-    model: str = settings.MODEL_NAME,
+    model: str = registry.MODEL_NAME,
 ) -> AuditChain:
     """The chain of ``model_version`` (``vN``; a bare number is accepted), its manifest verified."""
     lake = lake or default_lake()
@@ -116,11 +116,10 @@ def lookup_prediction(prediction_id: str) -> dict[str, Any]:
     try:
         import sqlalchemy as sa
 
-        from platform_assets.serving.inference_log import schema as inference_log
-        from platform_assets.serving.inference_log.schema import default_inference_db
+        from platform_assets.core.inference_log import schema as inference_log
     except ImportError as error:
         raise AuditError(f"the inference log is not available in this installation ({error})") from None
-    url = settings.inference_db_url(settings.load()) or default_inference_db()
+    url = settings.inference_db_url(settings.load())
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
         raise AuditError(f"no inference log at {url}: no prediction was served with this configuration")
     engine = inference_log.make_engine(url)

@@ -27,7 +27,7 @@ CODE = {
     "fairness_report": ("ml/fairness_metrics.py", "ml/fairness_rendering.py"),
     "data_drift_report": ("ml/drift.py",),
     "model_performance_report": ("ml/drift.py",),
-    "model_manifest": ("governance/manifest.py", "governance/signing.py"),
+    "model_manifest": ("core/manifest.py", "core/signing.py", "core/model_version.py"),
     "model_card": ("ml/model_card.py",),
 }
 #: Daily data is due by 02:00 UTC (the ingest schedule runs at 01:00); a model older than a week is
@@ -35,9 +35,7 @@ CODE = {
 FRESHNESS = {
     "raw_credit_applications": dg.FreshnessPolicy.cron(deadline_cron="0 2 * * *", lower_bound_delta=timedelta(days=1)),
     "credit_history_tensors": dg.FreshnessPolicy.cron(deadline_cron="0 2 * * *", lower_bound_delta=timedelta(days=1)),
-    "default_risk_model": dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(days=14), warn_window=timedelta(days=8)
-    ),
+    "default_risk_model": dg.FreshnessPolicy.time_window(fail_window=timedelta(days=14), warn_window=timedelta(days=8)),
 }
 
 

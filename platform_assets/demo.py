@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platform_assets import settings
+from platform_assets.core import registry
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo failed: {error}")
         return 1
     print(
-        f"\n{settings.MODEL_NAME} {report['model_version']} on {report['test_rows']} test rows "
+        f"\n{registry.MODEL_NAME} {report['model_version']} on {report['test_rows']} test rows "
         f"({report['partitions']} partitions):\n"
     )
     print(metrics_table(report["metrics"]))
@@ -155,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_service_help() -> None:
     """Where the service runs and a key to call it with (created once, stored hashed)."""
+    from platform_assets.core.api_keys import create_key
     from platform_assets.definitions import defs
-    from platform_assets.serving.auth import create_key
 
     deployer = _bound_resource(defs(), "deployer")
     state = deployer.local_manager().current()

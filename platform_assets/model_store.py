@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from platform_assets import lake_keys
+from platform_assets.core import lake_keys
 from platform_assets.core.model_version import MODEL_FILE, RECORD_FILE, BaselineSet, ModelVersion, version_label
+from platform_assets.core.registry import MODEL_NAME
 from platform_assets.ml.dataset import Split, split_dataset
 from platform_assets.resources.lake import LakeStorage, content_hash
-from platform_assets.settings import MODEL_NAME
 
 BASELINES_FILE = "baselines.json"
 

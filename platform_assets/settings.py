@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Final, Literal
 
@@ -25,23 +24,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from platform_assets.core import slo
+from platform_assets.core.environment import Environment
+from platform_assets.core.inference_log.schema import inference_db_under
 
 #: First daily partition. Part of the asset graph's definition (the snapshot test covers it), not of a
 #: deployment: change it here for data that starts elsewhere.
 PARTITIONS_START: Final = "2026-10-01"
 #: Days of the UCI replay: 30,000 rows become 30 daily batches of about 1,000.
 UCI_REPLAY_DAYS: Final = 30
-MODEL_NAME: Final = "default_risk_model"
 EXPERIMENT_NAME: Final = "credit_risk"
 OWNER: Final = "team:ml-platform"
 #: Secrets are never settings: resources read them with ``dg.EnvVar`` when a run starts (hidden in the UI).
 INFERENCE_DB_PASSWORD: Final = "PLATFORM_INFERENCE_DB_PASSWORD"
-
-
-class Environment(StrEnum):
-    LOCAL = "local"
-    STAGING = "staging"
-    PROD = "prod"
 
 
 class PlatformSettings(BaseSettings):
@@ -135,7 +129,7 @@ class Topology:
     lake_uri: str
     mlflow_tracking_uri: str
     mlflow_artifacts: str | None
-    inference_db: str  # "" for local: the service's own SQLite file under PLATFORM_HOME
+    inference_db: str  # local: the service's own SQLite file under PLATFORM_HOME
     inference_db_password_env: str | None
     k8s_overlay: str
     k8s_namespace: str
@@ -166,7 +160,7 @@ def topology(settings: PlatformSettings) -> Topology:
             lake_uri=str(home / "lake"),
             mlflow_tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
             mlflow_artifacts=(home / "mlflow" / "artifacts").as_uri(),
-            inference_db="",
+            inference_db=inference_db_under(home),
             inference_db_password_env=None,
             k8s_overlay="k8s/overlays/staging",
             k8s_namespace="credit-risk-staging",

@@ -1,5 +1,5 @@
 """Small, fast models for the tests: trained in seconds on synthetic partitions and registered in an MLflow
-store exactly as the training asset registers a version (``registry.register_keras_model``)."""
+store exactly as the training asset registers a version (``resources.mlflow.register_keras_model``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from platform_assets.core.registry import MODEL_NAME
 from platform_assets.ml import features, schema, synthetic
 from platform_assets.ml.model import CNNConfig, build_cnn
 from platform_assets.ml.train import choose_threshold, class_weights, predict_cnn
-from platform_assets.serving import registry
-from platform_assets.settings import EXPERIMENT_NAME, MODEL_NAME
+from platform_assets.resources.mlflow import RegisteredVersion, register_keras_model
+from platform_assets.settings import EXPERIMENT_NAME
 
 
 def synthetic_rows(
@@ -72,12 +73,12 @@ def prepare_store(tracking_uri: str, artifact_root: Path) -> None:
 
 def register_tiny(
     tiny: TinyModel, example: dict[str, np.ndarray], *, model_name: str = MODEL_NAME
-) -> registry.RegisteredVersion:
+) -> RegisteredVersion:
     """Register ``tiny`` in a fresh MLflow run of the current tracking store, tagged like the asset does."""
     import mlflow
 
     with mlflow.start_run():
-        return registry.register_keras_model(
+        return register_keras_model(
             tiny.model,
             threshold=tiny.threshold,
             example_inputs={k: v[:5] for k, v in example.items()},

@@ -70,11 +70,12 @@ def prepare(home: Path) -> dict[str, Any]:
         import mlflow
         import pandas as pd
 
+        from platform_assets.core import registry
+        from platform_assets.core.api_keys import create_key
         from platform_assets.ml import dataset, features, schema, synthetic
         from platform_assets.ml.model import CNNConfig
         from platform_assets.ml.train import TrainConfig, train_cnn
-        from platform_assets.serving import registry
-        from platform_assets.serving.auth import create_key
+        from platform_assets.resources.mlflow import register_keras_model
         from platform_assets.settings import EXPERIMENT_NAME
 
         (home / "mlflow" / "artifacts").mkdir(parents=True)
@@ -89,7 +90,7 @@ def prepare(home: Path) -> dict[str, Any]:
         splits = dataset.split_dataset(rows[rows[features.REASON].isna()], validation=0.15, test=0.15, seed=7)
         trained = train_cnn(splits, TrainConfig(epochs=1, seed=1, cnn=CNNConfig()))
         with mlflow.start_run():
-            registered = registry.register_keras_model(
+            registered = register_keras_model(
                 trained.model,
                 threshold=trained.threshold,
                 example_inputs={k: v[:5] for k, v in splits["train"].keras_inputs().items()},

@@ -114,9 +114,10 @@ class BaselineSet(_Frozen):
     split: SplitSpec
 
 
-def version_label(value: str) -> str:
-    """``v3`` for ``v3`` or ``3``; a clear error for anything else."""
-    label = value if value.startswith("v") else f"v{value}"
+def version_label(value: str | int) -> str:
+    """``v3`` for ``v3``, ``"3"`` or ``3``; a clear error for anything else."""
+    text = str(value)
+    label = text if text.startswith("v") else f"v{text}"
     if not label[1:].isdigit():
         raise ValueError(f"{value!r} is not a model version: expected vN (e.g. v3) or a registry number")
     return label

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets import settings
+from platform_assets.core import registry
 from platform_assets.resources.deployer import ServiceDeployer
 from platform_assets.resources.gates import ModelGates
 from platform_assets.resources.governance_gates import FairnessGates
@@ -98,7 +99,7 @@ def resources_for(config: settings.PlatformSettings) -> dict[str, Any]:
                 "extra_tags": {"platform_env": config.env.value},
             }
         ),
-        "model_registry": ModelRegistry(tracking_uri=topology.mlflow_tracking_uri, model_name=settings.MODEL_NAME),
+        "model_registry": ModelRegistry(tracking_uri=topology.mlflow_tracking_uri, model_name=registry.MODEL_NAME),
         "model_gates": ModelGates(
             auc_floor=config.auc_floor,
             baseline_margin=config.baseline_margin,

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from platform_assets.governance import signing
+from platform_assets.core import signing
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,9 +27,9 @@ from typing import Any, Final
 
 import pandas as pd
 
-from platform_assets import lake_keys
+from platform_assets.core import lake_keys
+from platform_assets.core import manifest as manifests
 from platform_assets.core.model_version import RECORD_FILE
-from platform_assets.governance import manifest as manifests
 from platform_assets.resources.lake import LakeStorage, content_hash
 
 DATA_PREFIXES: Final = (lake_keys.RAW_PREFIX, lake_keys.TENSORS_PREFIX, lake_keys.QUARANTINE_PREFIX)
@@ -151,7 +151,7 @@ def archive_inference_log(
     """Archive and delete inference-log predictions and feedback older than ``cutoff`` (UTC midnight)."""
     import sqlalchemy as sa
 
-    from platform_assets.serving.inference_log import schema as inference_log
+    from platform_assets.core.inference_log import schema as inference_log
 
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not Path(url[len("sqlite:///") :]).is_file():
         return InferenceLogResult(note=f"no inference log at {url}: nothing served yet")

@@ -1,7 +1,7 @@
 """Live model quality from the inference log joined with outcomes, and the accuracy-drop test on it.
 
 Pure functions (no Dagster, no I/O): the monitoring assets and sensors read the inference log with
-``platform_assets.serving.inference_log.reader.read_predictions`` and hand the frame here.
+``platform_assets.core.inference_log.reader.read_predictions`` and hand the frame here.
 
 * ``live_performance``: per model version (and role) labelled count, accuracy, ROC AUC, Brier score,
   expected calibration error and per-group metrics by protected attribute.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from platform_assets import observability as obs
+from platform_assets.core import observability as obs
 
 
 def predict_request_counts(metrics_text: str, endpoint: str = "/predict") -> tuple[int, int]:

@@ -45,7 +45,7 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
 
     def admin_key(self) -> str:
         """The deployer's own admin key (created once, file mode 0600); only its hash is in the key file."""
-        from platform_assets.serving.auth import create_key
+        from platform_assets.core.api_keys import create_key
 
         secret = self.state_dir() / "deployer.key"
         if not secret.exists():

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
+from platform_assets.core import registry
+from platform_assets.core.model_version import version_label
+from platform_assets.core.registry import WEIGHT_TAG as CHALLENGER_WEIGHT_TAG
 from platform_assets.deploy.rollout import RolloutPlan
-from platform_assets.serving.registry import WEIGHT_TAG as CHALLENGER_WEIGHT_TAG
+from platform_assets.ml import features
 
 
 def prepare_tracking_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
@@ -147,3 +153,55 @@ class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
         client = self.client()
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    version: str  # registry version number, e.g. "3"
+    label: str  # "v3": the model_version label used in the lake, responses, the log and metrics
+    model_uri: str
+    sha256: str
+    model_bytes: bytes
+
+
+def register_keras_model(
+    model: Any,
+    *,
+    threshold: float,
+    example_inputs: dict[str, Any],
+    model_name: str = registry.MODEL_NAME,
+    dagster_run_id: str = "",
+    extra_tags: dict[str, str] | None = None,
+) -> RegisteredVersion:
+    """Log ``model`` to the active MLflow run, register it and tag the version for serving.
+
+    Tags: ``threshold``, ``feature_spec_version``, ``model_keras_sha256`` (of the bytes MLflow stored),
+    ``lake_version`` and ``dagster_run_id``, plus ``extra_tags``.
+    """
+    import mlflow
+
+    from platform_assets.ml.train import predict_cnn
+
+    logged = mlflow.tensorflow.log_model(
+        model,
+        name="model",
+        registered_model_name=model_name,
+        signature=mlflow.models.infer_signature(example_inputs, predict_cnn(model, example_inputs)),
+    )
+    version = str(logged.registered_model_version)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=tmp))
+        model_bytes = (local / registry.MODEL_FILE).read_bytes()
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    tags = {
+        registry.THRESHOLD_TAG: repr(float(threshold)),
+        registry.FEATURE_SPEC_TAG: features.FEATURE_SPEC_VERSION,
+        registry.SHA_TAG: sha,
+        "lake_version": version_label(version),
+        "dagster_run_id": dagster_run_id,
+        **(extra_tags or {}),
+    }
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    return RegisteredVersion(version, version_label(version), logged.model_uri, sha, model_bytes)

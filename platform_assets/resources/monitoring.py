@@ -25,7 +25,7 @@ from platform_assets.ml.service_metrics import predict_latency_buckets, predict_
 class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
     """Where live outcomes are and what counts as a drop, a drift or a healthy canary."""
 
-    inference_db: str = Field(default="", description="Inference log URL without password; empty: the service's.")
+    inference_db: str = Field(default="", description="Inference log URL (SQLAlchemy), without its password.")
     inference_db_password: str = Field(default="", description="Its password (a dg.EnvVar in staging and prod).")
     service_url: str = Field(default="", description="Service for /metrics (error rate); empty: not used.")
     window_hours: float = Field(default=24.0, description="Live metrics cover predictions of the last N hours.")
@@ -88,10 +88,8 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
 
     def database(self) -> str:
         """The inference log's URL, with the password (a secret resolved when the run starts) set."""
-        from platform_assets.serving.inference_log.schema import default_inference_db
-
         if not self.inference_db:
-            return default_inference_db()
+            raise ValueError("LiveMonitoring.inference_db is not set: bind it from the environment's table")
         if not self.inference_db_password:
             return self.inference_db
         url = sa.engine.make_url(self.inference_db).set(password=self.inference_db_password)
@@ -108,8 +106,8 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
         Raises ``FileNotFoundError`` when a SQLite log does not exist yet (nothing was served), and
         SQLAlchemy errors when the store cannot be read.
         """
-        from platform_assets.serving.inference_log.reader import read_predictions
-        from platform_assets.serving.inference_log.schema import make_engine
+        from platform_assets.core.inference_log.reader import read_predictions
+        from platform_assets.core.inference_log.schema import make_engine
 
         url = self.database()
         if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):

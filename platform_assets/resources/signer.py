@@ -21,8 +21,8 @@ import dagster as dg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field
 
-from platform_assets import settings
-from platform_assets.governance import signing
+from platform_assets.core import signing
+from platform_assets.core.environment import Environment
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ModelSigner(dg.ConfigurableResource["ModelSigner"]):
     environment: str = Field(default="local", description="local | staging | prod (PLATFORM_ENV).")
 
     def _is_local(self) -> bool:
-        return settings.Environment(self.environment) is settings.Environment.LOCAL
+        return Environment(self.environment) is Environment.LOCAL
 
     def _demo_dir(self) -> Path | None:
         return Path(self.demo_key_dir) if self._is_local() and self.demo_key_dir else None

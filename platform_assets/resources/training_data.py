@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from platform_assets import lake_keys
+from platform_assets.core import lake_keys
 from platform_assets.ml.dataset import Split, split_dataset
 from platform_assets.ml.features import REASON
 from platform_assets.resources.lake import LakeStorage, content_hash

@@ -18,10 +18,10 @@ import numpy as np
 import pydantic_core
 import threadpoolctl
 
+from platform_assets.core.inference_log.schema import PROTECTED_LOG_COLUMNS, new_prediction_ids, utcnow
 from platform_assets.ml import schema
 from platform_assets.serving import metrics, routing
 from platform_assets.serving.bias import BiasWindow
-from platform_assets.serving.inference_log.schema import PROTECTED_LOG_COLUMNS, new_prediction_ids, utcnow
 from platform_assets.serving.inference_log.writer import InferenceLog
 from platform_assets.serving.model_loading import LoadedModel, configure_tensorflow
 from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from platform_assets.core.api_keys import KeyStore, bearer_token
 from platform_assets.serving import metrics
-from platform_assets.serving.auth import KeyStore, bearer_token
 from platform_assets.serving.settings import ServingSettings
 
 ROUTE_ROLES = {"/predict": "predict", "/feedback": "feedback"}

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from platform_assets.serving.auth import ROLES, KeyFileError, create_key
+from platform_assets.core.api_keys import ROLES, KeyFileError, create_key
 from platform_assets.serving.settings import InvalidSettings, ServingSettings
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from platform_assets import observability as obs
+from platform_assets.core import observability as obs
 
 #: Roles a loaded model can have; the ``role`` label takes only these values.
 ROLES = ("champion", "challenger")

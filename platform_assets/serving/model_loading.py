@@ -18,8 +18,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from platform_assets.core import registry
+from platform_assets.core.model_version import version_label
 from platform_assets.ml import features, schema
-from platform_assets.serving import registry
 from platform_assets.serving.graph import UnsupportedModel, export_numpy_graph, verify
 from platform_assets.serving.settings import INFERENCE_BACKENDS
 from platform_assets.serving.signature import SignatureRefused, VerifyKey, verify_version
@@ -165,7 +166,7 @@ def load_version(
 
     mv = client.get_model_version(model_name, version)
     tags = dict(mv.tags or {})
-    label = registry.version_label(version)
+    label = version_label(version)
     spec = tags.get(registry.FEATURE_SPEC_TAG)
     if spec != features.FEATURE_SPEC_VERSION:
         raise ModelRefused(

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from platform_assets.serving import registry
+from platform_assets.core import registry
 from platform_assets.serving.model_loading import LoadedModel, ModelRefused, load_version
 from platform_assets.serving.settings import ServingSettings
 from platform_assets.serving.signature import VerifyKey

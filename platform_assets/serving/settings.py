@@ -20,7 +20,9 @@ from typing import Annotated, Any, Final, Literal, Self, get_args
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from platform_assets.settings import MODEL_NAME, Environment
+from platform_assets.core.environment import Environment
+from platform_assets.core.inference_log.schema import inference_db_under
+from platform_assets.core.registry import MODEL_NAME
 
 ENV_PREFIX: Final = "CREDIT_RISK_"
 #: Bytes of JSON allowed per application when CREDIT_RISK_MAX_BODY_BYTES is not set (plus 1 KiB).
@@ -34,11 +36,6 @@ INFERENCE_BACKENDS: Final[tuple[str, ...]] = get_args(InferenceBackend)
 
 class InvalidSettings(ValueError):
     """One or more serving settings are malformed; the message names each variable."""
-
-
-def inference_db_under(platform_home: Path) -> str:
-    """The inference log's SQLAlchemy URL when none is configured: SQLite under the platform home."""
-    return f"sqlite:///{platform_home / 'serving' / 'inference_log.db'}"
 
 
 def _max_body_bytes(data: dict[str, Any]) -> int:

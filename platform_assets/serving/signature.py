@@ -35,10 +35,11 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from platform_assets.governance import manifest as manifests
-from platform_assets.governance import signing
+from platform_assets.core import manifest as manifests
+from platform_assets.core import signing
+from platform_assets.core.environment import Environment
+from platform_assets.core.registry import MANIFEST_SHA_TAG
 from platform_assets.serving.settings import ServingSettings
-from platform_assets.settings import Environment
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ VERIFY_KEY_ENV: Final = "CREDIT_RISK_VERIFY_KEY_FILE"
 PLATFORM_VERIFY_KEY_ENV: Final = "PLATFORM_VERIFY_KEY_FILE"
 #: Artifact folder of the model version's MLflow run that holds manifest.json and manifest.sig.
 MANIFEST_ARTIFACT_DIR: Final = "governance"
-#: Version tag set by the model_manifest asset once the manifest is logged (sha256 of manifest.json).
-MANIFEST_SHA_TAG: Final = "manifest_sha256"
 #: The name the manifest gives the Keras file (``data/model.keras`` in the MLflow model).
 MANIFEST_MODEL_ARTIFACT: Final = "model.keras"
 UNVERIFIED_PREFIX: Final = "unverified"

@@ -74,12 +74,11 @@ def build(home: Path) -> PipelineHome:
     """Run the pipeline into ``home``; the caller has already put ``pipeline_env(home)`` in ``os.environ``."""
     import dagster as dg
 
-    from platform_assets import lake_keys, model_store, settings
+    from platform_assets import model_store, settings
+    from platform_assets.core import lake_keys, registry, signing
+    from platform_assets.core.api_keys import create_key
     from platform_assets.definitions import defs
     from platform_assets.demo import trained_version
-    from platform_assets.governance import signing
-    from platform_assets.serving import registry
-    from platform_assets.serving.auth import create_key
 
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -109,7 +108,7 @@ def build(home: Path) -> PipelineHome:
                 training_runs[version] = training.run_id
     assert sorted(versions) == ["v1", "v2"], sorted(versions)
     for version in versions:
-        assert lake.exists(f"{lake_keys.model_dir(settings.MODEL_NAME, version)}/manifest.sig")
+        assert lake.exists(f"{lake_keys.model_dir(registry.MODEL_NAME, version)}/manifest.sig")
     tracking_uri = settings.mlflow_tracking_uri()
     registry.set_alias(registry.CHAMPION, "1", tracking_uri=tracking_uri)
     keys_file = home / "api_keys.json"

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from record_support import model_version
 
-from platform_assets import audit, lake_keys, model_store
-from platform_assets.governance import manifest as manifests
-from platform_assets.governance import signing
+from platform_assets import audit, model_store
+from platform_assets.core import lake_keys, signing
+from platform_assets.core import manifest as manifests
 from platform_assets.ml import drift, features
 from platform_assets.resources.lake import LocalLake
 from platform_assets.resources.signer import ModelSigner
@@ -82,7 +82,7 @@ def test_wrong_key_is_reported_not_verified(signed_lake: tuple[LocalLake, ModelS
 def test_chain_from_a_prediction_in_the_inference_log(
     signed_lake: tuple[LocalLake, ModelSigner], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from platform_assets.serving.inference_log import schema as inference_log
+    from platform_assets.core.inference_log import schema as inference_log
 
     lake, signer = signed_lake
     url = f"sqlite:///{tmp_path / 'log.db'}"

@@ -65,8 +65,8 @@ def test_service_serves_signed_versions_and_refuses_tampered_or_unsigned(
     import mlflow
     import model_support
 
-    from platform_assets.serving import registry
-    from platform_assets.settings import MODEL_NAME
+    from platform_assets.core import registry
+    from platform_assets.core.registry import MODEL_NAME
 
     api = Api(service.url, pipeline.api_keys)
     status = api.status()
@@ -155,7 +155,7 @@ def test_auditor_walks_from_the_manifest_to_the_raw_data_in_a_browser(pipeline: 
         )
     from playwright.sync_api import expect, sync_playwright
 
-    from platform_assets.governance import signing
+    from platform_assets.core import signing
 
     latest = max(pipeline.versions, key=lambda v: int(v.removeprefix("v")))
     key_id = signing.key_id(signing.load_public_key_file(pipeline.verify_key))

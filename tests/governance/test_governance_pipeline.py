@@ -11,11 +11,11 @@ import dagster as dg
 import mlflow
 import pytest
 
-from platform_assets import lake_keys, model_store, settings
+from platform_assets import model_store, settings
+from platform_assets.core import lake_keys, registry, signing
+from platform_assets.core import manifest as manifests
 from platform_assets.definitions import defs
 from platform_assets.demo import trained_version
-from platform_assets.governance import manifest as manifests
-from platform_assets.governance import signing
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -54,7 +54,7 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatc
         checks = {e.check_name: e for e in governance.get_asset_check_evaluations()}
 
     info = model_store.load_record(lake, version)
-    folder = lake_keys.model_dir(settings.MODEL_NAME, version)
+    folder = lake_keys.model_dir(registry.MODEL_NAME, version)
     metadata = {
         e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
         for e in governance.get_asset_materialization_events()

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from record_support import model_version
 
+from platform_assets.core import manifest as manifests
+from platform_assets.core import signing
 from platform_assets.core.model_version import ModelVersion
-from platform_assets.governance import manifest as manifests
-from platform_assets.governance import signing
 from platform_assets.resources.signer import ModelSigner
 
 MODEL_BYTES = b"PK\x03\x04 pretend this is a .keras zip" * 100

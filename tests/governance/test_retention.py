@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from platform_assets import lake_keys
+from platform_assets.core import lake_keys
+from platform_assets.core.inference_log import reader
+from platform_assets.core.inference_log import schema as inference_log
 from platform_assets.defs.governance.retention import data_retention
 from platform_assets.governance import retention
 from platform_assets.resources.lake import LocalLake
 from platform_assets.resources.monitoring import LiveMonitoring
-from platform_assets.serving.inference_log import reader
-from platform_assets.serving.inference_log import schema as inference_log
 
 DAYS = ["2026-10-01", "2026-10-02", "2026-10-03", "2026-11-20"]
 TODAY = "2026-12-01"  # with 30 days' retention the cutoff is 2026-11-01

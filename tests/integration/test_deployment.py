@@ -12,10 +12,10 @@ import httpx
 import pytest
 from net_support import free_port
 
+from platform_assets.core.api_keys import create_key
 from platform_assets.defs.resources import resources
 from platform_assets.demo import run_pipeline
 from platform_assets.ml import schema, synthetic
-from platform_assets.serving.auth import create_key
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from record_support import model_version
 
-from platform_assets import lake_keys, model_store, settings
+from platform_assets import model_store, settings
+from platform_assets.core import lake_keys, registry
 from platform_assets.core.model_version import BaselineSet
 from platform_assets.definitions import defs
 from platform_assets.demo import trained_version
@@ -69,11 +70,11 @@ def test_whole_graph_on_synthetic_data(platform_home: Path, monkeypatch: pytest.
 
     info = model_store.load_record(lake, trained)
     assert info.data_versions == {p: content_hash(lake.read_bytes(lake_keys.tensors(p))) for p in PARTITIONS}
-    model_bytes = lake.read_bytes(f"{lake_keys.model_dir(settings.MODEL_NAME, info.version)}/model.keras")
+    model_bytes = lake.read_bytes(f"{lake_keys.model_dir(registry.MODEL_NAME, info.version)}/model.keras")
     assert model_bytes[:2] == b"PK", "native .keras (zip) format expected"
 
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
-    version = client.get_model_version(settings.MODEL_NAME, info.registered_version)
+    version = client.get_model_version(registry.MODEL_NAME, info.registered_version)
     assert version.tags["model_keras_sha256"] == content_hash(model_bytes) == info.artifacts["model.keras"]
     assert float(version.tags["threshold"]) == pytest.approx(info.threshold)
     assert version.tags["feature_spec_version"] == features.FEATURE_SPEC_VERSION
@@ -84,7 +85,7 @@ def test_whole_graph_on_synthetic_data(platform_home: Path, monkeypatch: pytest.
         assert 0.5 < run.data.metrics[name] <= 1.0, name
     assert "feature_spec.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
-    report = model_store.read_json(lake, f"{lake_keys.model_dir(settings.MODEL_NAME, info.version)}/evaluation.json")
+    report = model_store.read_json(lake, f"{lake_keys.model_dir(registry.MODEL_NAME, info.version)}/evaluation.json")
     assert set(report["metrics"]) == {"cnn", "logistic_regression", "hist_gradient_boosting"}
     assert report["test_rows"] == info.rows["test"]
 

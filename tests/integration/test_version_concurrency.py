@@ -10,11 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from platform_assets import lake_keys, model_store, settings
+from platform_assets import model_store
+from platform_assets.core import lake_keys, registry, signing
+from platform_assets.core import manifest as manifests
 from platform_assets.core.model_version import MODEL_FILE
 from platform_assets.definitions import defs
-from platform_assets.governance import manifest as manifests
-from platform_assets.governance import signing
 from platform_assets.resources.lake import content_hash
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -65,7 +65,7 @@ def test_overlapping_retrains_each_release_their_own_version(
         for run in runs:
             version = run["version"]
             record = model_store.load_record(lake, version)
-            folder = lake_keys.model_dir(settings.MODEL_NAME, version)
+            folder = lake_keys.model_dir(registry.MODEL_NAME, version)
             model_bytes = lake.read_bytes(f"{folder}/{MODEL_FILE}")
             # The record is the one its own training run wrote, and it hashes its own model.
             assert record.dagster_run_id == run["training_run_id"]

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from record_support import model_version
 
 from platform_assets import model_store
+from platform_assets.core.inference_log.schema import create_tables, feedback, make_engine, predictions, utcnow
+from platform_assets.core.registry import MODEL_NAME
 from platform_assets.resources.lake import LakeStorage, LocalLake
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.monitoring import LiveMonitoring
-from platform_assets.serving.inference_log.schema import create_tables, feedback, make_engine, predictions, utcnow
-from platform_assets.settings import MODEL_NAME
 
 
 class FakeRegistry(ModelRegistry):

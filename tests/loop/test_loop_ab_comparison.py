@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from loop_support import log_outcomes
 
+from platform_assets.core.inference_log.reader import read_predictions
 from platform_assets.ml import ab_comparison
-from platform_assets.serving.inference_log.reader import read_predictions
 
 
 def test_compare_versions_finds_a_clearly_better_version(tmp_path: Path) -> None:

@@ -17,13 +17,13 @@ import pytest
 from net_support import free_port
 from sensor_support import evaluate_sensor
 
+from platform_assets.core.api_keys import create_key
 from platform_assets.definitions import defs
 from platform_assets.defs.monitoring.sensors import accuracy_drop_sensor, canary_sensor
 from platform_assets.defs.resources import resources
 from platform_assets.defs.training.sensors import model_version_sensor
 from platform_assets.demo import run_pipeline
 from platform_assets.replay import apply_shift, replay, synthetic_source
-from platform_assets.serving.auth import create_key
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from loop_support import log_outcomes
 
+from platform_assets.core.inference_log.reader import read_predictions
 from platform_assets.ml import live_quality
 from platform_assets.ml.live_quality import DropPolicy, quality_breach
-from platform_assets.serving.inference_log.reader import read_predictions
 
 GOOD = {"labelled": 300, "accuracy": 0.82, "roc_auc": 0.78, "brier": 0.14}
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from platform_assets import observability
+from platform_assets.core import observability
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "grafana"

@@ -20,7 +20,7 @@ from ops_support import (
     unknown_names,
 )
 
-from platform_assets import observability
+from platform_assets.core import observability
 
 
 def _dashboard_queries() -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ import yaml
 from ops_support import DASHBOARD_JSON, K8S, RULES, load_yaml, prometheus, recording_rules
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from platform_assets import observability as obs
+from platform_assets.core import observability as obs
 
 pytestmark = pytest.mark.slow
 

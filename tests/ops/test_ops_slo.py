@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from ops_support import DASHBOARD_JSON, GRAFANA, K8S, OVERLAYS, REPO, alerting_rules, kustomize_build, load_yaml
 
-from platform_assets import observability
-from platform_assets.core import slo
+from platform_assets.core import observability, slo
 
 
 def _generator(name: str) -> ModuleType:

@@ -110,9 +110,9 @@ class Server:
 def train_and_register(home: Path) -> Stores:
     import model_support
 
+    from platform_assets.core import registry
+    from platform_assets.core.api_keys import create_key
     from platform_assets.ml import schema
-    from platform_assets.serving import registry
-    from platform_assets.serving.auth import create_key
 
     tracking_uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
     model_support.prepare_store(tracking_uri, home / "mlflow" / "artifacts")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from platform_assets.serving.inference_log import reader, schema, writer
+from platform_assets.core.inference_log import reader, schema
+from platform_assets.serving.inference_log import writer
 
 
 def test_inference_log_round_trip(tmp_path: Path) -> None:

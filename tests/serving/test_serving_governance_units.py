@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from platform_assets.governance import signing
+from platform_assets.core import signing
 from platform_assets.ml import fairness_metrics
 from platform_assets.serving.bias import ATTRIBUTE_OF_COLUMN, BiasWindow, group_labels
 from platform_assets.serving.settings import ServingSettings

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from serving_support import Api, Server, Stores, rows_of
 
-from platform_assets import observability
+from platform_assets.core import observability
 from platform_assets.ml import fairness_metrics
 from platform_assets.serving import engine
 

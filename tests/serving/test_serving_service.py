@@ -15,10 +15,9 @@ import pytest
 from net_support import wait_for_status
 from serving_support import Api, Server, Stores, in_process, local_path, quiet, rows_of
 
-from platform_assets import observability
-from platform_assets.serving import registry
-from platform_assets.serving.inference_log.reader import read_feedback, read_predictions
-from platform_assets.settings import MODEL_NAME
+from platform_assets.core import observability, registry
+from platform_assets.core.inference_log.reader import read_feedback, read_predictions
+from platform_assets.core.registry import MODEL_NAME
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from platform_assets.core import api_keys as auth
 from platform_assets.ml import schema
-from platform_assets.serving import auth, payloads, routing
+from platform_assets.serving import payloads, routing
 from platform_assets.serving.payloads import RequestError
 
 RAW_ROW = {
@@ -150,7 +151,7 @@ def test_parse_predict_matrix_holds_the_columns_for_the_feature_code() -> None:
 def test_observe_many_buckets_exactly_like_observe() -> None:
     from prometheus_client import CollectorRegistry, Histogram
 
-    from platform_assets import observability
+    from platform_assets.core import observability
     from platform_assets.serving import metrics
 
     bounds = observability.SCORE_BUCKETS

@@ -12,10 +12,11 @@ import httpx
 import pydantic
 import pytest
 
-from platform_assets.serving import auth
+from platform_assets.core import api_keys as auth
+from platform_assets.core.environment import Environment
+from platform_assets.core.registry import MODEL_NAME
 from platform_assets.serving.http import AccessPolicy, ServingMiddleware
 from platform_assets.serving.settings import BYTES_PER_ROW, InvalidSettings, ServerSettings, ServingSettings
-from platform_assets.settings import MODEL_NAME, Environment
 
 
 @pytest.fixture

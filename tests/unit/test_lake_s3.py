@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 from record_support import model_version
 
-from platform_assets import lake_keys, model_store
+from platform_assets import model_store
+from platform_assets.core import lake_keys
 from platform_assets.ml import features, schema, synthetic, uci
 from platform_assets.resources.lake import S3Lake, lake_from_uri
 from platform_assets.resources.source import CreditHistorySource

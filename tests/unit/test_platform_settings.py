@@ -65,7 +65,9 @@ def test_local_table_keeps_everything_under_the_home(clean_env: pytest.MonkeyPat
     assert isinstance(bound["lake"], LocalLake) and bound["lake"].root == str(tmp_path / "lake")
     assert bound["deployer"].target == "local" and bound["deployer"].platform_home == str(tmp_path)
     assert bound["model_registry"].tracking_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    assert bound["live_monitoring"].inference_db == "" and bound["live_monitoring"].inference_db_password == ""
+    # The service's own SQLite log under the home: monitoring reads what the local service writes.
+    assert bound["live_monitoring"].database() == f"sqlite:///{tmp_path / 'serving' / 'inference_log.db'}"
+    assert bound["live_monitoring"].inference_db_password == ""
 
 
 def test_an_override_beats_the_table(clean_env: pytest.MonkeyPatch) -> None:

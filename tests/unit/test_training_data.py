@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from platform_assets import lake_keys
+from platform_assets.core import lake_keys
 from platform_assets.ml import features, schema, synthetic
 from platform_assets.resources.lake import LocalLake
 from platform_assets.resources.training_data import TrainingData, load_partitions

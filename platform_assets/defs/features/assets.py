@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from platform_assets import lake_keys
+from platform_assets.core import lake_keys
 from platform_assets.defs.ingestion.assets import raw_credit_applications
 from platform_assets.ml import features, schema
 from platform_assets.ml.spark_features import featurize_on_spark

@@ -18,11 +18,12 @@ from pydantic import Field
 
 import platform_assets
 from platform_assets import model_store
+from platform_assets.core import manifest as manifests
+from platform_assets.core import signing
 from platform_assets.core.model_version import RECORD_FILE, ModelVersion
+from platform_assets.core.registry import MANIFEST_SHA_TAG, MODEL_NAME
 from platform_assets.defs.features.assets import credit_history_tensors
 from platform_assets.defs.training.assets import EVALUATION_FILE, default_risk_model, model_evaluation, version_record
-from platform_assets.governance import manifest as manifests
-from platform_assets.governance import signing
 from platform_assets.ml import drift, evaluate, fairness_metrics, fairness_rendering, features
 from platform_assets.ml.model_card import render_model_card
 from platform_assets.ml.train import predict_cnn
@@ -32,8 +33,6 @@ from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.signer import ModelSigner
 from platform_assets.resources.training_data import TrainingData
 from platform_assets.retries import fail_fast, io_retry_policy
-from platform_assets.serving.signature import MANIFEST_SHA_TAG
-from platform_assets.settings import MODEL_NAME
 
 GROUP = "governance"
 FAIRNESS_JSON, FAIRNESS_HTML = "fairness.json", "fairness.html"
@@ -161,7 +160,8 @@ def scored_frame(model: Any, rows: pd.DataFrame, static_names: list[str]) -> pd.
 
 
 @dg.asset(
-    deps=[default_risk_model, credit_history_tensors],
+    # The report of a version reads the newest tensor partitions (the drift window), whichever they are.
+    deps=[default_risk_model, dg.AssetDep(credit_history_tensors, partition_mapping=dg.AllPartitionMapping())],
     partitions_def=model_versions,
     group_name=GROUP,
     kinds={"evidently"},
@@ -326,7 +326,7 @@ def model_manifest(
         libraries=manifests.library_versions(),
         key_id=signing.key_id(key),
         created_at=datetime.now(UTC).isoformat(),
-        dagster_run_id=context.run_id,
+        dagster_run_id=context.run.run_id,
     )
     body = manifests.canonical_json(document)
     signature = signing.sign(key, body)

@@ -5,9 +5,9 @@ from typing import Any
 import dagster as dg
 
 from platform_assets import model_store
+from platform_assets.core import manifest as manifests
+from platform_assets.core import signing
 from platform_assets.defs.governance.assets import FAIRNESS_JSON, fairness_report, model_manifest, read_report
-from platform_assets.governance import manifest as manifests
-from platform_assets.governance import signing
 from platform_assets.resources.governance_gates import FairnessGates
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.signer import ModelSigner

@@ -63,7 +63,7 @@ def data_retention(
         context.log.info(log_result.note)
     runs = (
         retention.delete_old_runs(
-            context.instance, cutoff, references, current_run_id=context.run_id, dry_run=config.dry_run
+            context.instance, cutoff, references, current_run_id=context.run.run_id, dry_run=config.dry_run
         )
         if config.delete_runs
         else retention.RunsResult()

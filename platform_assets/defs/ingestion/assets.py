@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from platform_assets import lake_keys
+from platform_assets.core import lake_keys
 from platform_assets.ml import schema
 from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage

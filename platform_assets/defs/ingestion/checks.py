@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from platform_assets import lake_keys
+from platform_assets.core import lake_keys
 from platform_assets.defs.ingestion.assets import raw_credit_applications
 from platform_assets.ml.features import quarantine_reasons
 from platform_assets.resources.gates import ModelGates

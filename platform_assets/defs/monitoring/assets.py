@@ -259,7 +259,7 @@ def canary_decision(
     now = datetime.now(UTC).isoformat()
     entry = {
         "at": now,
-        "dagster_run_id": context.run_id,
+        "dagster_run_id": context.run.run_id,
         "champion": champion,
         "challenger": challenger,
         **decision.as_dict(),

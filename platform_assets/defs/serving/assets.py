@@ -153,7 +153,7 @@ def credit_risk_deployment(
         "challenger_since": serving_since(previous, "challenger", plan.challenger, now) if plan.challenger else None,
         "challenger_weight": plan.challenger_weight,
         "deployed_at": now,
-        "dagster_run_id": context.run_id,
+        "dagster_run_id": context.run.run_id,
     }
     model_store.write_json(lake, DEPLOYMENT_RECORD, rollout)
     return dg.MaterializeResult(

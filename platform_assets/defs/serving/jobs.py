@@ -2,11 +2,8 @@
 
 import dagster as dg
 
-from platform_assets.partitions import model_versions
-
 deployment_job = dg.define_asset_job(
     name="deployment_job",
     selection=dg.AssetSelection.groups("serving"),
-    partitions_def=model_versions,
     description="Build credit_risk_bento and roll out credit_risk_deployment for the chosen model version.",
 )

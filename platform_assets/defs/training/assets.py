@@ -19,17 +19,16 @@ from pydantic import Field
 
 from platform_assets import model_store
 from platform_assets.core.model_version import MODEL_FILE, BaselineSet, FeatureSpec, ModelVersion, SplitSpec
+from platform_assets.core.registry import MODEL_NAME
 from platform_assets.defs.features.assets import credit_history_tensors
 from platform_assets.ml import evaluate
 from platform_assets.ml.model import CNNConfig
 from platform_assets.ml.train import TrainConfig, predict_cnn, train_baselines, train_cnn
 from platform_assets.partitions import model_versions
 from platform_assets.resources.lake import LakeStorage, content_hash
-from platform_assets.resources.mlflow import ModelRegistry, tracking_run
+from platform_assets.resources.mlflow import ModelRegistry, register_keras_model, tracking_run
 from platform_assets.resources.training_data import TrainingData
 from platform_assets.retries import fail_fast, io_retry_policy
-from platform_assets.serving.registry import register_keras_model
-from platform_assets.settings import MODEL_NAME
 
 
 class CNNTrainingConfig(dg.Config):
@@ -151,7 +150,7 @@ def default_risk_model(
             threshold=trained.threshold,
             example_inputs={k: v[:5] for k, v in splits["train"].keras_inputs().items()},
             model_name=MODEL_NAME,
-            dagster_run_id=context.run_id,
+            dagster_run_id=context.run.run_id,
         )
     # The lake keeps the very bytes MLflow stored, so one sha256 names the artifact everywhere.
     model_sha = lake.write_bytes(model_store.version_key(registered.label, MODEL_FILE), registered.model_bytes)
@@ -161,7 +160,7 @@ def default_risk_model(
         registered_version=registered.version,
         mlflow_run_id=run_id,
         mlflow_model_uri=registered.model_uri,
-        dagster_run_id=context.run_id,
+        dagster_run_id=context.run.run_id,
         trained_at=datetime.now(UTC),
         artifacts={MODEL_FILE: model_sha},
         threshold=trained.threshold,
@@ -227,7 +226,7 @@ def baseline_models(
     baselines = BaselineSet(
         model_version=record.version,
         mlflow_run_id=run_id,
-        dagster_run_id=context.run_id,
+        dagster_run_id=context.run.run_id,
         artifacts=artifacts,
         thresholds=thresholds,
         validation_roc_auc=val_auc,

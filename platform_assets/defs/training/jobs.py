@@ -7,8 +7,6 @@ new version on as the partition key of ``model_version_job`` (evaluate + governa
 
 import dagster as dg
 
-from platform_assets.partitions import model_versions
-
 TRAINING = dg.AssetSelection.assets("default_risk_model")
 #: Every asset (and its checks) about one model version, up to and including the signed manifest and card.
 PER_VERSION = dg.AssetSelection.groups("training", "governance") - TRAINING
@@ -32,7 +30,6 @@ retrain_and_deploy_job = dg.define_asset_job(
 model_version_job = dg.define_asset_job(
     name="model_version_job",
     selection=PER_VERSION,
-    partitions_def=model_versions,
     description=(
         "For one model version: baselines, side-by-side evaluation and quality gate, fairness, drift and "
         "performance reports, signed manifest and model card, with their blocking gates."
@@ -42,7 +39,6 @@ model_version_job = dg.define_asset_job(
 release_job = dg.define_asset_job(
     name="release_job",
     selection=PER_VERSION | SERVING,
-    partitions_def=model_versions,
     description="model_version_job for one version, then build its Bento and roll it out.",
 )
 

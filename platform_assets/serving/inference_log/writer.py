@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from platform_assets.serving.inference_log.schema import (
+from platform_assets.core.inference_log.schema import (
     FLOAT_COLUMNS,
     ROW_COLUMNS,
     create_tables,

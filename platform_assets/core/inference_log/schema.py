@@ -11,9 +11,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from platform_assets import settings as platform_settings
-from platform_assets.serving.settings import inference_db_under
-
 metadata = sa.MetaData()
 
 predictions = sa.Table(
@@ -75,13 +72,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def default_inference_db() -> str:
-    """The service's default log (``settings.inference_db_under``) for this process's ``$PLATFORM_HOME``.
-
-    For the control plane (monitoring, audit, retention) when ``CREDIT_RISK_INFERENCE_DB`` is not set;
-    the service itself takes the URL from its settings (``ServingSettings.inference_db``).
-    """
-    return inference_db_under(platform_settings.platform_home())
+def inference_db_under(platform_home: Path) -> str:
+    """The inference log's SQLAlchemy URL when none is configured: SQLite under the platform home."""
+    return f"sqlite:///{platform_home / 'serving' / 'inference_log.db'}"
 
 
 def make_engine(url: str) -> Engine:

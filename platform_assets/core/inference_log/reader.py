@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from platform_assets.serving.inference_log.schema import feedback, make_engine, predictions
+from platform_assets.core.inference_log.schema import feedback, make_engine, predictions
 
 
 def _engine(source: str | Engine) -> Engine:

@@ -1,0 +1,48 @@
+"""The MLflow model registry as a contract: the model's name, the aliases that say who serves, the tags the
+service verifies when it loads a version, and the moves of aliases and traffic weight.
+
+Training writes these tags (``platform_assets.resources.mlflow.register_keras_model``); the service reads
+them (``platform_assets.serving.registry_polling``); the rollout moves the aliases. MLflow is imported
+only when a function runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+#: The registered model of the platform.
+MODEL_NAME: Final = "default_risk_model"
+CHAMPION: Final = "champion"
+CHALLENGER: Final = "challenger"
+#: Registered-model tag: the challenger's share of traffic in percent (0..100).
+WEIGHT_TAG: Final = "challenger_weight"
+#: Version tags the service reads (and verifies) when it loads a version.
+THRESHOLD_TAG: Final = "threshold"
+FEATURE_SPEC_TAG: Final = "feature_spec_version"
+SHA_TAG: Final = "model_keras_sha256"
+#: Version tag: sha256 of the version's signed manifest.json (set by model_manifest).
+MANIFEST_SHA_TAG: Final = "manifest_sha256"
+#: Where MLflow's tensorflow flavor keeps the .keras file inside a logged model.
+MODEL_FILE: Final = "data/model.keras"
+
+
+def client(tracking_uri: str | None) -> Any:
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def set_alias(alias: str, version: str | int, *, model_name: str = MODEL_NAME, tracking_uri: str | None = None) -> None:
+    """Point ``alias`` (champion or challenger) at ``version`` (``3`` or ``"v3"``)."""
+    client(tracking_uri).set_registered_model_alias(model_name, alias, str(version).removeprefix("v"))
+
+
+def remove_alias(alias: str, *, model_name: str = MODEL_NAME, tracking_uri: str | None = None) -> None:
+    client(tracking_uri).delete_registered_model_alias(model_name, alias)
+
+
+def set_challenger_weight(percent: float, *, model_name: str = MODEL_NAME, tracking_uri: str | None = None) -> None:
+    """Route ``percent`` (0..100) of application IDs to the challenger."""
+    if not 0.0 <= float(percent) <= 100.0:
+        raise ValueError(f"challenger weight must be within 0..100 percent, got {percent}")
+    client(tracking_uri).set_registered_model_tag(model_name, WEIGHT_TAG, repr(float(percent)))

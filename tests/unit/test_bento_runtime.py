@@ -1,0 +1,71 @@
+"""The Bento ships the serving runtime and nothing else: no Dagster, no defs/, no training or governance code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from platform_assets.deploy.bento import build_runtime_wheel, code_version, runtime_files
+
+CONTROL_PLANE = ("defs", "resources", "governance", "deploy", "settings.py", "model_store.py", "definitions.py")
+
+
+def test_runtime_files_are_the_serving_import_closure() -> None:
+    files = {path.as_posix() for path in runtime_files()}
+    assert {
+        "platform_assets/serving/http.py",
+        "platform_assets/core/registry.py",
+        "platform_assets/ml/features.py",
+    } <= files
+    for name in CONTROL_PLANE:
+        assert not any(f.startswith(f"platform_assets/{name}") for f in files), name
+    assert "platform_assets/ml/train.py" not in files, "training code is not served"
+
+
+def test_the_runtime_wheel_imports_on_its_own_without_dagster(tmp_path: Path) -> None:
+    wheel = build_runtime_wheel(tmp_path / "wheels", dict(os.environ))
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if n.startswith("platform_assets/")]
+        archive.extractall(tmp_path / "site")
+    assert sorted(names) == sorted(p.as_posix() for p in runtime_files())
+    # Every module of the wheel imports from the extracted copy (not the checkout), and none loads Dagster.
+    probe = (
+        "import importlib, pkgutil, sys, platform_assets\n"
+        "assert platform_assets.__file__.startswith(sys.argv[1]), platform_assets.__file__\n"
+        "modules = [m.name for m in pkgutil.walk_packages(platform_assets.__path__, 'platform_assets.')]\n"
+        "for name in modules: importlib.import_module(name)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_mlflow', 'pyspark'))\n"
+        "assert not loaded, loaded\n"
+        "print(len(modules))\n"
+    )
+    site = str(tmp_path / "site")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, site],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": site},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.strip()) == len([n for n in names if n.endswith(".py")]) - 1  # all but the root
+
+
+def test_code_outside_the_runtime_does_not_change_the_code_version(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    copy = tmp_path / "repo"
+    for relative in [*runtime_files(repo), Path("platform_assets/defs/serving/assets.py")]:
+        (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+        (copy / relative).write_bytes((repo / relative).read_bytes())
+    (copy / "bentos").mkdir()
+    (copy / "bentos" / "credit_risk").symlink_to(repo / "bentos" / "credit_risk", target_is_directory=True)
+    before = code_version(copy)
+    (copy / "platform_assets/defs/serving/assets.py").write_text("# control-plane change\n")
+    assert code_version(copy) == before
+    served = copy / "platform_assets/serving/routing.py"
+    served.write_text(served.read_text() + "\n# served change\n")
+    assert code_version(copy) != before
