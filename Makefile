@@ -8,7 +8,7 @@ ROLE ?= predict
 # A retrain started by the sensors rolls the new model out as a canary (10 % -> 50 % -> promote).
 export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
-.PHONY: demo test install system-packages lint lint-fast check-defs materialize ui loop-demo service-status \
+.PHONY: demo test install system-packages lint check-defs materialize ui loop-demo service-status \
         service-stop api-key signing-keys bench-uci bench-serving clean
 
 # What the suite drives for real, as `program:Debian package`. kubectl (the ops tests' kustomize) comes
@@ -45,7 +45,7 @@ materialize: install
 	$(BIN)/python -m platform_assets.demo
 
 # dg warns unless the virtual environment beside pyproject.toml is the active one.
-ui check-defs lint-fast: export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+ui check-defs lint: export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
 # Ctrl-C reaches dg and make alike; dg stops the webserver, daemon and code server, and make waits for it.
 ui: install
@@ -60,17 +60,12 @@ test: install system-packages
 check-defs: install
 	$(BIN)/dg check defs
 
-## make lint: ruff, mypy (strict) and the import contracts in .importlinter.
+## make lint: ruff (lint + format), mypy strict (0 errors), the layer contracts in .importlinter, and
+## dg check defs (the code location loads). .ci/run runs it before the tests.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
-
-## make lint-fast: lint without mypy, then check-defs (what .ci/run runs until mypy is clean).
-lint-fast: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/dg check defs
 
