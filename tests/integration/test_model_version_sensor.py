@@ -53,3 +53,21 @@ def test_each_version_is_handed_to_the_job_after_its_training(platform_home: Pat
         third = tick(instance, second.cursor)
         assert not third.run_requests
         assert json.loads(third.cursor or "{}")["storage_id"] == json.loads(second.cursor or "{}")["storage_id"]
+
+
+def test_a_version_already_evaluated_in_process_is_not_handed_on_again(platform_home: Path) -> None:
+    """make demo runs the per-version job in process; the daemon's sensor must not run it a second time."""
+    with dg.DagsterInstance.get() as instance:
+        train_stub(instance, "training_job", "v1")
+
+        @dg.asset(name="model_evaluation", partitions_def=dg.DynamicPartitionsDefinition(name="model_versions"))
+        def evaluated() -> None:
+            return None
+
+        job = dg.define_asset_job("model_version_job", selection=[evaluated])
+        dg.Definitions(assets=[evaluated], jobs=[job]).resolve_job_def("model_version_job").execute_in_process(
+            instance=instance, partition_key="v1"
+        )
+        result = tick(instance, None)
+    assert not result.run_requests
+    assert json.loads(result.cursor or "{}")["storage_id"] > 0, "the cursor moves past the version"

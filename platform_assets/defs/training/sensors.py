@@ -31,6 +31,9 @@ def version_runs(instance: dg.DagsterInstance, after_storage_id: int) -> tuple[l
         run = instance.get_run_by_id(record.run_id)
         training_job = run.job_name if run else "?"
         job_name = NEXT_JOB.get(training_job, model_version_job.name)
+        if _already_ran(instance, job_name, version):
+            skipped.append(f"{job_name} already ran for {version} (e.g. in process, by make demo)")
+            continue
         tags = {k: v for k, v in (run.tags if run else {}).items() if k.startswith("loop/")}
         requests.append(
             dg.RunRequest(
@@ -41,6 +44,14 @@ def version_runs(instance: dg.DagsterInstance, after_storage_id: int) -> tuple[l
             )
         )
     return requests, skipped, position
+
+
+def _already_ran(instance: dg.DagsterInstance, job_name: str, version: str) -> bool:
+    """Whether ``job_name`` has a run for ``version`` already (launched by this sensor or run in process)."""
+    runs = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, tags={"dagster/partition": version}), limit=1
+    )
+    return bool(runs)
 
 
 @dg.sensor(
@@ -59,7 +70,7 @@ def model_version_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     after = int(cursor.get("storage_id", 0))
     requests, skipped, position = version_runs(context.instance, after)
     for reason in skipped:
-        context.log.warning(reason)
+        context.log.info(reason)
     if not requests:
         return dg.SensorResult(skip_reason="no new model version", cursor=json.dumps({"storage_id": position}))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps({"storage_id": position}))
