@@ -14,7 +14,9 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,6 +40,27 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = REPO / "test-artifacts"
+
+
+@contextmanager
+def ui_page() -> Iterator[Any]:
+    """A headless Chromium page for the Dagster UI; screenshots go to ``test-artifacts/``."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: make test installs Debian's chromium package (make system-packages)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            # The first-visit "Join the Dagster community" dialog opens whenever the UI gets to it (after
+            # the page settled, in one CI run) and then blocks every click: dismiss it whenever it shows.
+            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+            yield page
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -149,61 +172,47 @@ def webserver(pipeline: PipelineHome, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def test_auditor_walks_from_the_manifest_to_the_raw_data_in_a_browser(pipeline: PipelineHome, webserver: str) -> None:
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"{CHROMIUM} is missing: .ci/run must install Debian's chromium package (apt-get install -y chromium)"
-        )
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from platform_assets.core import signing
 
     latest = max(pipeline.versions, key=lambda v: int(v.removeprefix("v")))
     key_id = signing.key_id(signing.load_public_key_file(pipeline.verify_key))
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(60_000)
-            # The first-visit "Join the Dagster community" dialog opens whenever the UI gets to it (after
-            # the page settled, in one CI run) and then blocks every click: dismiss it whenever it shows.
-            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
-            page.goto(f"{webserver}/assets/model_manifest", wait_until="networkidle")
+    with ui_page() as page:
+        page.goto(f"{webserver}/assets/model_manifest", wait_until="networkidle")
 
-            # The latest materialization's metadata: model version, signature, fairness summary.
-            def metadata_row(key: str) -> str:
-                row = page.locator("tr", has=page.get_by_text(key, exact=True)).first
-                expect(row).to_be_visible()
-                return row.inner_text()
+        # The latest materialization's metadata: model version, signature, fairness summary.
+        def metadata_row(key: str) -> str:
+            row = page.locator("tr", has=page.get_by_text(key, exact=True)).first
+            expect(row).to_be_visible()
+            return row.inner_text()
 
-            assert re.search(rf"\b{latest}\b", metadata_row("model_version")), metadata_row("model_version")
-            assert f"signed with {key_id}" in metadata_row("signature")
-            fairness_text = metadata_row("fairness_summary")
-            assert "disparate_impact_ratio" in fairness_text and "four_fifths_rule_passed" in fairness_text
-            assert re.search(r"\bsex\b", fairness_text) and re.search(r"\bage_band\b", fairness_text)
-            assert pipeline.versions[latest].mlflow_run_id in metadata_row("lineage")
-            page.screenshot(path=str(ARTIFACTS / "auditor_1_model_manifest.png"))
-            fairness_row = page.locator("tr", has=page.get_by_text("fairness_summary", exact=True)).first
-            fairness_row.scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "auditor_1b_fairness_summary.png"))
+        assert re.search(rf"\b{latest}\b", metadata_row("model_version")), metadata_row("model_version")
+        assert f"signed with {key_id}" in metadata_row("signature")
+        fairness_text = metadata_row("fairness_summary")
+        assert "disparate_impact_ratio" in fairness_text and "four_fifths_rule_passed" in fairness_text
+        assert re.search(r"\bsex\b", fairness_text) and re.search(r"\bage_band\b", fairness_text)
+        assert pipeline.versions[latest].mlflow_run_id in metadata_row("lineage")
+        page.screenshot(path=str(ARTIFACTS / "auditor_1_model_manifest.png"))
+        fairness_row = page.locator("tr", has=page.get_by_text("fairness_summary", exact=True)).first
+        fairness_row.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "auditor_1b_fairness_summary.png"))
 
-            # Lineage, all the way upstream, then into the raw data asset.
-            page.get_by_role("tab", name="Lineage").click()
-            page.get_by_role("button", name="Upstream").click()
-            page.get_by_role("button", name="All", exact=True).click()
-            for name in ("fairness_report", "default_risk_model", "model_evaluation"):
-                expect(page.get_by_text(name, exact=True).first).to_be_visible()
-            raw = page.get_by_text(re.compile(r"^raw_.*applications$")).first  # long names are elided in nodes
-            expect(raw).to_be_visible()
-            page.wait_for_timeout(500)  # let the graph finish its layout animation for the screenshot
-            page.screenshot(path=str(ARTIFACTS / "auditor_2_lineage_upstream.png"))
-            raw.dblclick()
-            page.wait_for_url(re.compile(r"/assets/raw_credit_applications"))
-            expect(page.get_by_text("raw_credit_applications").first).to_be_visible()
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(ARTIFACTS / "auditor_3_raw_credit_applications.png"))
-        finally:
-            browser.close()
+        # Lineage, all the way upstream, then into the raw data asset.
+        page.get_by_role("tab", name="Lineage").click()
+        page.get_by_role("button", name="Upstream").click()
+        page.get_by_role("button", name="All", exact=True).click()
+        for name in ("fairness_report", "default_risk_model", "model_evaluation"):
+            expect(page.get_by_text(name, exact=True).first).to_be_visible()
+        raw = page.get_by_text(re.compile(r"^raw_.*applications$")).first  # long names are elided in nodes
+        expect(raw).to_be_visible()
+        page.wait_for_timeout(500)  # let the graph finish its layout animation for the screenshot
+        page.screenshot(path=str(ARTIFACTS / "auditor_2_lineage_upstream.png"))
+        raw.dblclick()
+        page.wait_for_url(re.compile(r"/assets/raw_credit_applications"))
+        expect(page.get_by_text("raw_credit_applications").first).to_be_visible()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "auditor_3_raw_credit_applications.png"))
     for name in (
         "auditor_1_model_manifest.png",
         "auditor_1b_fairness_summary.png",
@@ -215,28 +224,18 @@ def test_auditor_walks_from_the_manifest_to_the_raw_data_in_a_browser(pipeline: 
 
 def test_auditor_opens_each_version_of_the_manifest_in_a_browser(pipeline: PipelineHome, webserver: str) -> None:
     """Per-version lineage in the UI: model_manifest for v1 and for v2, each with its own model's sha256."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: make test installs Debian's chromium package")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     shown: dict[str, str] = {}
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
-            for version in ("v1", "v2"):
-                page.goto(f"{webserver}/assets/model_manifest?view=partitions&partition={version}")
-                row = page.locator("tr", has=page.get_by_text("model_sha256", exact=True)).first
-                expect(row).to_be_visible()
-                text = row.inner_text()
-                match = re.search(r"\b[0-9a-f]{64}\b", text)
-                assert match, text
-                shown[version] = match.group(0)
-                page.screenshot(path=str(ARTIFACTS / f"auditor_4_model_manifest_{version}.png"))
-        finally:
-            browser.close()
+    with ui_page() as page:
+        for version in ("v1", "v2"):
+            page.goto(f"{webserver}/assets/model_manifest?view=partitions&partition={version}")
+            row = page.locator("tr", has=page.get_by_text("model_sha256", exact=True)).first
+            expect(row).to_be_visible()
+            text = row.inner_text()
+            match = re.search(r"\b[0-9a-f]{64}\b", text)
+            assert match, text
+            shown[version] = match.group(0)
+            page.screenshot(path=str(ARTIFACTS / f"auditor_4_model_manifest_{version}.png"))
     assert shown == {version: record.model_sha256 for version, record in pipeline.versions.items()}
     assert shown["v1"] != shown["v2"]
