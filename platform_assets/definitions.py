@@ -11,10 +11,11 @@ import hashlib
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from platform_assets.settings import OWNER
+from platform_assets.settings import OWNER, PlatformSettings
 
 PACKAGE = Path(__file__).parent
 #: The modules whose code defines each asset's output.
@@ -56,8 +57,7 @@ def _shared(spec: dg.AssetSpec) -> dg.AssetSpec:
     )
 
 
-@dg.definitions
-def defs() -> dg.Definitions:
+def _load(resources: dict[str, Any] | None) -> dg.Definitions:
     loaded = dg.load_from_defs_folder(path_within_project=PACKAGE)
     # A module that imports another's asset (to draw an edge) hands the loader the same object twice: keep one,
     # so that the mapped copies stay one asset each.
@@ -68,7 +68,7 @@ def defs() -> dg.Definitions:
         jobs=loaded.jobs,
         schedules=loaded.schedules,
         sensors=loaded.sensors,
-        resources=loaded.resources,
+        resources=resources if resources is not None else loaded.resources,
         executor=loaded.executor,
         loggers=loaded.loggers,
         metadata=loaded.metadata,
@@ -76,3 +76,17 @@ def defs() -> dg.Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # chosen on purpose: the one place specs are shared
         return unique.map_resolved_asset_specs(func=_shared)
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location, its resources bound from the environment's settings (``defs/resources.py``)."""
+    return _load(None)
+
+
+def bound_to(config: PlatformSettings) -> dg.Definitions:
+    """The same code location with its resources bound from ``config`` (tests and tools build settings
+    directly instead of setting environment variables)."""
+    from platform_assets.defs.resources import resources_for
+
+    return _load(resources_for(config))

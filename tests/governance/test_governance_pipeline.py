@@ -14,8 +14,9 @@ import pytest
 from platform_assets import model_store, settings
 from platform_assets.core import lake_keys, registry, signing
 from platform_assets.core import manifest as manifests
-from platform_assets.definitions import defs
+from platform_assets.definitions import bound_to
 from platform_assets.demo import trained_version
+from platform_assets.settings import PlatformSettings
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -30,13 +31,12 @@ def audit(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLATFORM_ROWS_PER_DAY", "1500")
-    monkeypatch.setenv("PLATFORM_AUC_FLOOR", "0.5")
+def test_governance_assets_gates_and_audit_chain(platform_home: Path) -> None:
     # A 600-row test split gives noisy gaps: loose bounds here, the strict run below shows the gate blocking.
-    monkeypatch.setenv("PLATFORM_MIN_DISPARATE_IMPACT", "0.5")
-    monkeypatch.setenv("PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF", "0.6")
-    definitions = defs()
+    config = PlatformSettings(
+        rows_per_day=1500, auc_floor=0.5, min_disparate_impact=0.5, max_equal_opportunity_diff=0.6
+    )
+    definitions = bound_to(config)
     lake = definitions.resources["lake"]
     with dg.DagsterInstance.get() as instance:
         for partition in PARTITIONS:
@@ -140,8 +140,7 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatc
         assert f"{partition}  {digest}" in chain.stdout
 
     # A strict fairness bound blocks the manifest and the card in that run.
-    monkeypatch.setenv("PLATFORM_MIN_DISPARATE_IMPACT", "0.9999")
-    strict = defs()
+    strict = bound_to(config.model_copy(update={"min_disparate_impact": 0.9999}))
     with dg.DagsterInstance.get() as instance:
         blocked = strict.resolve_job_def("model_version_job").execute_in_process(
             instance=instance,
@@ -155,13 +154,12 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path, monkeypatc
     assert {e.asset_key.to_user_string() for e in blocked.get_asset_materialization_events()} == {"fairness_report"}
 
     # One flipped byte in the model: the manifest gate fails naming the file, the audit says NOT VERIFIED.
-    monkeypatch.setenv("PLATFORM_MIN_DISPARATE_IMPACT", "0.0")
     model_bytes = bytearray(lake.read_bytes(f"{folder}/model.keras"))
     model_bytes[len(model_bytes) // 2] ^= 0x01
     lake.write_bytes(f"{folder}/model.keras", bytes(model_bytes))
     with dg.DagsterInstance.get() as instance:
         tampered = (
-            defs()
+            bound_to(config.model_copy(update={"min_disparate_impact": 0.0}))
             .resolve_job_def("model_version_job")
             .execute_in_process(
                 instance=instance,

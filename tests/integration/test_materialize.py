@@ -13,10 +13,11 @@ from record_support import model_version
 from platform_assets import model_store, settings
 from platform_assets.core import lake_keys, registry
 from platform_assets.core.model_version import BaselineSet
-from platform_assets.definitions import defs
+from platform_assets.definitions import bound_to, defs
 from platform_assets.demo import trained_version
 from platform_assets.ml import features, schema
 from platform_assets.resources.lake import content_hash
+from platform_assets.settings import PlatformSettings
 
 EVALUATION = dg.AssetKey("model_evaluation")
 
@@ -35,10 +36,8 @@ def data_version(instance: dg.DagsterInstance, asset: str, partition: str | None
     return records[0].asset_materialization.tags["dagster/data_version"]
 
 
-def test_whole_graph_on_synthetic_data(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLATFORM_ROWS_PER_DAY", "600")
-    monkeypatch.setenv("PLATFORM_AUC_FLOOR", "0.6")
-    definitions = defs()
+def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
+    definitions = bound_to(PlatformSettings(rows_per_day=600, auc_floor=0.6))
     lake = definitions.resources["lake"]
     with dg.DagsterInstance.get() as instance:
         for partition in PARTITIONS:
