@@ -172,9 +172,9 @@ def one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def pod_specs(objects: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(workload, pod template) for every Rollout and Deployment."""
+    """(workload, pod template) for every Rollout, Deployment and Job."""
     for obj in objects:
-        if obj["kind"] in ("Rollout", "Deployment"):
+        if obj["kind"] in ("Rollout", "Deployment", "Job"):
             yield obj, obj["spec"]["template"]
 
 
