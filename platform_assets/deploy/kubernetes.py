@@ -1,5 +1,10 @@
 """The kubernetes target: render the kustomize overlay for a Bento and apply it server-side.
 
+Only the model service's objects are applied (those ``k8s/base`` labels ``credit-risk.io/applied-by``), never
+Dagster's own: the run pod's service account may not rewrite its own RBAC. Every object is first sent as a
+server-side dry run; only when the API server accepts them all is any applied, so a rejected object (a bad
+field, a missing CRD, a denied verb) leaves the cluster as it was.
+
 The image ``<image_repository>:<bento version>`` must exist in the cluster's registry: build it from
 the Bento with ``bentoml containerize credit_risk:<version>`` in CI/CD (it needs a container engine).
 """
@@ -9,7 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
@@ -22,6 +27,26 @@ if TYPE_CHECKING:
 ROLLOUT_NAME = "credit-risk-service"
 MODEL_VERSION_ANNOTATION = "credit-risk.io/model-version"
 FIELD_MANAGER = "credit-risk-platform"
+#: The label (and value) ``k8s/base/kustomization.yaml`` puts on what this target applies.
+APPLIED_BY_LABEL = "credit-risk.io/applied-by"
+APPLIED_BY = "credit-risk-deployment"
+
+
+class ApplyClient(Protocol):
+    """The part of ``kubernetes.dynamic.DynamicClient`` this target uses (tests pass a fake)."""
+
+    @property
+    def resources(self) -> Any: ...
+
+    def server_side_apply(
+        self,
+        resource: Any,
+        body: Any = None,
+        name: Any = None,
+        namespace: Any = None,
+        force_conflicts: Any = None,
+        **kwargs: Any,
+    ) -> Any: ...
 
 
 def render(overlay: Path, image: str, model_version: str) -> list[dict[str, Any]]:
@@ -44,30 +69,44 @@ def render(overlay: Path, image: str, model_version: str) -> list[dict[str, Any]
     return objects
 
 
+def service_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects this target applies: the model service's, by their ``credit-risk.io/applied-by`` label."""
+    return [o for o in objects if o["metadata"].get("labels", {}).get(APPLIED_BY_LABEL) == APPLIED_BY]
+
+
+def apply_objects(client: ApplyClient, objects: list[dict[str, Any]], namespace: str) -> list[str]:
+    """Server-side apply of ``objects``: all as a dry run first, then all for real; ``kind/name`` of each.
+
+    An object the API server rejects in the dry run (or whose kind it does not know) raises before anything
+    is applied.
+    """
+    resolved = [(client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"]), obj) for obj in objects]
+    for dry_run in (True, False):
+        for resource, obj in resolved:
+            target_namespace = obj["metadata"].get("namespace") or namespace
+            client.server_side_apply(
+                resource,
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=target_namespace if resource.namespaced else None,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+                **({"dry_run": "All"} if dry_run else {}),
+            )
+    return [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects]
+
+
 def apply_rollout(deployer: ServiceDeployer, bento_tag: str, plan: RolloutPlan) -> list[str]:
-    """Server-side apply of the rendered overlay to the cluster in the current kube context."""
+    """Dry-run, then apply, the service's objects of the rendered overlay in the current kube context."""
     from kubernetes import config, dynamic
     from kubernetes.client import api_client
 
     image = f"{deployer.image_repository}:{bento_tag.split(':', 1)[1]}"
     version = plan.challenger or plan.champion
-    objects = render(REPO / deployer.k8s_overlay, image, version)
+    objects = service_objects(render(REPO / deployer.k8s_overlay, image, version))
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
     client = dynamic.DynamicClient(api_client.ApiClient())
-    applied = []
-    for obj in objects:
-        resource = client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        namespace = obj["metadata"].get("namespace") or deployer.k8s_namespace
-        client.server_side_apply(
-            resource,
-            body=obj,
-            name=obj["metadata"]["name"],
-            namespace=namespace if resource.namespaced else None,
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
-        applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
-    return applied
+    return apply_objects(client, objects, deployer.k8s_namespace)
