@@ -20,8 +20,14 @@ from platform_assets.settings import OWNER, PlatformSettings
 PACKAGE = Path(__file__).parent
 #: The modules whose code defines each asset's output.
 CODE = {
-    "raw_credit_applications": ("ml/schema.py", "ml/synthetic.py", "ml/uci.py", "resources/source.py"),
-    "credit_history_tensors": ("ml/features.py", "ml/spark_features.py", "ml/schema.py"),
+    "raw_credit_applications": (
+        "ml/schema.py",
+        "ml/synthetic.py",
+        "ml/uci.py",
+        "resources/source.py",
+        "dataplane/partitions.py",
+    ),
+    "credit_history_tensors": ("ml/features.py", "dataplane/tensors.py", "dataplane/partitions.py", "ml/schema.py"),
     "default_risk_model": ("ml/model.py", "ml/train.py", "ml/dataset.py", "defs/training/assets.py"),
     "baseline_models": ("ml/train.py", "ml/dataset.py"),
     "model_evaluation": ("ml/evaluate.py",),

@@ -1,4 +1,10 @@
-"""Where each asset keeps its data in the lake: one place for the layout."""
+"""Where each asset keeps its data in the lake: one place for the layout.
+
+A daily partition of a data asset is a folder ``<prefix>/date=YYYY-MM-DD/`` holding Parquet part files
+and the manifest ``_manifest.json``, written last: the manifest is the commit. Readers read only the parts
+the manifest lists; part names carry the writing run's token, so a failed run never overwrites committed
+parts (see ``platform_assets.dataplane.partitions``).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,43 @@ RAW_PREFIX = "raw/credit_applications"
 TENSORS_PREFIX = "features/credit_history_tensors"
 QUARANTINE_PREFIX = "quarantine/credit_history_tensors"
 MODELS_PREFIX = "models"
+MANIFEST_FILE = "_manifest.json"
 
 
 def raw(partition: str) -> str:
-    return f"{RAW_PREFIX}/date={partition}/part.parquet"
+    """The folder of one raw daily partition."""
+    return f"{RAW_PREFIX}/date={partition}"
 
 
 def tensors(partition: str) -> str:
-    return f"{TENSORS_PREFIX}/date={partition}/part.parquet"
+    """The folder of one tensor daily partition."""
+    return f"{TENSORS_PREFIX}/date={partition}"
 
 
 def quarantine(partition: str) -> str:
-    return f"{QUARANTINE_PREFIX}/date={partition}/part.parquet"
+    """The folder of one day's quarantined raw rows."""
+    return f"{QUARANTINE_PREFIX}/date={partition}"
+
+
+def manifest(folder: str) -> str:
+    """The commit object of a partition folder."""
+    return f"{folder}/{MANIFEST_FILE}"
+
+
+def part_name(run_token: str, index: int) -> str:
+    """A part file's name inside its partition folder: unique per writing run."""
+    return f"part-{run_token}-{index:05d}.parquet"
+
+
+def part(folder: str, name: str) -> str:
+    return f"{folder}/{name}"
 
 
 def partition_of(key: str) -> str:
     """The partition date in a ``.../date=YYYY-MM-DD/...`` key."""
-    for part in key.split("/"):
-        if part.startswith("date="):
-            return part[len("date=") :]
+    for segment in key.split("/"):
+        if segment.startswith("date="):
+            return segment[len("date=") :]
     raise ValueError(f"lake key {key!r} has no date= component")
 
 

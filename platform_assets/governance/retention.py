@@ -1,7 +1,8 @@
 """Retention: move what is older than the retention period to cold storage, never what a model needs.
 
 * Lake partitions under ``raw/``, ``features/`` and ``quarantine/`` whose ``date=`` is before the cutoff are
-  copied to ``<archive_prefix>/<original key>`` (read back and hash-checked) and only then deleted.
+  copied to ``<archive_prefix>/<original key>`` (read back and hash-checked, manifest last) and only then
+  deleted (manifest first).
 * Inference-log predictions created, and feedback received, before the cutoff are written as Parquet to
   ``<archive_prefix>/inference_log/<table>/archived_on=<day>/<id>.parquet`` and then deleted from the log.
 * Dagster runs that ended before the cutoff are deleted with their event logs (``instance.delete_run``).
@@ -105,6 +106,7 @@ def archive_lake_partitions(
     result = LakeResult()
     for prefix in prefixes:
         archived, dates, kept = 0, set(), set()
+        folders: dict[str, list[str]] = {}
         for key in lake.list_keys(prefix):
             try:
                 day = date.fromisoformat(lake_keys.partition_of(key))
@@ -117,14 +119,19 @@ def archive_lake_partitions(
                 continue
             dates.add(day.isoformat())
             archived += 1
-            if dry_run:
-                continue
-            data = lake.read_bytes(key)
-            target = f"{archive_prefix}/{key}"
-            lake.write_bytes(target, data)
-            if content_hash(lake.read_bytes(target)) != content_hash(data):
-                raise OSError(f"archived copy {lake.uri(target)} does not match {lake.uri(key)}: not deleting it")
-            lake.delete(key)
+            folders.setdefault(key.rsplit("/", 1)[0], []).append(key)
+        for keys in ({} if dry_run else folders).values():
+            # A partition moves like a commit: into the archive its parts first and its manifest last, out of
+            # the lake its manifest first, so neither side ever shows a manifest whose parts are missing.
+            ordered = sorted(keys, key=lambda k: k.endswith(f"/{lake_keys.MANIFEST_FILE}"))
+            for key in ordered:
+                data = lake.read_bytes(key)
+                target = f"{archive_prefix}/{key}"
+                lake.write_bytes(target, data)
+                if content_hash(lake.read_bytes(target)) != content_hash(data):
+                    raise OSError(f"archived copy {lake.uri(target)} does not match {lake.uri(key)}: not deleting it")
+            for key in reversed(ordered):
+                lake.delete(key)
         result.archived[prefix] = archived
         result.archived_partitions[prefix] = sorted(dates)
         result.kept_referenced[prefix] = sorted(kept)

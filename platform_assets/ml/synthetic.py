@@ -3,11 +3,12 @@
 Same columns and code sets (undocumented EDUCATION 0/5/6, MARRIAGE 0, PAY -2/0 included), marginals
 close to the real ones, about 22 % defaults, and a learnable signal: default risk rises with recent
 repayment delays and utilisation and falls with the share of the bill that is paid.
-Same ``seed`` and ``day`` always give identical rows.
+Same ``seed`` and ``day`` always give identical rows, generated in chunks of bounded size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
 import numpy as np
@@ -17,6 +18,11 @@ import pandas as pd
 from platform_assets.ml import schema
 
 DEFAULT_RATE = 0.2212
+#: Rows generated (and written as one lake part) at a time: bounds memory at any rows per day.
+CHUNK_ROWS = 250_000
+#: IDs are ``YYYYMMDD * ID_DAY_FACTOR + row`` (row from 1): unique across days below 10 billion rows a
+#: day, and below 2**63 (int64) for any date up to year 9999.
+ID_DAY_FACTOR = 10**10
 _EDUCATION = ([0, 1, 2, 3, 4, 5, 6], [0.0005, 0.353, 0.468, 0.164, 0.004, 0.009, 0.0015])
 _MARRIAGE = ([0, 1, 2, 3], [0.002, 0.455, 0.532, 0.011])
 
@@ -46,16 +52,33 @@ def _repayment_history(rng: np.random.Generator, risk: np.ndarray) -> np.ndarray
 
 
 def generate_partition(day: date, rows: int, seed: int) -> pd.DataFrame:
-    """``rows`` raw records for the daily partition ``day`` (columns and dtypes of ``schema.RAW_COLUMNS``).
+    """``rows`` raw records for the daily partition ``day`` (columns and dtypes of ``schema.RAW_COLUMNS``)
+    in one frame: the chunks of ``generate_chunks`` concatenated (use that for large days)."""
+    return pd.concat(list(generate_chunks(day, rows, seed)), ignore_index=True)
 
-    IDs are unique across days: ``YYYYMMDD * 100000 + row``.
+
+def generate_chunks(day: date, rows: int, seed: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """``rows`` raw records for ``day`` as frames of at most ``chunk_rows`` rows, in ID order.
+
+    Chunk k draws from its own generator seeded by (seed, day, k), so any chunk can be produced alone
+    and a day's rows depend only on ``seed``, ``day`` and ``chunk_rows``.
     """
     if rows <= 0:
         raise ValueError(f"rows must be positive, got {rows}")
-    if rows >= 100_000:
-        raise ValueError(f"rows must be below 100000 per day to keep IDs unique, got {rows}")
-    rng = np.random.default_rng([seed, day.toordinal()])
-    n = rows
+    if rows >= ID_DAY_FACTOR:
+        raise ValueError(f"rows must be below {ID_DAY_FACTOR} per day to keep IDs unique, got {rows}")
+    if chunk_rows <= 0:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    base_id = int(day.strftime("%Y%m%d")) * ID_DAY_FACTOR
+    for chunk, start in enumerate(range(0, rows, chunk_rows)):
+        # Chunk 0 keeps the seeding of the one-frame generator, so small days are the rows they were.
+        entropy = [seed, day.toordinal()] if chunk == 0 else [seed, day.toordinal(), chunk]
+        n = min(chunk_rows, rows - start)
+        yield _generate(np.random.default_rng(entropy), n, first_id=base_id + start + 1)
+
+
+def _generate(rng: np.random.Generator, n: int, first_id: int) -> pd.DataFrame:
+    """``n`` records with IDs ``first_id``, ``first_id + 1``, ..."""
     limit = np.clip(np.round(np.exp(rng.normal(11.75, 0.8, n)) / 10_000) * 10_000, 10_000, 1_000_000)
     risk = rng.normal(0.0, 1.0, n) - 0.45 * (np.log(limit) - 11.75)
     sex = np.where(rng.random(n) < 0.604, 2, 1)
@@ -99,9 +122,8 @@ def generate_partition(day: date, rows: int, seed: int) -> pd.DataFrame:
         lo, hi = (mid, hi) if _sigmoid(score + mid).mean() < DEFAULT_RATE else (lo, mid)
     default = (rng.random(n) < _sigmoid(score + lo)).astype("int64")
 
-    base_id = int(day.strftime("%Y%m%d")) * 100_000
     columns: dict[str, np.ndarray] = {
-        schema.ID: base_id + np.arange(1, n + 1),
+        schema.ID: first_id + np.arange(n, dtype="int64"),
         "LIMIT_BAL": limit.astype("int64"),
         "SEX": sex,
         "EDUCATION": education,

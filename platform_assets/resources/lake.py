@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
-import tempfile
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from platform_assets.dataplane.objects import LocalObjects, ObjectStore, S3Objects, content_hash
 
-def content_hash(data: bytes) -> str:
-    """The sha256 of ``data``: a lake object's data version."""
-    return hashlib.sha256(data).hexdigest()
+__all__ = ["LakeStorage", "LocalLake", "S3Lake", "content_hash", "lake_from_uri"]
 
 
 class LakeStorage(dg.ConfigurableResource["LakeStorage"], ABC):
@@ -44,6 +39,10 @@ class LakeStorage(dg.ConfigurableResource["LakeStorage"], ABC):
     def uri(self, key: str) -> str:
         """Where ``key`` lives, for people and for metadata links."""
 
+    @abstractmethod
+    def executor_store(self) -> ObjectStore:
+        """The same lake as a picklable, Dagster-free store that Spark tasks read and write themselves."""
+
     def write_frame(self, key: str, frame: pd.DataFrame) -> str:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
@@ -64,51 +63,26 @@ class LocalLake(LakeStorage):
 
     root: str
 
-    def _path(self, key: str) -> Path:
-        root = Path(self.root).resolve()
-        path = (root / key).resolve()
-        if root not in path.parents:
-            raise ValueError(f"lake key {key!r} escapes the lake root {root}")
-        return path
+    def executor_store(self) -> LocalObjects:
+        return LocalObjects(root=self.root)
 
     def write_bytes(self, key: str, data: bytes) -> str:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return content_hash(data)
+        return self.executor_store().write_bytes(key, data)
 
     def read_bytes(self, key: str) -> bytes:
-        path = self._path(key)
-        if not path.is_file():
-            raise FileNotFoundError(f"no lake object {key!r} (looked for {path})")
-        return path.read_bytes()
+        return self.executor_store().read_bytes(key)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return self.executor_store()._path(key).is_file()
 
     def list_keys(self, prefix: str) -> list[str]:
-        root = Path(self.root).resolve()
-        base = self._path(prefix) if prefix else root
-        if not base.exists():
-            return []
-        return sorted(
-            p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
-        )
+        return self.executor_store().list_keys(prefix)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        self.executor_store().delete(key)
 
     def uri(self, key: str) -> str:
-        return self._path(key).as_uri()
+        return self.executor_store().uri(key)
 
 
 class S3Lake(LakeStorage):
@@ -123,6 +97,22 @@ class S3Lake(LakeStorage):
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region_name)
+
+    def executor_store(self) -> S3Objects:
+        """Executors get the endpoint and the credentials this process resolved (AWS credential chain)."""
+        import boto3
+
+        credentials = boto3.Session(region_name=self.region_name).get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+        return S3Objects(
+            bucket=self.bucket,
+            prefix=self.prefix,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region_name,
+            access_key_id=frozen.access_key if frozen else None,
+            secret_access_key=frozen.secret_key if frozen else None,
+            session_token=frozen.token if frozen else None,
+        )
 
     def _key(self, key: str) -> str:
         return f"{self.prefix.strip('/')}/{key}".lstrip("/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -44,9 +45,18 @@ class CreditHistorySource(dg.ConfigurableResource["CreditHistorySource"]):
         return path.read_bytes()
 
     def load_day(self, day: date) -> pd.DataFrame:
-        """Raw records for ``day``; raises naming the source on any schema problem or an empty day."""
+        """Raw records for ``day`` in one frame (``iter_day`` for days of any size)."""
+        return pd.concat(list(self.iter_day(day)), ignore_index=True)
+
+    def iter_day(self, day: date) -> Iterator[pd.DataFrame]:
+        """Raw records for ``day`` in chunks of bounded size (synthetic) or as one frame (the UCI replay of
+        ~1,000 rows a day); raises naming the source on any schema problem or an empty day."""
         if self.kind == "synthetic":
-            return synthetic.generate_partition(day, self.rows_per_day, self.seed)
+            yield from synthetic.generate_chunks(day, self.rows_per_day, self.seed)
+            return
+        yield self._replay_day(day)
+
+    def _replay_day(self, day: date) -> pd.DataFrame:
         day_index = (day - date.fromisoformat(self.replay_start)).days
         if not 0 <= day_index < self.replay_days:
             raise ValueError(

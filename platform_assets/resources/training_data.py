@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from platform_assets.core import lake_keys
+from platform_assets.dataplane import partitions as lake_partitions
 from platform_assets.ml.dataset import Split, split_dataset
 from platform_assets.ml.features import REASON
-from platform_assets.resources.lake import LakeStorage, content_hash
+from platform_assets.resources.lake import LakeStorage
 
 
 class TrainingData(dg.ConfigurableResource["TrainingData"]):
@@ -23,13 +22,20 @@ class TrainingData(dg.ConfigurableResource["TrainingData"]):
     split_seed: int = Field(default=42, description="Seed of the ID hash that assigns rows to splits.")
 
     def available_partitions(self, lake: LakeStorage) -> list[str]:
-        partitions = sorted({lake_keys.partition_of(k) for k in lake.list_keys(lake_keys.TENSORS_PREFIX)})
+        # Committed partitions only: a folder without its manifest is a run that has not finished (or failed).
+        partitions = sorted(
+            {
+                lake_keys.partition_of(k)
+                for k in lake.list_keys(lake_keys.TENSORS_PREFIX)
+                if k.endswith(f"/{lake_keys.MANIFEST_FILE}")
+            }
+        )
         if not partitions:
             raise ValueError("no credit_history_tensors partitions in the lake: materialize them first")
         return partitions[-self.window_days :] if self.window_days > 0 else partitions
 
     def load(self, lake: LakeStorage) -> tuple[pd.DataFrame, dict[str, str]]:
-        """Valid tensor rows of the training window and ``{partition: sha256}`` of what was read."""
+        """Valid tensor rows of the training window and ``{partition: digest}`` of what was read."""
         return _read_partitions(lake, self.available_partitions(lake), expected=None)
 
     def splits(self, rows: pd.DataFrame) -> dict[str, Split]:
@@ -46,13 +52,15 @@ def _read_partitions(
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     frames, versions = [], {}
     for partition in partitions:
-        data = lake.read_bytes(lake_keys.tensors(partition))
-        versions[partition] = content_hash(data)
+        folder = lake_keys.tensors(partition)
+        manifest = lake_partitions.read_manifest(lake, folder)
+        versions[partition] = manifest.digest
         if expected is not None and versions[partition] != expected[partition]:
             raise ValueError(
                 f"credit_history_tensors partition {partition} changed since training "
-                f"(sha256 {versions[partition][:12]} != {expected[partition][:12]}): retrain first"
+                f"(digest {versions[partition][:12]} != {expected[partition][:12]}): retrain first"
             )
-        frames.append(pd.read_parquet(io.BytesIO(data)))
+        # Each part is checked against the manifest's sha256 as it is read.
+        frames.append(lake_partitions.read_partition(lake, folder, manifest))
     rows = pd.concat(frames, ignore_index=True)
     return rows[rows[REASON].isna()].reset_index(drop=True), versions

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from platform_assets.core import lake_keys
 from platform_assets.core.inference_log import reader
 from platform_assets.core.inference_log import schema as inference_log
+from platform_assets.dataplane.partitions import is_committed, read_partition, write_partition
 from platform_assets.defs.governance.retention import data_retention
 from platform_assets.governance import retention
 from platform_assets.resources.lake import LocalLake
@@ -37,9 +38,9 @@ def some_job() -> None:
 def _lake(root: Path, referenced_run: str) -> LocalLake:
     lake = LocalLake(root=str(root))
     for day in DAYS:
-        lake.write_bytes(lake_keys.raw(day), f"raw {day}".encode())
-        lake.write_bytes(lake_keys.tensors(day), f"tensors {day}".encode())
-    lake.write_bytes(lake_keys.quarantine("2026-10-01"), b"quarantined")
+        write_partition(lake, lake_keys.raw(day), [pd.DataFrame({"raw": [day]})])
+        write_partition(lake, lake_keys.tensors(day), [pd.DataFrame({"tensors": [day]})])
+    write_partition(lake, lake_keys.quarantine("2026-10-01"), [pd.DataFrame({"quarantined": [1]})])
     folder = lake_keys.model_dir("default_risk_model", "v1")
     manifest = {
         "data": {"data_versions": {"2026-10-02": "a" * 64}},
@@ -108,24 +109,25 @@ def test_retention_archives_old_data_and_keeps_what_manifests_reference(
 
     assert run_metadata["deleted_runs"].value >= 2 and run_metadata["kept_referenced_runs"].value == [kept_run]
     # The partitions a manifest references survive any cutoff.
-    assert lake.exists(lake_keys.raw("2026-10-02")) and lake.exists(lake_keys.tensors("2026-10-02"))
+    assert is_committed(lake, lake_keys.raw("2026-10-02")) and is_committed(lake, lake_keys.tensors("2026-10-02"))
 
 
 def _check_first_run(lake: LocalLake, url: str, metadata: Any) -> None:
     assert metadata["cutoff"].value == "2026-11-01"
-    assert metadata["archived_raw_files"].value == 2 and metadata["archived_features_files"].value == 2
-    assert metadata["archived_quarantine_files"].value == 1
+    # Two partitions of one part and a manifest each; one quarantine partition.
+    assert metadata["archived_raw_files"].value == 4 and metadata["archived_features_files"].value == 4
+    assert metadata["archived_quarantine_files"].value == 2
     assert metadata["kept_referenced_partitions"].value[lake_keys.RAW_PREFIX] == ["2026-10-02"]
     assert metadata["archived_predictions"].value == 1 and metadata["archived_feedback"].value == 1
 
     # Old, unreferenced partitions moved to archive/ byte for byte; referenced and recent ones stayed.
     for day in ("2026-10-01", "2026-10-03"):
-        assert not lake.exists(lake_keys.raw(day))
-        assert lake.read_bytes(f"archive/{lake_keys.raw(day)}") == f"raw {day}".encode()
-    assert lake.read_bytes(f"archive/{lake_keys.quarantine('2026-10-01')}") == b"quarantined"
+        assert not lake.list_keys(lake_keys.raw(day))
+        assert read_partition(lake, f"archive/{lake_keys.raw(day)}")["raw"].tolist() == [day]
+    assert read_partition(lake, f"archive/{lake_keys.quarantine('2026-10-01')}")["quarantined"].tolist() == [1]
     for day in ("2026-10-02", "2026-11-20"):
-        assert lake.exists(lake_keys.raw(day)) and lake.exists(lake_keys.tensors(day))
-        assert not lake.exists(f"archive/{lake_keys.raw(day)}")
+        assert is_committed(lake, lake_keys.raw(day)) and is_committed(lake, lake_keys.tensors(day))
+        assert not lake.list_keys(f"archive/{lake_keys.raw(day)}")
 
     # Inference-log rows before the cutoff are in the archive as Parquet and gone from the log.
     assert set(reader.read_predictions(url)["prediction_id"]) == {"new"}
@@ -142,7 +144,7 @@ def test_dry_run_changes_nothing_and_bad_settings_are_clear(tmp_path: Path) -> N
     from datetime import date
 
     dry = retention.archive_lake_partitions(lake, date(2026, 11, 1), refs, dry_run=True)
-    assert dry.archived[lake_keys.RAW_PREFIX] == 2 and lake.exists(lake_keys.raw("2026-10-01"))
+    assert dry.archived[lake_keys.RAW_PREFIX] == 4 and is_committed(lake, lake_keys.raw("2026-10-01"))
     assert not lake.list_keys("archive")
     with pytest.raises(ValueError, match="folder of its own"):
         retention.archive_lake_partitions(lake, date(2026, 11, 1), refs, archive_prefix="raw")

@@ -20,6 +20,9 @@ from record_support import model_version
 
 from platform_assets import model_store
 from platform_assets.core import lake_keys
+from platform_assets.dataplane import tensors
+from platform_assets.dataplane.objects import S3Objects
+from platform_assets.dataplane.partitions import read_manifest, read_partition, write_partition
 from platform_assets.ml import features, schema, synthetic, uci
 from platform_assets.resources.lake import S3Lake, lake_from_uri
 from platform_assets.resources.source import CreditHistorySource
@@ -174,8 +177,8 @@ def test_missing_key_raises_file_not_found_naming_the_key(lake: S3Lake) -> None:
 
 def test_frame_roundtrip(lake: S3Lake) -> None:
     frame = features.featurize_rows(synthetic.generate_partition(date(2026, 10, 1), 20, seed=1))
-    lake.write_frame(lake_keys.tensors("2026-10-01"), frame)
-    back = lake.read_frame(lake_keys.tensors("2026-10-01"))
+    lake.write_frame("features/frame.parquet", frame)
+    back = lake.read_frame("features/frame.parquet")
     pd.testing.assert_frame_equal(
         back.drop(columns=[features.HISTORY, features.STATIC]), frame.drop(columns=[features.HISTORY, features.STATIC])
     )
@@ -197,7 +200,7 @@ def test_model_store_and_training_data_work_on_s3(lake: S3Lake) -> None:
     for offset in range(2):
         day = date(2026, 10, 1) + timedelta(days=offset)
         rows = features.featurize_rows(synthetic.generate_partition(day, 30, seed=2))
-        lake.write_frame(lake_keys.tensors(day.isoformat()), rows)
+        write_partition(lake, lake_keys.tensors(day.isoformat()), [rows])
     rows, versions = TrainingData().load(lake)
     assert len(rows) == 60
     assert sorted(versions) == ["2026-10-01", "2026-10-02"]
@@ -224,3 +227,28 @@ def test_credit_history_source_reads_a_csv_from_s3(moto_server: MotoServer, pref
     assert sorted(pd.concat(batches)[schema.ID]) == sorted(frame[schema.ID])
     with pytest.raises(ValueError, match="outside the UCI replay window"):
         source.load_day(date(2026, 10, 4))
+
+
+def test_an_executor_reads_and_writes_the_s3_lake_itself(lake: S3Lake, moto_server: MotoServer) -> None:
+    """What a Spark task does, in process: the executor store carries the endpoint and credentials."""
+    store = lake.executor_store()
+    assert isinstance(store, S3Objects) and store.endpoint_url == moto_server.endpoint_url
+    assert store.access_key_id == "testing" and "testing" not in repr(store)
+    raw = synthetic.generate_partition(date(2026, 10, 1), 50, seed=3)
+    raw.loc[0, "AGE"] = 140
+    manifest = write_partition(lake, lake_keys.raw("2026-10-01"), [raw])
+    summary = tensors.featurize_part(
+        store,
+        lake_keys.raw("2026-10-01"),
+        manifest.parts[0],
+        0,
+        (lake_keys.tensors("2026-10-01"), lake_keys.quarantine("2026-10-01")),
+        "run1",
+        False,
+    )
+    assert [row[0] for row in summary] == [tensors.TENSORS, tensors.QUARANTINE, tensors.REASONS]
+    assert lake.exists(f"{lake_keys.tensors('2026-10-01')}/part-run1-00000.parquet")
+    # Written but not committed: no reader sees it yet.
+    with pytest.raises(FileNotFoundError, match="not committed"):
+        read_manifest(lake, lake_keys.tensors("2026-10-01"))
+    assert len(read_partition(store, lake_keys.raw("2026-10-01"))) == 50

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 
 import numpy as np
@@ -61,9 +62,36 @@ def test_default_rate_is_close_to_the_real_data(synthetic_sample: pd.DataFrame) 
 
 def test_ids_are_unique_across_days(synthetic_sample: pd.DataFrame) -> None:
     assert synthetic_sample[schema.ID].is_unique
-    # IDs encode the day: YYYYMMDD * 100000 + row.
+    # IDs encode the day: YYYYMMDD * 10**10 + row, 64-bit.
     first = synthetic.generate_partition(DAY, 3, seed=1)
-    assert first[schema.ID].tolist() == [20261001_00001, 20261001_00002, 20261001_00003]
+    assert first[schema.ID].tolist() == [20261001_0000000001, 20261001_0000000002, 20261001_0000000003]
+    assert first[schema.ID].dtype == np.dtype("int64")
+
+
+def test_a_day_of_any_size_comes_in_bounded_chunks_with_day_unique_ids() -> None:
+    chunks = list(synthetic.generate_chunks(DAY, 2_500, seed=1, chunk_rows=1_000))
+    assert [len(c) for c in chunks] == [1_000, 1_000, 500]
+    ids = pd.concat(chunks)[schema.ID]
+    assert ids.tolist() == list(range(20261001_0000000001, 20261001_0000002501))
+    # Chunk 0 is the one-frame generator's rows: small days did not change.
+    pd.testing.assert_frame_equal(chunks[0], synthetic.generate_partition(DAY, 1_000, seed=1))
+    # Later chunks are new draws, not copies of the first.
+    assert not chunks[1]["LIMIT_BAL"].reset_index(drop=True).equals(chunks[0]["LIMIT_BAL"])
+
+
+def _stream_digest(rows: int, seed: int) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    for chunk in synthetic.generate_chunks(DAY, rows, seed):
+        digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
+    return digest.hexdigest(), rows
+
+
+@pytest.mark.slow
+def test_a_million_rows_are_generated_deterministically() -> None:
+    """1M rows, twice, streamed in chunks: same seed and day give the same rows, another seed does not."""
+    first, second = _stream_digest(1_000_000, seed=3), _stream_digest(1_000_000, seed=3)
+    assert first == second
+    assert _stream_digest(1_000, seed=4) != _stream_digest(1_000, seed=3)
 
 
 def test_no_generated_row_is_quarantined(synthetic_sample: pd.DataFrame) -> None:
@@ -82,7 +110,7 @@ def test_signal_is_learnable_by_a_linear_model(synthetic_sample: pd.DataFrame) -
     assert auc > 0.7, auc
 
 
-@pytest.mark.parametrize("rows", [0, -5, 100_000])
+@pytest.mark.parametrize("rows", [0, -5, 10**10])
 def test_invalid_row_counts_raise(rows: int) -> None:
     with pytest.raises(ValueError, match="rows must"):
         synthetic.generate_partition(DAY, rows, seed=1)

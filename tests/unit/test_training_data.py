@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 
 from platform_assets.core import lake_keys
+from platform_assets.dataplane.partitions import PartitionError, read_manifest, write_partition
 from platform_assets.ml import features, schema, synthetic
 from platform_assets.resources.lake import LocalLake
 from platform_assets.resources.training_data import TrainingData, load_partitions
@@ -27,21 +27,23 @@ def lake(tmp_path: Path) -> LocalLake:
     lake = LocalLake(root=str(tmp_path / "lake"))
     old = synthetic.generate_partition(date.fromisoformat(OLD), 40, seed=8)
     old.loc[3, "AGE"] = 17  # one quarantined row in the older partition
-    lake.write_frame(lake_keys.tensors(OLD), features.featurize_rows(old))
-    lake.write_frame(lake_keys.tensors(NEW), _tensor_rows(NEW, 60))
+    write_partition(lake, lake_keys.tensors(OLD), [features.featurize_rows(old)])
+    # Two parts: a partition's rows are the union of the parts its manifest lists.
+    new = _tensor_rows(NEW, 60)
+    write_partition(lake, lake_keys.tensors(NEW), [new.iloc[:25], new.iloc[25:]])
     return lake
 
 
-def _file_hash(tmp_path: Path, partition: str) -> str:
-    return hashlib.sha256((tmp_path / "lake" / lake_keys.tensors(partition)).read_bytes()).hexdigest()
+def _digest(lake: LocalLake, partition: str) -> str:
+    return read_manifest(lake, lake_keys.tensors(partition)).digest
 
 
 def test_load_returns_valid_rows_and_partition_hashes(lake: LocalLake, tmp_path: Path) -> None:
     rows, versions = TrainingData().load(lake)
     assert len(rows) == 40 - 1 + 60
     assert rows[features.REASON].isna().all()
-    assert 2026100100004 not in set(rows[schema.ID])  # the quarantined client (row 3 of the old day)
-    assert versions == {OLD: _file_hash(tmp_path, OLD), NEW: _file_hash(tmp_path, NEW)}
+    assert 20261001_0000000004 not in set(rows[schema.ID])  # the quarantined client (row 3 of the old day)
+    assert versions == {OLD: _digest(lake, OLD), NEW: _digest(lake, NEW)}
     assert list(rows.index) == list(range(len(rows)))
 
 
@@ -57,14 +59,14 @@ def test_loaded_rows_split_into_model_inputs(lake: LocalLake) -> None:
 
 def test_window_days_picks_the_newest_partitions(lake: LocalLake, tmp_path: Path) -> None:
     rows, versions = TrainingData(window_days=1).load(lake)
-    assert versions == {NEW: _file_hash(tmp_path, NEW)}
+    assert versions == {NEW: _digest(lake, NEW)}
     assert len(rows) == 60
     assert TrainingData(window_days=5).available_partitions(lake) == [OLD, NEW]
 
 
 def test_pinned_versions_reload_exactly_those_partitions(lake: LocalLake) -> None:
     rows, versions = TrainingData().load(lake)
-    lake.write_frame(lake_keys.tensors("2026-10-03"), _tensor_rows("2026-10-03", 10))  # arrives later
+    write_partition(lake, lake_keys.tensors("2026-10-03"), [_tensor_rows("2026-10-03", 10)])  # arrives later
     again = load_partitions(lake, versions)
     pd.testing.assert_frame_equal(
         again.drop(columns=[features.HISTORY, features.STATIC]), rows.drop(columns=[features.HISTORY, features.STATIC])
@@ -73,7 +75,7 @@ def test_pinned_versions_reload_exactly_those_partitions(lake: LocalLake) -> Non
 
 def test_changed_partition_is_refused(lake: LocalLake) -> None:
     _, versions = TrainingData().load(lake)
-    lake.write_frame(lake_keys.tensors(OLD), _tensor_rows(OLD, 40, seed=99))  # rewritten since training
+    write_partition(lake, lake_keys.tensors(OLD), [_tensor_rows(OLD, 40, seed=99)])  # rewritten since training
     with pytest.raises(ValueError, match="changed since training") as error:
         load_partitions(lake, versions)
     assert OLD in str(error.value)
@@ -82,3 +84,17 @@ def test_changed_partition_is_refused(lake: LocalLake) -> None:
 def test_empty_lake_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no credit_history_tensors partitions"):
         TrainingData().load(LocalLake(root=str(tmp_path / "empty")))
+
+
+def test_an_uncommitted_partition_is_not_offered(lake: LocalLake) -> None:
+    """Parts a failed run left behind, with no manifest, are no partition."""
+    lake.write_bytes(f"{lake_keys.tensors('2026-10-04')}/part-deadbeef-00000.parquet", b"half written")
+    assert TrainingData().available_partitions(lake) == [OLD, NEW]
+
+
+def test_a_corrupt_part_fails_naming_it(lake: LocalLake) -> None:
+    _, versions = TrainingData().load(lake)
+    [part, _] = read_manifest(lake, lake_keys.tensors(NEW)).parts
+    lake.write_bytes(f"{lake_keys.tensors(NEW)}/{part.name}", b"not parquet")
+    with pytest.raises(PartitionError, match=f"{part.name} is corrupt"):
+        load_partitions(lake, versions)

@@ -6,22 +6,13 @@ import dagster as dg
 from pydantic import Field
 
 from platform_assets.core import lake_keys
+from platform_assets.dataplane import partitions, tensors
 from platform_assets.defs.ingestion.assets import raw_credit_applications
 from platform_assets.ml import features, schema
-from platform_assets.ml.spark_features import featurize_on_spark
 from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.spark import CreditSparkResource
 from platform_assets.retries import fail_fast, io_retry_policy
-
-TENSOR_COLUMNS = [
-    schema.ID,
-    schema.TARGET,
-    *schema.PROTECTED_COLUMNS,
-    features.REASON,
-    features.HISTORY,
-    features.STATIC,
-]
 
 
 class TensorConfig(dg.Config):
@@ -39,44 +30,44 @@ class TensorConfig(dg.Config):
     retry_policy=io_retry_policy(),
     description=(
         "Each client's 6 months of history as a months x channels tensor plus a static vector, computed "
-        "on Spark with platform_assets.ml.features.featurize_rows (the function serving uses). Protected "
-        "attributes ride along for the fairness audit. Invalid rows go to the quarantine file with a reason."
+        "by Spark executors that read the raw parts from the lake, featurize them with "
+        "platform_assets.ml.features (the function serving uses) and write the tensor parts themselves; "
+        "the manifest commits the partition. Protected attributes ride along for the fairness audit. "
+        "Invalid rows are kept with a reason and copied to the quarantine partition."
     ),
 )
 def credit_history_tensors(
     context: dg.AssetExecutionContext, config: TensorConfig, pyspark: CreditSparkResource, lake: LakeStorage
 ) -> dg.MaterializeResult[Any]:
     partition = context.partition_key
-    with fail_fast():
-        raw = lake.read_frame(lake_keys.raw(partition))
-    rows = featurize_on_spark(pyspark.spark_session, raw, include_protected=config.include_protected)
-    quarantined = rows[rows[features.REASON].notna()]
-    valid = rows[rows[features.REASON].isna()]
-    if valid.empty:
+    store = lake.executor_store()
+    with fail_fast():  # a missing, corrupt or malformed raw partition will not fix itself
+        written = tensors.featurize_partition(
+            pyspark.spark_session, store, partition, include_protected=config.include_protected
+        )
+    if written.quarantined == written.rows:
+        # Nothing is committed: the partition stays as it was (or absent); the orphaned parts go at the next commit.
         raise dg.Failure(
-            description=f"partition {partition}: all {len(rows)} rows failed validation; see the quarantine file",
+            description=f"partition {partition}: all {written.rows} rows failed validation ({written.reasons})",
             allow_retries=False,
         )
+    quarantine = partitions.commit(store, lake_keys.quarantine(partition), written.quarantine_parts, written.run_token)
     # The whole partition, quarantined rows included with their reason, is the asset's value.
-    digest = lake.write_frame(lake_keys.tensors(partition), rows[TENSOR_COLUMNS])
-    if quarantined.empty:
-        lake.delete(lake_keys.quarantine(partition))
-    else:
-        lake.write_frame(lake_keys.quarantine(partition), quarantined[[*schema.RAW_COLUMNS, features.REASON]])
-        context.log.warning(f"{len(quarantined)} of {len(rows)} rows quarantined in {partition}")
+    committed = partitions.commit(store, lake_keys.tensors(partition), written.tensor_parts, written.run_token)
+    if quarantine.rows:
+        context.log.warning(f"{quarantine.rows} of {committed.rows} rows quarantined in {partition}")
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(digest),
+        data_version=dg.DataVersion(committed.digest),
         metadata={
-            "dagster/row_count": len(valid),
-            "quarantined_rows": len(quarantined),
-            "quarantine_reasons": dg.MetadataValue.json(
-                {str(k): int(v) for k, v in quarantined[features.REASON].value_counts().items()}
-            ),
+            "dagster/row_count": committed.rows - quarantine.rows,
+            "quarantined_rows": quarantine.rows,
+            "quarantine_reasons": dg.MetadataValue.json(written.reasons),
             "quarantine_path": dg.MetadataValue.path(lake.uri(lake_keys.quarantine(partition))),
             "tensor_shape": f"{schema.N_MONTHS} months x {len(features.CHANNELS)} channels",
             "feature_spec": dg.MetadataValue.json(features.feature_spec(include_protected=config.include_protected)),
             "spark_master": pyspark.spark_session.sparkContext.master,
-            "sha256": digest,
-            "path": dg.MetadataValue.path(lake.uri(lake_keys.tensors(partition))),
+            "parts": len(committed.parts),
+            "digest": committed.digest,
+            "path": dg.MetadataValue.path(lake.uri(lake_keys.manifest(lake_keys.tensors(partition)))),
         },
     )

@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.core import lake_keys
+from platform_assets.dataplane import partitions
 from platform_assets.ml import schema
 from platform_assets.partitions import daily_partitions
 from platform_assets.resources.lake import LakeStorage
@@ -24,26 +25,34 @@ RAW_TABLE_SCHEMA = dg.TableSchema(
     retry_policy=io_retry_policy(),
     description=(
         "One day of raw credit records with the UCI 'default of credit card clients' schema, from the "
-        "seeded synthetic generator or the UCI CSV replay. The partition's sha256 is its data version."
+        "seeded synthetic generator or the UCI CSV replay, written in bounded chunks as the parts of a "
+        "partition committed by its manifest. The partition digest (over the parts' sha256) is its data version."
     ),
 )
 def raw_credit_applications(
     context: dg.AssetExecutionContext, credit_source: CreditHistorySource, lake: LakeStorage
 ) -> dg.MaterializeResult[Any]:
     partition = context.partition_key
+    folder = lake_keys.raw(partition)
+    token = partitions.new_run_token()
+    parts, defaults = [], 0
     with fail_fast():  # a bad or missing source will not fix itself
-        frame = credit_source.load_day(date.fromisoformat(partition))
-    key = lake_keys.raw(partition)
-    digest = lake.write_frame(key, frame)
-    context.log.info(f"{len(frame)} rows from {credit_source.describe()} -> {lake.uri(key)}")
+        for index, chunk in enumerate(credit_source.iter_day(date.fromisoformat(partition))):
+            parts.append(partitions.write_part(lake, folder, lake_keys.part_name(token, index), chunk))
+            defaults += int(chunk[schema.TARGET].sum())
+    manifest = partitions.commit(lake, folder, parts, token)
+    context.log.info(
+        f"{manifest.rows} rows in {len(parts)} part(s) from {credit_source.describe()} -> {lake.uri(folder)}"
+    )
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(digest),
+        data_version=dg.DataVersion(manifest.digest),
         metadata={
-            "dagster/row_count": len(frame),
+            "dagster/row_count": manifest.rows,
             "dagster/column_schema": RAW_TABLE_SCHEMA,
             "source": credit_source.describe(),
-            "default_rate": float(frame[schema.TARGET].mean()),
-            "sha256": digest,
-            "path": dg.MetadataValue.path(lake.uri(key)),
+            "default_rate": defaults / manifest.rows,
+            "parts": len(manifest.parts),
+            "digest": manifest.digest,
+            "path": dg.MetadataValue.path(lake.uri(lake_keys.manifest(folder))),
         },
     )

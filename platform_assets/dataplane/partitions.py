@@ -1,0 +1,184 @@
+"""The lake's partition format: a folder of Parquet parts committed by a manifest written last.
+
+``<folder>/part-<run token>-<index>.parquet`` are the parts; ``<folder>/_manifest.json`` lists each
+part's name, rows and sha256 and the partition digest. Writing the manifest is the commit (one atomic
+object write); until then no reader sees a new part, and since part names carry the writing run's token,
+a failed run never overwrites a committed part. After a commit the files no manifest lists (older runs,
+failed runs) are removed. The digest combines the parts' sha256s in order, not their names, so the same
+rows written twice give the same digest: it is the partition's Dagster data version and what a model
+version records in ``data_versions``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from platform_assets.core import lake_keys
+from platform_assets.dataplane.objects import ObjectStore, content_hash
+
+FORMAT_VERSION = 1
+
+
+class PartitionError(ValueError):
+    """A partition cannot be read as committed: a part is missing, corrupt or not Parquet. Names the object."""
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str  # inside the partition folder
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    parts: tuple[Part, ...]
+    run_token: str
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.parts)
+
+    @property
+    def digest(self) -> str:
+        return partition_digest(self.parts)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "run_token": self.run_token,
+                "rows": self.rows,
+                "digest": self.digest,
+                "parts": [{"name": p.name, "rows": p.rows, "sha256": p.sha256} for p in self.parts],
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> Manifest:
+        try:
+            document = json.loads(text)
+            manifest = cls(
+                parts=tuple(Part(str(p["name"]), int(p["rows"]), str(p["sha256"])) for p in document["parts"]),
+                run_token=str(document["run_token"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise PartitionError(f"{source}: not a readable partition manifest ({error})") from None
+        if document.get("digest") != manifest.digest:
+            raise PartitionError(f"{source}: its digest does not match its parts (edited by hand?)")
+        return manifest
+
+
+def partition_digest(parts: Iterable[Part]) -> str:
+    """sha256 over the parts' sha256s in order: the partition's data version."""
+    return hashlib.sha256("\n".join(p.sha256 for p in parts).encode()).hexdigest()
+
+
+def new_run_token() -> str:
+    """A token unique to one write of a partition; it goes into every part name of that write."""
+    return uuid.uuid4().hex[:16]
+
+
+def parquet_bytes(table: pa.Table | pd.DataFrame) -> bytes:
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def write_part(store: ObjectStore, folder: str, name: str, table: pa.Table | pd.DataFrame) -> Part:
+    """Write one part file (not yet visible to readers: commit it with the others)."""
+    data = parquet_bytes(table)
+    digest = store.write_bytes(lake_keys.part(folder, name), data)
+    return Part(name=name, rows=len(table), sha256=digest)
+
+
+def commit(store: ObjectStore, folder: str, parts: Iterable[Part], run_token: str) -> Manifest:
+    """Write the manifest (the commit), then remove the folder's files it does not list."""
+    manifest = Manifest(parts=tuple(parts), run_token=run_token)
+    store.write_bytes(lake_keys.manifest(folder), manifest.to_json().encode())
+    keep = {lake_keys.manifest(folder), *(lake_keys.part(folder, p.name) for p in manifest.parts)}
+    for key in store.list_keys(folder):
+        if key not in keep:
+            store.delete(key)
+    return manifest
+
+
+def is_committed(store: ObjectStore, folder: str) -> bool:
+    return lake_keys.manifest(folder) in store.list_keys(folder)
+
+
+def _named(store: ObjectStore, key: str) -> str:
+    """A lake object as a message names it: where it lives, readable (``date=`` not ``date%3D``)."""
+    return unquote(store.uri(key))
+
+
+def read_manifest(store: ObjectStore, folder: str) -> Manifest:
+    """The committed manifest; ``FileNotFoundError`` naming it when the partition was never committed."""
+    key = lake_keys.manifest(folder)
+    try:
+        text = store.read_bytes(key).decode("utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"partition {folder} is not committed: no manifest {_named(store, key)}") from None
+    except UnicodeDecodeError:
+        raise PartitionError(f"{_named(store, key)}: not a readable partition manifest (not UTF-8)") from None
+    return Manifest.from_json(text, _named(store, key))
+
+
+def read_part(store: ObjectStore, folder: str, part: Part) -> pa.Table:
+    """One listed part, checked against its sha256; ``PartitionError`` naming the object otherwise."""
+    key = lake_keys.part(folder, part.name)
+    name = _named(store, key)
+    try:
+        data = store.read_bytes(key)
+    except FileNotFoundError as error:
+        raise PartitionError(f"{name} is listed in the manifest but missing ({error})") from None
+    except OSError as error:
+        raise PartitionError(f"{name} is unreadable: {error}") from None
+    actual = content_hash(data)
+    if actual != part.sha256:
+        raise PartitionError(
+            f"{name} is corrupt or was changed after its commit "
+            f"(sha256 {actual[:12]} != {part.sha256[:12]} in the manifest)"
+        )
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as error:
+        raise PartitionError(f"{name} is not a readable Parquet file: {error}") from None
+    if table.num_rows != part.rows:
+        raise PartitionError(f"{name} holds {table.num_rows} rows, its manifest says {part.rows}")
+    return table
+
+
+def iter_partition(store: ObjectStore, folder: str, manifest: Manifest | None = None) -> Iterator[pd.DataFrame]:
+    """The committed partition part by part (memory bounded by one part)."""
+    manifest = manifest or read_manifest(store, folder)
+    for part in manifest.parts:
+        yield read_part(store, folder, part).to_pandas()
+
+
+def read_partition(store: ObjectStore, folder: str, manifest: Manifest | None = None) -> pd.DataFrame:
+    """The whole committed partition as one frame (for small partitions and tests)."""
+    frames = list(iter_partition(store, folder, manifest))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_partition(
+    store: ObjectStore, folder: str, frames: Iterable[pd.DataFrame], run_token: str | None = None
+) -> Manifest:
+    """Write ``frames`` as the parts of ``folder`` and commit them."""
+    token = run_token or new_run_token()
+    parts = [write_part(store, folder, lake_keys.part_name(token, i), f) for i, f in enumerate(frames)]
+    return commit(store, folder, parts, token)

@@ -1,0 +1,169 @@
+"""``credit_history_tensors`` on Spark: executors read the raw parts, featurize and write the tensor parts.
+
+The driver reads only the raw partition's manifest and sends each task a part name; a task reads its raw
+part from the lake (checked against the manifest's sha256), validates and featurizes it with
+``platform_assets.ml.features.featurize`` (the function serving uses) and writes one tensor part and, when
+rows fail validation, one quarantine part. What comes back to the driver is a Spark aggregate of small
+summary rows (per written file: rows and sha256; per quarantine reason: a count), never the rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from platform_assets.core import lake_keys
+from platform_assets.dataplane.objects import ObjectStore
+from platform_assets.dataplane.partitions import Part, PartitionError, new_run_token, read_manifest, read_part
+from platform_assets.dataplane.partitions import write_part as _write_part
+from platform_assets.ml import features, schema
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: Raw columns the tensor table carries along: the key, the label and the protected attributes (fairness audit).
+CARRIED_COLUMNS = (schema.ID, schema.TARGET, *schema.PROTECTED_COLUMNS)
+TENSOR_COLUMNS = (
+    *CARRIED_COLUMNS,
+    features.REASON,
+    features.HISTORY,
+    features.STATIC,
+)
+QUARANTINE_COLUMNS = (*schema.RAW_COLUMNS, features.REASON)
+#: Rows featurized at a time inside a task: bounds the task's working memory beyond its part.
+BATCH_ROWS = 65_536
+
+TENSORS, QUARANTINE, REASONS = "tensors", "quarantine", "reason"
+_SUMMARY_SCHEMA = "output string, name string, sha256 string, reason string, rows long"
+
+
+@dataclass(frozen=True)
+class FeaturizedPartition:
+    """What one Spark run wrote (not yet committed) and what Spark counted."""
+
+    run_token: str
+    tensor_parts: tuple[Part, ...]
+    quarantine_parts: tuple[Part, ...]
+    reasons: dict[str, int]  # quarantine reason -> rows
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.tensor_parts)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(self.reasons.values())
+
+
+def _list_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """(n_valid, width) float32 values as a list<float> column of n rows, empty lists where not ``valid``."""
+    width = values.shape[1] if values.ndim == 2 else 0
+    lengths = np.where(valid, width, 0)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype("int32")
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.reshape(-1).astype("float32")))
+
+
+def featurize_table(raw: pa.Table, source: str, *, include_protected: bool) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """(tensor rows, quarantined raw rows) per batch of ``raw``; a schema problem raises naming ``source``."""
+    for batch in raw.to_batches(max_chunksize=BATCH_ROWS):
+        try:
+            frame = features.coerce_raw_frame(batch.to_pandas(), source)
+        except features.RawSchemaError as error:
+            raise PartitionError(str(error)) from None
+        result = features.featurize(frame, include_protected=include_protected)
+        history = result.batch.tensor.reshape(len(result.batch), -1)
+        reasons = pa.array(result.reasons.tolist(), type=pa.string())
+        columns = {c: pa.array(frame[c].to_numpy()) for c in CARRIED_COLUMNS}
+        tensors = pa.table(
+            {
+                **columns,
+                features.REASON: reasons,
+                features.HISTORY: _list_array(history, result.valid),
+                features.STATIC: _list_array(result.batch.static, result.valid),
+            }
+        )
+        bad = ~result.valid
+        quarantined = pa.Table.from_pandas(frame[bad], preserve_index=False).append_column(
+            features.REASON, pa.array(result.reasons[bad].tolist(), type=pa.string())
+        )
+        yield tensors, quarantined
+
+
+def featurize_part(
+    store: ObjectStore,
+    raw_folder: str,
+    raw_part: Part,
+    index: int,
+    outputs: tuple[str, str],
+    run_token: str,
+    include_protected: bool,
+) -> list[tuple[str, str, str, str | None, int]]:
+    """One Spark task: raw part ``index`` -> a tensor part and maybe a quarantine part; summary rows back."""
+    tensor_folder, quarantine_folder = outputs
+    raw = read_part(store, raw_folder, raw_part)
+    source = lake_keys.part(raw_folder, raw_part.name)
+    pieces = list(featurize_table(raw, source, include_protected=include_protected))
+    if not pieces:
+        raise PartitionError(f"{source} has no rows")
+    del raw
+    name = lake_keys.part_name(run_token, index)
+    tensor_part = _write_part(store, tensor_folder, name, pa.concat_tables([t for t, _ in pieces]))
+    summary: list[tuple[str, str, str, str | None, int]] = [
+        (TENSORS, tensor_part.name, tensor_part.sha256, None, tensor_part.rows)
+    ]
+    quarantined = pa.concat_tables([q for _, q in pieces])
+    if quarantined.num_rows:
+        part = _write_part(store, quarantine_folder, name, quarantined)
+        summary.append((QUARANTINE, part.name, part.sha256, None, part.rows))
+        reasons, counts = np.unique(np.asarray(quarantined.column(features.REASON).to_pylist()), return_counts=True)
+        summary.extend((REASONS, "", "", str(r), int(c)) for r, c in zip(reasons, counts, strict=True))
+    return summary
+
+
+_TASK_ERROR = re.compile(r"(?:PartitionError|FileNotFoundError|RawSchemaError): (.+)")
+
+
+def _named_failure(error: Exception) -> Exception:
+    """The task's own message (it names the object) instead of only a Java stack trace."""
+    found = _TASK_ERROR.findall(str(error))
+    return PartitionError(found[-1].strip()) if found else error
+
+
+def featurize_partition(
+    spark: SparkSession,
+    store: ObjectStore,
+    partition: str,
+    *,
+    include_protected: bool = False,
+    run_token: str | None = None,
+) -> FeaturizedPartition:
+    """Featurize the committed raw partition on ``spark``'s executors; the outputs are written, not committed."""
+    from pyspark.sql import functions as F
+
+    raw_folder = lake_keys.raw(partition)
+    manifest = read_manifest(store, raw_folder)
+    if not manifest.parts:
+        raise PartitionError(f"raw partition {partition} is committed with no rows: {store.uri(raw_folder)}")
+    token = run_token or new_run_token()
+    outputs = (lake_keys.tensors(partition), lake_keys.quarantine(partition))
+    tasks = list(enumerate(manifest.parts))
+    written = spark.sparkContext.parallelize(tasks, len(tasks)).flatMap(
+        lambda task: featurize_part(store, raw_folder, task[1], task[0], outputs, token, include_protected)
+    )
+    summary = spark.createDataFrame(written, _SUMMARY_SCHEMA)
+    try:
+        totals = summary.groupBy("output", "name", "sha256", "reason").agg(F.sum("rows").alias("rows")).collect()
+    except Exception as error:
+        raise _named_failure(error) from error
+    files = sorted((r["output"], r["name"], r["sha256"], int(r["rows"])) for r in totals if r["output"] != REASONS)
+    return FeaturizedPartition(
+        run_token=token,
+        tensor_parts=tuple(Part(n, rows, sha) for out, n, sha, rows in files if out == TENSORS),
+        quarantine_parts=tuple(Part(n, rows, sha) for out, n, sha, rows in files if out == QUARANTINE),
+        reasons={str(r["reason"]): int(r["rows"]) for r in totals if r["output"] == REASONS},
+    )
