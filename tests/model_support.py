@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from platform_assets.core.model_version import Calibration
 from platform_assets.core.registry import MODEL_NAME
-from platform_assets.ml import features, schema, synthetic
+from platform_assets.ml import calibration, features, schema, synthetic
 from platform_assets.ml.model import CNNConfig, build_cnn
 from platform_assets.ml.train import choose_threshold, class_weights, predict_cnn
 from platform_assets.resources.mlflow import RegisteredVersion, register_keras_model
@@ -39,12 +40,23 @@ def keras_inputs(raw: pd.DataFrame) -> dict[str, np.ndarray]:
 
 @dataclass
 class TinyModel:
+    """``model`` outputs the calibrated PD (``calibration`` built in, as training does), unless uncalibrated."""
+
     model: Any
     threshold: float
+    calibration: Calibration | None = None
 
 
-def train_tiny(raw: pd.DataFrame, *, seed: int = 1, epochs: int = 2, config: CNNConfig | None = None) -> TinyModel:
-    """A few epochs of the project's CNN (small layers unless ``config`` says otherwise)."""
+def train_tiny(
+    raw: pd.DataFrame,
+    *,
+    seed: int = 1,
+    epochs: int = 2,
+    config: CNNConfig | None = None,
+    calibration_method: str | None = None,
+) -> TinyModel:
+    """A few epochs of the project's CNN (small layers unless ``config`` says otherwise); with
+    ``calibration_method`` ("platt", "isotonic" or "auto") calibrated on its own rows like training does."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -53,7 +65,12 @@ def train_tiny(raw: pd.DataFrame, *, seed: int = 1, epochs: int = 2, config: CNN
     config = config or CNNConfig(conv_filters=8, dense_units=16)
     model = build_cnn(schema.N_MONTHS, len(features.CHANNELS), inputs["static"].shape[1], config)
     model.fit(inputs, labels, epochs=epochs, batch_size=256, class_weight=class_weights(labels), verbose=0)
-    return TinyModel(model, choose_threshold(labels, predict_cnn(model, inputs)))
+    if calibration_method is None:
+        return TinyModel(model, choose_threshold(labels, predict_cnn(model, inputs)))
+    method = None if calibration_method == "auto" else calibration_method
+    fitted = calibration.fit(calibration.logits_of(predict_cnn(model, inputs)), labels, method, seed=seed)
+    served = calibration.calibrated_model(model, fitted)
+    return TinyModel(served, choose_threshold(labels, predict_cnn(served, inputs)), fitted)
 
 
 def prepare_store(tracking_uri: str, artifact_root: Path) -> None:

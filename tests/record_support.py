@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from platform_assets.core.model_version import MODEL_FILE, FeatureSpec, ModelVersion, SplitSpec
+from platform_assets.core.model_version import (
+    MODEL_FILE,
+    Calibration,
+    FeatureSpec,
+    ModelVersion,
+    SplitSpec,
+    ThresholdPolicy,
+)
 from platform_assets.ml import features
 
 MODEL = "default_risk_model"
@@ -27,6 +34,10 @@ def model_version(version: str = "v1", *, model_sha256: str = "0" * 64, **overri
         "trained_at": datetime(2026, 10, 6, 12, 0, tzinfo=UTC),
         "artifacts": {MODEL_FILE: model_sha256},
         "threshold": 0.41,
+        "threshold_policy": ThresholdPolicy(kind="approval_rate", target_approval_rate=0.7),
+        "calibration": Calibration(
+            method="platt", slope=0.9, intercept=-1.2, validation_log_loss={"platt": 0.45}, validation_rows=100
+        ),
         "best_epoch": 3,
         "feature_spec": feature_spec(),
         "data_versions": {"2026-10-05": "a" * 64, "2026-10-06": "b" * 64},

@@ -154,6 +154,9 @@ def build_manifest(
         "artifacts": {name: {"sha256": digest} for name, digest in sorted(record.artifacts.items())},
         "trained_at": record.trained_at.isoformat(),
         "threshold": record.threshold,
+        "threshold_policy": record.threshold_policy.model_dump(mode="json"),
+        # Built into the model artifact above; recorded so an auditor can recompute the served PD offline.
+        "calibration": record.calibration.model_dump(mode="json"),
         "target": record.feature_spec.target,
         "feature_spec": spec,
         "feature_spec_version": record.feature_spec.version,

@@ -7,12 +7,13 @@ partition key names. Nothing moves after it is written: there is no "latest" poi
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 #: The lake document of one version, beside its artifacts.
 RECORD_FILE: Final = "model_version.json"
@@ -45,6 +46,62 @@ class SplitSpec(_Frozen):
     seed: int = Field(description="Seed of the ID hash.")
 
 
+class Calibration(_Frozen):
+    """Maps a model's raw score (its logit) to a calibrated probability of default; fitted on the validation split.
+
+    ``platt``: ``sigmoid(slope * logit + intercept)``. ``isotonic``: linear interpolation through
+    ``(knots_logit, knots_probability)``, constant outside the first and last knot. The method is the one with
+    the lower cross-validated log-loss on the validation split (``validation_log_loss``, per method, plus
+    ``uncalibrated`` for the raw score).
+    """
+
+    method: Literal["platt", "isotonic"]
+    slope: float | None = Field(default=None, description="Platt: multiplies the logit.")
+    intercept: float | None = Field(default=None, description="Platt: added to the scaled logit.")
+    knots_logit: tuple[float, ...] = Field(default=(), description="Isotonic: increasing logits.")
+    knots_probability: tuple[float, ...] = Field(default=(), description="Isotonic: non-decreasing, in (0, 1).")
+    validation_log_loss: dict[str, float] = Field(description="Cross-validated log-loss (nats per row) by method.")
+    validation_rows: int = Field(gt=0, description="Validation rows the calibration was fitted on.")
+
+    @model_validator(mode="after")
+    def _parameters_match_method(self) -> Calibration:
+        if self.method == "platt" and (self.slope is None or self.intercept is None or self.knots_logit):
+            raise ValueError("a platt calibration has a slope and an intercept and no knots")
+        if self.method == "isotonic":
+            x, y = self.knots_logit, self.knots_probability
+            if len(x) < 2 or len(x) != len(y) or self.slope is not None or self.intercept is not None:
+                raise ValueError("an isotonic calibration has >= 2 knots (logit, probability) and no slope")
+            if any(b <= a for a, b in itertools.pairwise(x)) or any(b < a for a, b in itertools.pairwise(y)):
+                raise ValueError("isotonic knots must increase in logit and not decrease in probability")
+            if not (0.0 < y[0] and y[-1] < 1.0):
+                raise ValueError("isotonic knot probabilities must lie in (0, 1)")
+        return self
+
+
+class ThresholdPolicy(_Frozen):
+    """How the decision threshold on the calibrated probability of default was set.
+
+    ``expected_cost``: decline when the expected loss exceeds the expected margin,
+    ``PD * loss_given_default > (1 - PD) * margin``, i.e. threshold ``margin / (margin + loss_given_default)``
+    (both per unit of exposure). ``approval_rate``: the threshold that approves ``target_approval_rate`` of the
+    validation split.
+    """
+
+    kind: Literal["expected_cost", "approval_rate"]
+    loss_given_default: float | None = Field(default=None, gt=0, le=1, description="Share of exposure lost.")
+    margin: float | None = Field(default=None, gt=0, description="Share of exposure earned on a good loan.")
+    target_approval_rate: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _parameters_match_kind(self) -> ThresholdPolicy:
+        cost = self.loss_given_default is not None and self.margin is not None
+        if (self.kind == "expected_cost") != cost or (self.kind == "approval_rate") != (
+            self.target_approval_rate is not None
+        ):
+            raise ValueError(f"threshold policy {self.kind!r} has the wrong parameters")
+        return self
+
+
 class ModelVersion(_Frozen):
     """One trained version of ``model``. Probabilities and thresholds are in [0, 1]; rows are counts."""
 
@@ -56,7 +113,9 @@ class ModelVersion(_Frozen):
     dagster_run_id: str = Field(description="The Dagster run that trained this version.")
     trained_at: datetime
     artifacts: dict[str, str] = Field(description="Artifact file name -> sha256 of its bytes.")
-    threshold: float = Field(ge=0, le=1, description="Decision threshold on the probability of default.")
+    threshold: float = Field(ge=0, le=1, description="Decision threshold on the calibrated probability of default.")
+    threshold_policy: ThresholdPolicy
+    calibration: Calibration = Field(description="Built into the served model: its output is the calibrated PD.")
     best_epoch: int = Field(ge=0)
     feature_spec: FeatureSpec
     data_versions: dict[str, str] = Field(
@@ -108,7 +167,8 @@ class BaselineSet(_Frozen):
     mlflow_run_id: str
     dagster_run_id: str
     artifacts: dict[str, str] = Field(description="<name>.skops -> sha256.")
-    thresholds: dict[str, float]
+    thresholds: dict[str, float] = Field(description="Per model, by the version's threshold policy.")
+    calibrations: dict[str, Calibration] = Field(description="Per model, applied to its decision_function.")
     validation_roc_auc: dict[str, float]
     data_versions: dict[str, str]
     split: SplitSpec

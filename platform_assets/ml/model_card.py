@@ -22,8 +22,10 @@ LIMITATIONS = (
     "markets, periods or products is unknown.",
     "- Protected attributes (sex, age, marriage, education) are not inputs by default, but the repayment "
     "history can be correlated with them: see the fairness table; groups below the minimum size are not measured.",
-    "- The threshold maximises F1 on the validation split; a different cost of errors needs a different threshold.",
-    "- Scores are calibrated on the training period only; watch the data drift report for shifts.",
+    "- The threshold follows the version's threshold policy (by default expected cost: loss given default 0.45, "
+    "margin 0.15, decline from a PD of 0.25); other costs need another policy, recorded in the model version.",
+    "- Probabilities are calibrated on the validation split of the training period only; watch the data drift "
+    "report for shifts.",
 )
 
 

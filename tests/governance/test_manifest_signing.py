@@ -83,6 +83,11 @@ def test_a_changed_manifest_or_signature_is_a_bad_signature(key: Any) -> None:
     assert altered != body
     with pytest.raises(manifests.BadSignatureError, match="altered after signing"):
         manifests.verify_manifest(altered, signature, key.public_key(), {"model.keras": MODEL_BYTES})
+    # The calibration (what turns the model's score into the served PD) is signed with the rest.
+    recalibrated = body.replace(b'"slope":0.9', b'"slope":1.9')
+    assert recalibrated != body
+    with pytest.raises(manifests.BadSignatureError, match="altered after signing"):
+        manifests.verify_manifest(recalibrated, signature, key.public_key(), {"model.keras": MODEL_BYTES})
     forged = signing.sign(signing.generate_private_key(), body)
     with pytest.raises(manifests.BadSignatureError):
         manifests.verify_manifest(body, forged, key.public_key(), {"model.keras": MODEL_BYTES})

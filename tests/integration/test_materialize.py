@@ -13,7 +13,6 @@ from record_support import model_version
 from platform_assets import model_store, settings
 from platform_assets.core import lake_keys, registry
 from platform_assets.core.model_version import BaselineSet
-from platform_assets.dataplane.partitions import read_manifest, read_partition
 from platform_assets.definitions import bound_to, defs
 from platform_assets.demo import trained_version
 from platform_assets.ml import features, schema
@@ -46,12 +45,12 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
                 partition_key=partition, instance=instance
             )
             assert result.success
-            # Each partition's digest (over its parts' sha256) is its data version.
-            for asset, folder in (
+            # Each partition's content hash is its data version.
+            for asset, key in (
                 ("raw_credit_applications", lake_keys.raw),
                 ("credit_history_tensors", lake_keys.tensors),
             ):
-                assert data_version(instance, asset, partition) == read_manifest(lake, folder(partition)).digest
+                assert data_version(instance, asset, partition) == content_hash(lake.read_bytes(key(partition)))
         training = definitions.resolve_job_def("training_job").execute_in_process(
             instance=instance, run_config=FAST_TRAINING
         )
@@ -69,7 +68,7 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
         assert any(m.startswith("epoch 1: ") and "val_auc=" in m for m in logs)
 
     info = model_store.load_record(lake, trained)
-    assert info.data_versions == {p: read_manifest(lake, lake_keys.tensors(p)).digest for p in PARTITIONS}
+    assert info.data_versions == {p: content_hash(lake.read_bytes(lake_keys.tensors(p))) for p in PARTITIONS}
     model_bytes = lake.read_bytes(f"{lake_keys.model_dir(registry.MODEL_NAME, info.version)}/model.keras")
     assert model_bytes[:2] == b"PK", "native .keras (zip) format expected"
 
@@ -88,6 +87,19 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
     report = model_store.read_json(lake, f"{lake_keys.model_dir(registry.MODEL_NAME, info.version)}/evaluation.json")
     assert set(report["metrics"]) == {"cnn", "logistic_regression", "hist_gradient_boosting"}
     assert report["test_rows"] == info.rows["test"]
+    # Every model is calibrated on validation and thresholded by the version's policy (expected cost by default);
+    # the uncalibrated figures stay in the report for the record.
+    assert info.threshold_policy.kind == "expected_cost" and info.threshold == pytest.approx(0.25)
+    assert (
+        info.calibration.method in {"platt", "isotonic"} and info.calibration.validation_rows == info.rows["validation"]
+    )
+    for name, metrics in report["metrics"].items():
+        assert metrics["threshold"] == pytest.approx(0.25), name
+        assert {"ece", "ece_uncalibrated", "brier", "brier_uncalibrated"} <= set(metrics), name
+        assert metrics["ece"] < metrics["ece_uncalibrated"], (name, metrics)
+    # The registered (served) artifact outputs the calibrated probability.
+    served = model_store.keras_from_bytes(model_bytes)
+    assert served.layers[-1].name == "calibrated_probability_of_default"
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -118,20 +130,20 @@ def test_out_of_range_rows_are_quarantined_and_counted(
                 partition_key=day, instance=instance
             )
             assert result.success
-            raw = read_partition(lake, lake_keys.raw(day))
-            tensors = read_partition(lake, lake_keys.tensors(day))
+            raw = lake.read_frame(lake_keys.raw(day))
+            tensors = lake.read_frame(lake_keys.tensors(day))
             assert len(tensors) == len(raw), "no row may be dropped silently"
             quarantined = tensors[features.REASON].notna().sum()
             [check] = result.get_asset_check_evaluations()
             assert check.metadata["out_of_range_rows"].value == quarantined
             if quarantined:
-                stored = read_partition(lake, lake_keys.quarantine(day))
+                stored = lake.read_frame(lake_keys.quarantine(day))
                 assert len(stored) == quarantined and stored[features.REASON].notna().all()
                 assert not check.passed
             total_quarantined += quarantined
-    all_rows = sum(len(read_partition(lake, lake_keys.raw(d))) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))
+    all_rows = sum(len(lake.read_frame(lake_keys.raw(d))) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))
     replayed_bad = frame.head(8)[schema.ID].isin(
-        pd.concat(read_partition(lake, lake_keys.raw(d)) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))[schema.ID]
+        pd.concat(lake.read_frame(lake_keys.raw(d)) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))[schema.ID]
     )
     assert total_quarantined == replayed_bad.sum() and all_rows < len(frame)
 
@@ -185,6 +197,7 @@ def test_evaluation_refuses_models_trained_on_different_data(platform_home: Path
             dagster_run_id="d",
             artifacts={},
             thresholds={},
+            calibrations={},
             validation_roc_auc={},
             data_versions={"2026-10-05": "2" * 64},
             split=record.split,

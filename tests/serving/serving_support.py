@@ -38,6 +38,7 @@ class Stores:
     models: dict[str, Any]  # label -> in-process keras model
     thresholds: dict[str, float]
     versions: dict[str, str]  # label -> registry version
+    calibrations: dict[str, Any]  # label -> the Calibration built into the served model
 
     def env(self, **overrides: str) -> dict[str, str]:
         env = {
@@ -118,11 +119,14 @@ def train_and_register(home: Path) -> Stores:
     model_support.prepare_store(tracking_uri, home / "mlflow" / "artifacts")
     train = model_support.synthetic_rows(days=3, rows_per_day=1000, seed=7)
     inputs = model_support.keras_inputs(train)
-    models, thresholds, versions = {}, {}, {}
-    for seed in (1, 2):
-        tiny = model_support.train_tiny(train, seed=seed, epochs=2)
+    models, thresholds, versions, calibrations = {}, {}, {}, {}
+    # Both versions serve a calibrated model as training registers it: v1 Platt, v2 isotonic.
+    for seed, method in ((1, "platt"), (2, "isotonic")):
+        tiny = model_support.train_tiny(train, seed=seed, epochs=2, calibration_method=method)
         registered = model_support.register_tiny(tiny, inputs)
         models[registered.label] = tiny.model
+        assert tiny.calibration is not None
+        calibrations[registered.label] = tiny.calibration
         thresholds[registered.label] = tiny.threshold
         versions[registered.label] = registered.version
     registry.set_alias(registry.CHAMPION, versions["v1"], tracking_uri=tracking_uri)
@@ -130,7 +134,7 @@ def train_and_register(home: Path) -> Stores:
     keys = {role: create_key(keys_file, [role])[0] for role in ("predict", "feedback", "admin")}
     raw = model_support.synthetic_rows(days=1, rows_per_day=3000, seed=99, start=pd.Timestamp("2027-01-01").date())
     raw = raw.drop(columns=[schema.TARGET])
-    return Stores(home, tracking_uri, keys_file, keys, raw, models, thresholds, versions)
+    return Stores(home, tracking_uri, keys_file, keys, raw, models, thresholds, versions, calibrations)
 
 
 class Api:

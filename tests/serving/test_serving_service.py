@@ -51,6 +51,31 @@ def test_predictions_equal_the_model_in_process(api: Api, stores: Stores) -> Non
     np.testing.assert_allclose(single, expected[:5], atol=1e-5)
 
 
+def test_probability_of_default_is_the_offline_calibrated_probability(
+    api: Api, stores: Stores, restore_registry: Any
+) -> None:
+    """/predict returns the calibration of the model's raw logit, computed offline from the version's
+    calibration record (numpy), for a Platt version (v1) and an isotonic one (v2, pinned as challenger)."""
+    from model_support import keras_inputs
+
+    from platform_assets.ml import calibration
+
+    registry.set_alias(registry.CHALLENGER, stores.versions["v2"], tracking_uri=stores.tracking_uri)
+    wait_for_status(api, lambda s: s["challenger"] == "v2")
+    frame = stores.raw.iloc[:200]
+    for label in ("v1", "v2"):
+        model, fitted = stores.models[label], stores.calibrations[label]
+        offline = calibration.apply(fitted, calibration.raw_logits(model, keras_inputs(frame)))
+        response = api.post("/predict", {"applications": rows_of(frame), "model_version": label})
+        assert response.status_code == 200, response.text
+        served = response.json()["predictions"]
+        assert {p["model_version"] for p in served} == {label}, fitted.method
+        np.testing.assert_allclose([p["probability_of_default"] for p in served], offline, rtol=0, atol=1e-5)
+        # Calibrated, not the raw score: the two differ (class weighting inflates the raw one).
+        raw = calibration.sigmoid(calibration.raw_logits(model, keras_inputs(frame)))
+        assert np.mean(raw) - np.mean(offline) > 0.05, (fitted.method, np.mean(raw), np.mean(offline))
+
+
 def test_protected_attributes_are_optional(api: Api, stores: Stores) -> None:
     row = rows_of(stores.raw.iloc[:1])[0]
     bare = {k: v for k, v in row.items() if k not in ("SEX", "EDUCATION", "MARRIAGE", "AGE")}

@@ -72,7 +72,7 @@ def test_plots_png_returns_a_png_image() -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300)
     scores = {"cnn": np.clip(labels * 0.4 + rng.random(300) * 0.6, 0, 1), "logistic": rng.random(300)}
-    png = evaluate.plots_png(labels, scores)
+    png = evaluate.plots_png(labels, scores, {name: np.sqrt(p) for name, p in scores.items()})
     assert png.startswith(PNG_SIGNATURE)
     assert len(png) > 10_000  # a real chart, not an empty canvas
     markdown = evaluate.png_markdown(png, "ROC and calibration")

@@ -18,12 +18,26 @@ from dagster_mlflow.resources import MlFlow
 from pydantic import Field
 
 from platform_assets import model_store
-from platform_assets.core.model_version import MODEL_FILE, BaselineSet, FeatureSpec, ModelVersion, SplitSpec
+from platform_assets.core.model_version import (
+    MODEL_FILE,
+    BaselineSet,
+    FeatureSpec,
+    ModelVersion,
+    SplitSpec,
+    ThresholdPolicy,
+)
 from platform_assets.core.registry import MODEL_NAME
 from platform_assets.defs.features.assets import credit_history_tensors
-from platform_assets.ml import evaluate
+from platform_assets.ml import calibration, evaluate
 from platform_assets.ml.model import CNNConfig
-from platform_assets.ml.train import TrainConfig, predict_cnn, train_baselines, train_cnn
+from platform_assets.ml.train import (
+    DEFAULT_LOSS_GIVEN_DEFAULT,
+    DEFAULT_MARGIN,
+    TrainConfig,
+    predict_cnn,
+    train_baselines,
+    train_cnn,
+)
 from platform_assets.partitions import model_versions
 from platform_assets.resources.lake import LakeStorage, content_hash
 from platform_assets.resources.mlflow import ModelRegistry, register_keras_model, tracking_run
@@ -41,7 +55,30 @@ class CNNTrainingConfig(dg.Config):
     conv_filters: int = Field(default=48, description="Filters in each Conv2D layer.")
     dense_units: int = Field(default=64, description="Units of the dense layer after the join.")
     dropout: float = Field(default=0.3, description="Dropout rate before the output.")
-    seed: int = Field(default=42, description="Seed for weights and shuffling.")
+    seed: int = Field(default=42, description="Seed for weights and shuffling; training is deterministic per seed.")
+    calibration_method: str = Field(
+        default="auto",
+        description="'platt', 'isotonic', or 'auto': the lower cross-validated log-loss on the validation split.",
+    )
+    threshold_policy: str = Field(
+        default="expected_cost",
+        description=(
+            "'expected_cost': decline when PD x loss_given_default > (1 - PD) x margin; "
+            "'approval_rate': approve target_approval_rate of the validation split."
+        ),
+    )
+    loss_given_default: float = Field(
+        default=DEFAULT_LOSS_GIVEN_DEFAULT, description="Share of the exposure lost on a default (Basel F-IRB)."
+    )
+    margin: float = Field(default=DEFAULT_MARGIN, description="Share of the exposure earned on a repaid loan.")
+    target_approval_rate: float = Field(default=0.8, description="For 'approval_rate': share of applicants approved.")
+
+    def policy(self) -> ThresholdPolicy:
+        if self.threshold_policy == "approval_rate":
+            return ThresholdPolicy(kind="approval_rate", target_approval_rate=self.target_approval_rate)
+        return ThresholdPolicy.model_validate(
+            {"kind": self.threshold_policy, "loss_given_default": self.loss_given_default, "margin": self.margin}
+        )
 
     def to_train_config(self) -> TrainConfig:
         cnn = CNNConfig(
@@ -51,7 +88,13 @@ class CNNTrainingConfig(dg.Config):
             learning_rate=self.learning_rate,
         )
         return TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, patience=self.patience, seed=self.seed, cnn=cnn
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            seed=self.seed,
+            cnn=cnn,
+            policy=self.policy(),
+            calibration_method=None if self.calibration_method == "auto" else self.calibration_method,
         )
 
 
@@ -100,8 +143,9 @@ def version_record(context: dg.AssetExecutionContext, lake: LakeStorage) -> Mode
     retry_policy=io_retry_policy(),
     description=(
         "Keras CNN (Conv2D over the months x channels image, joined with the static vector), class-weighted, "
-        "early-stopped on validation AUC; registered in MLflow, saved as .keras in the lake with its "
-        "ModelVersion record, and added to the model_versions partitions."
+        "early-stopped on validation AUC, calibrated on the validation split (Platt or isotonic, built into the "
+        "model so it outputs the calibrated PD) and thresholded by the configured policy; registered in MLflow, "
+        "saved as .keras in the lake with its ModelVersion record, and added to the model_versions partitions."
     ),
 )
 def default_risk_model(
@@ -164,6 +208,8 @@ def default_risk_model(
         trained_at=datetime.now(UTC),
         artifacts={MODEL_FILE: model_sha},
         threshold=trained.threshold,
+        threshold_policy=train_config.policy,
+        calibration=trained.calibration,
         best_epoch=trained.best_epoch,
         feature_spec=spec,
         data_versions=data_versions,
@@ -182,6 +228,9 @@ def default_risk_model(
             "mlflow_run_id": run_id,
             "mlflow_model_uri": registered.model_uri,
             "threshold": trained.threshold,
+            "threshold_policy": dg.MetadataValue.json(train_config.policy.model_dump(mode="json")),
+            "calibration_method": trained.calibration.method,
+            "validation_log_loss": dg.MetadataValue.json(trained.calibration.validation_log_loss),
             "best_epoch": trained.best_epoch,
             "validation_roc_auc": val_metrics["roc_auc"],
             "train_rows": len(splits["train"]),
@@ -200,7 +249,8 @@ def default_risk_model(
     kinds={"scikitlearn", "mlflow"},
     retry_policy=io_retry_policy(),
     description=(
-        "Logistic regression and HistGradientBoosting for one model version, on exactly its partitions and split."
+        "Logistic regression and HistGradientBoosting for one model version, on exactly its partitions and split, "
+        "each calibrated on the validation split and thresholded by the version's policy."
     ),
 )
 def baseline_models(
@@ -212,14 +262,16 @@ def baseline_models(
     record = version_record(context, lake)
     with fail_fast():
         splits = model_store.load_splits(lake, record)
-    artifacts, thresholds, val_auc = {}, {}, {}
+    artifacts, thresholds, calibrations, val_auc = {}, {}, {}, {}
+    validation = splits["validation"]
     with tracking_run(mlflow_tracker) as run_id:
-        for name, (model, threshold) in train_baselines(splits["train"], splits["validation"], seed=42).items():
+        fitted = train_baselines(splits["train"], validation, seed=42, policy=record.threshold_policy)
+        for name, baseline in fitted.items():
             key = model_store.version_key(record.version, f"baselines/{name}.skops")
-            artifacts[f"{name}.skops"] = lake.write_bytes(key, skops.io.dumps(model))
-            thresholds[name] = threshold
-            probabilities = model.predict_proba(splits["validation"].flat())[:, 1]
-            val_auc[name] = evaluate.classification_metrics(splits["validation"].labels, probabilities, threshold)[
+            artifacts[f"{name}.skops"] = lake.write_bytes(key, skops.io.dumps(baseline.model))
+            thresholds[name], calibrations[name] = baseline.threshold, baseline.calibration
+            probabilities = baseline.predict_default(validation.flat())
+            val_auc[name] = evaluate.classification_metrics(validation.labels, probabilities, baseline.threshold)[
                 "roc_auc"
             ]
             mlflow.log_metric(f"baseline_{name}_val_roc_auc", val_auc[name])
@@ -229,6 +281,7 @@ def baseline_models(
         dagster_run_id=context.run.run_id,
         artifacts=artifacts,
         thresholds=thresholds,
+        calibrations=calibrations,
         validation_roc_auc=val_auc,
         data_versions=record.data_versions,
         split=record.split,
@@ -251,8 +304,9 @@ def baseline_models(
     kinds={"scikitlearn", "mlflow"},
     retry_policy=io_retry_policy(),
     description=(
-        "Test-set ROC AUC, accuracy, precision/recall at each model's threshold, Brier score and calibration "
-        "for the CNN and both baselines, with ROC and calibration plots; logged to the CNN's MLflow run."
+        "Test-set ROC AUC, accuracy, precision/recall at each model's threshold, Brier score and expected "
+        "calibration error (calibrated, and uncalibrated for the record) for the CNN and both baselines, with ROC "
+        "curves and reliability diagrams side by side; logged to the CNN's MLflow run."
     ),
 )
 def model_evaluation(
@@ -272,11 +326,17 @@ def model_evaluation(
     with fail_fast():
         loaded = model_store.load_version(lake, record.version)
     test = loaded.splits["test"]
+    # Calibrated: what each model reports as PD (the CNN's served output). Uncalibrated: the raw score, for the record.
     scores: dict[str, np.ndarray] = {"cnn": predict_cnn(loaded.model, test.keras_inputs())}
+    raw: dict[str, np.ndarray] = {"cnn": calibration.raw_logits(loaded.model, test.keras_inputs())}
     thresholds = {"cnn": record.threshold, **baselines.thresholds}
     for name, model in baseline_fits.items():
-        scores[name] = model.predict_proba(test.flat())[:, 1]
-    metrics = {name: evaluate.classification_metrics(test.labels, p, thresholds[name]) for name, p in scores.items()}
+        raw[name] = model.decision_function(test.flat())
+        scores[name] = calibration.apply(baselines.calibrations[name], raw[name])
+    metrics = {
+        name: evaluate.classification_metrics(test.labels, p, thresholds[name], raw_logits=raw[name])
+        for name, p in scores.items()
+    }
     best_baseline = max((n for n in metrics if n != "cnn"), key=lambda n: metrics[n]["roc_auc"])
     report = {
         "model_version": record.version,
@@ -289,7 +349,7 @@ def model_evaluation(
     }
     model_store.write_json(lake, model_store.version_key(record.version, EVALUATION_FILE), report)
 
-    png = evaluate.plots_png(test.labels, scores)
+    png = evaluate.plots_png(test.labels, scores, {name: calibration.sigmoid(z) for name, z in raw.items()})
     model_registry.log_metrics(
         record.mlflow_run_id,
         {
@@ -310,8 +370,10 @@ def model_evaluation(
             "test_rows": len(test),
             "cnn_test_roc_auc": metrics["cnn"]["roc_auc"],
             **{f"{n}_test_roc_auc": m["roc_auc"] for n, m in metrics.items() if n != "cnn"},
+            **{f"{n}_test_ece": m["ece"] for n, m in metrics.items()},
+            **{f"{n}_test_ece_uncalibrated": m["ece_uncalibrated"] for n, m in metrics.items()},
             "best_baseline": best_baseline,
             "metrics": dg.MetadataValue.md(table),
-            "plots": dg.MetadataValue.md(evaluate.png_markdown(png, "ROC and calibration")),
+            "plots": dg.MetadataValue.md(evaluate.png_markdown(png, "ROC and reliability diagrams")),
         }
     )
