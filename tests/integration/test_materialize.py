@@ -13,6 +13,7 @@ from record_support import model_version
 from platform_assets import model_store, settings
 from platform_assets.core import lake_keys, registry
 from platform_assets.core.model_version import BaselineSet
+from platform_assets.dataplane.partitions import read_manifest, read_partition
 from platform_assets.definitions import bound_to, defs
 from platform_assets.demo import trained_version
 from platform_assets.ml import features, schema
@@ -45,12 +46,12 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
                 partition_key=partition, instance=instance
             )
             assert result.success
-            # Each partition's content hash is its data version.
-            for asset, key in (
+            # Each partition's digest (over its parts' sha256) is its data version.
+            for asset, folder in (
                 ("raw_credit_applications", lake_keys.raw),
                 ("credit_history_tensors", lake_keys.tensors),
             ):
-                assert data_version(instance, asset, partition) == content_hash(lake.read_bytes(key(partition)))
+                assert data_version(instance, asset, partition) == read_manifest(lake, folder(partition)).digest
         training = definitions.resolve_job_def("training_job").execute_in_process(
             instance=instance, run_config=FAST_TRAINING
         )
@@ -68,7 +69,7 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
         assert any(m.startswith("epoch 1: ") and "val_auc=" in m for m in logs)
 
     info = model_store.load_record(lake, trained)
-    assert info.data_versions == {p: content_hash(lake.read_bytes(lake_keys.tensors(p))) for p in PARTITIONS}
+    assert info.data_versions == {p: read_manifest(lake, lake_keys.tensors(p)).digest for p in PARTITIONS}
     model_bytes = lake.read_bytes(f"{lake_keys.model_dir(registry.MODEL_NAME, info.version)}/model.keras")
     assert model_bytes[:2] == b"PK", "native .keras (zip) format expected"
 
@@ -130,20 +131,20 @@ def test_out_of_range_rows_are_quarantined_and_counted(
                 partition_key=day, instance=instance
             )
             assert result.success
-            raw = lake.read_frame(lake_keys.raw(day))
-            tensors = lake.read_frame(lake_keys.tensors(day))
+            raw = read_partition(lake, lake_keys.raw(day))
+            tensors = read_partition(lake, lake_keys.tensors(day))
             assert len(tensors) == len(raw), "no row may be dropped silently"
             quarantined = tensors[features.REASON].notna().sum()
             [check] = result.get_asset_check_evaluations()
             assert check.metadata["out_of_range_rows"].value == quarantined
             if quarantined:
-                stored = lake.read_frame(lake_keys.quarantine(day))
+                stored = read_partition(lake, lake_keys.quarantine(day))
                 assert len(stored) == quarantined and stored[features.REASON].notna().all()
                 assert not check.passed
             total_quarantined += quarantined
-    all_rows = sum(len(lake.read_frame(lake_keys.raw(d))) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))
+    all_rows = sum(len(read_partition(lake, lake_keys.raw(d))) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))
     replayed_bad = frame.head(8)[schema.ID].isin(
-        pd.concat(lake.read_frame(lake_keys.raw(d)) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))[schema.ID]
+        pd.concat(read_partition(lake, lake_keys.raw(d)) for d in ("2026-10-01", "2026-10-02", "2026-10-03"))[schema.ID]
     )
     assert total_quarantined == replayed_bad.sum() and all_rows < len(frame)
 
