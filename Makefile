@@ -53,8 +53,24 @@ ui: install
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 ## make test: install if needed (Python and Debian packages), then the whole suite (slow tests included).
-test: install system-packages
+test: install system-packages $(ARGO_SCHEMAS)
 	$(BIN)/python -m pytest
+
+## make k8s-validate: k8s/ checked offline, without a cluster: every kustomization renders and validates
+## against the Kubernetes API schemas (kubernetes-validate) and the Argo Rollouts CRD schemas (npm, pinned in
+## tests/ops/argo_rollouts), dagster-k8s' run Job too, and the overlays configure the environment's table.
+## `make test` runs the same tests.
+.PHONY: k8s-validate
+ARGO_SCHEMAS := tests/ops/argo_rollouts/node_modules/.package-lock.json
+K8S_TESTS := tests/ops/test_ops_k8s_schemas.py tests/ops/test_ops_k8s_topology.py tests/ops/test_ops_k8s_apply.py \
+             tests/ops/test_ops_kustomize.py tests/ops/test_ops_dagster_instance.py
+
+$(ARGO_SCHEMAS): tests/ops/argo_rollouts/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: apt-get install -y npm, then make k8s-validate" >&2; exit 1; }
+	npm ci --prefix tests/ops/argo_rollouts --no-audit --no-fund
+
+k8s-validate: install $(ARGO_SCHEMAS)
+	$(BIN)/python -m pytest -q $(K8S_TESTS)
 
 ## make check-defs: the code location loads and its component YAML validates.
 check-defs: install

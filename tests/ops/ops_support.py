@@ -47,8 +47,10 @@ def prometheus() -> str:
     )
 
 
-def run(cmd: list[str], *, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+def run(
+    cmd: list[str], *, cwd: Path | None = None, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 # --- PromQL metric names -------------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""Offline validation of k8s/ (`make k8s-validate`): every kustomization renders, and every object validates
+strictly (an undeclared field is an error, as with `kubectl apply`) against the schemas of the Kubernetes
+version the manifests target, with kubernetes-validate (PyPI); the Argo Rollouts kinds against the CRD
+schemas of @kubernetes-models/argo-rollouts (npm, installed by `make k8s-validate` into
+tests/ops/argo_rollouts/node_modules), their pod template against Kubernetes' own; and the Job dagster-k8s'
+K8sRunLauncher creates for a run, built by dagster-k8s itself from k8s/dagster/dagster.yaml."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ops_support import K8S, OVERLAYS, REPO, kustomize_build, one, run
+
+#: The Kubernetes release the manifests target (its API schemas, bundled with kubernetes-validate).
+KUBERNETES_VERSION = "1.33.0"
+ARGO_DIR = REPO / "tests" / "ops" / "argo_rollouts"
+ARGO_KINDS = {"Rollout", "AnalysisTemplate"}
+PATHS = ("base", "dagster", *(f"overlays/{name}" for name in OVERLAYS))
+INSTALL = "make k8s-validate (or: npm ci --prefix tests/ops/argo_rollouts)"
+
+Obj = dict[str, Any]
+
+
+@cache
+def rendered(path: str) -> tuple[Obj, ...]:
+    return tuple(kustomize_build(K8S / path))
+
+
+def kubernetes_errors(obj: Obj) -> list[str]:
+    """Errors of ``obj`` against the target version's schema, strict; [] when valid."""
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        where = "/".join(str(part) for part in error.path)
+        return [f"{obj['kind']} {obj['metadata']['name']}: /{where}: {error.message}"]
+    return []
+
+
+def argo_errors(objects: list[Obj]) -> list[list[str]]:
+    """Per object, its errors against the Argo Rollouts CRD schemas (tests/ops/argo_rollouts/validate.js)."""
+    node = shutil.which("node")
+    if node is None or not (ARGO_DIR / "node_modules" / "@kubernetes-models" / "argo-rollouts").is_dir():
+        pytest.fail(
+            f"the Argo Rollouts schemas are not installed (needs node and npm: apt-get install -y npm). Run: {INSTALL}",
+            pytrace=False,
+        )
+    result = run([node, str(ARGO_DIR / "validate.js"), "-"], timeout=60, stdin=json.dumps(objects))
+    assert result.returncode == 0, result.stderr
+    errors: list[list[str]] = json.loads(result.stdout)
+    return errors
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_object_validates_against_the_kubernetes_schemas(path: str) -> None:
+    errors = []
+    for obj in rendered(path):
+        if obj["kind"] in ARGO_KINDS:
+            continue
+        errors += kubernetes_errors(obj)
+    for rollout in (obj for obj in rendered(path) if obj["kind"] == "Rollout"):
+        # Argo's CRD embeds a PodTemplateSpec: Kubernetes' own schema for it is the stricter, current one.
+        pod_template = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": rollout["metadata"]["name"]},
+            "template": rollout["spec"]["template"],
+        }
+        errors += kubernetes_errors(pod_template)
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("path", ("base", *(f"overlays/{name}" for name in OVERLAYS)))
+def test_argo_rollouts_objects_validate_against_their_crd_schemas(path: str) -> None:
+    objects = [obj for obj in rendered(path) if obj["kind"] in ARGO_KINDS]
+    assert {obj["kind"] for obj in objects} == ARGO_KINDS
+    errors = argo_errors(objects)
+    problems = [
+        f"{obj['kind']} {obj['metadata']['name']}: {e}" for obj, errs in zip(objects, errors, strict=True) for e in errs
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_validators_reject_what_a_cluster_rejects() -> None:
+    """Both validators are strict: an unknown field and a wrongly typed one fail (a guard against a validator
+    that passes everything)."""
+    rollout = json.loads(json.dumps(one(list(rendered("overlays/prod")), "Rollout", "credit-risk-service")))
+    rollout["spec"]["strategy"]["canary"]["stepz"] = []
+    rollout["spec"]["strategy"]["canary"]["steps"][0]["setWeight"] = "five"
+    (argo,) = argo_errors([rollout])
+    assert any("stepz" in error for error in argo) and any("setWeight must be integer" in error for error in argo)
+    deployment = json.loads(json.dumps(one(list(rendered("dagster")), "Deployment", "dagster-daemon")))
+    deployment["spec"]["template"]["spec"]["containers"][0]["envFromm"] = []
+    assert kubernetes_errors(deployment)
+    deployment = json.loads(json.dumps(one(list(rendered("dagster")), "Deployment", "dagster-daemon")))
+    deployment["spec"]["replicas"] = "one"
+    assert kubernetes_errors(deployment)
+
+
+@pytest.fixture
+def run_launcher(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The K8sRunLauncher k8s/dagster/dagster.yaml configures, as the daemon builds it (no cluster)."""
+    import kubernetes
+    from dagster._config import process_config
+    from dagster._serdes import ConfigurableClassData
+    from dagster_k8s import K8sRunLauncher
+
+    monkeypatch.setenv("DAGSTER_K8S_JOB_NAMESPACE", "credit-risk-prod")
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
+    instance = yaml.safe_load(
+        one(list(rendered("overlays/prod")), "ConfigMap", "dagster-instance")["data"]["dagster.yaml"]
+    )
+    data = instance["run_launcher"]
+    result = process_config(K8sRunLauncher.config_type(), data["config"])
+    assert result.success, [error.message for error in result.errors or []]
+    inst_data = ConfigurableClassData(data["module"], data["class"], yaml.safe_dump(data["config"]))
+    return K8sRunLauncher.from_config_value(inst_data, result.value)
+
+
+def test_the_run_job_dagster_k8s_creates_validates(run_launcher: Any) -> None:
+    """The Job of a run pod, built by dagster-k8s from the rendered instance config exactly as
+    K8sRunLauncher.launch_run does, is a valid Kubernetes object that mounts the key pair and gets the
+    pipeline's environment and secrets."""
+    import kubernetes
+    from dagster import DagsterRun
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import construct_dagster_k8s_job
+
+    rendered_prod = list(rendered("overlays/prod"))
+    code = one(rendered_prod, "Deployment", "dagster-code-location")
+    (code_container,) = code["spec"]["template"]["spec"]["containers"]
+    run = DagsterRun(job_name="release_job", run_id="0123456789abcdef")
+    context = K8sContainerContext.create_for_run(run, run_launcher, include_run_tags=False)
+    job_config = context.get_k8s_job_config(job_image=code_container["image"], run_launcher=run_launcher)
+    job = construct_dagster_k8s_job(
+        job_config=job_config,
+        args=["dagster", "api", "execute_run", "{}"],
+        job_name="dagster-run-0123456789abcdef",
+        pod_name="dagster-run-0123456789abcdef",
+        component="run_worker",
+        user_defined_k8s_config=context.run_k8s_config,
+        labels={"dagster/job": "release_job", "dagster/run-id": run.run_id},
+    )
+    manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
+    assert not kubernetes_errors(manifest), kubernetes_errors(manifest)
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "dagster"
+    (container,) = pod["containers"]
+    assert container["image"] == code_container["image"]
+    sources = {ref.get("configMapRef", ref.get("secretRef", {})).get("name") for ref in container["envFrom"]}
+    code_sources = {ref.get("configMapRef", ref.get("secretRef", {})).get("name") for ref in code_container["envFrom"]}
+    assert code_sources <= sources
+    secrets = {volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume}
+    assert {"credit-risk-signing-key", "credit-risk-verify-key"} <= secrets
+    code_mounts = {(m["name"], m["mountPath"]) for m in code_container["volumeMounts"] if m["name"].endswith("-key")}
+    assert code_mounts <= {(m["name"], m["mountPath"]) for m in container["volumeMounts"]}
+
+
+def test_make_k8s_validate_runs_these_tests() -> None:
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert "\nk8s-validate:" in makefile and Path(__file__).name in makefile
+    lock = json.loads((ARGO_DIR / "package-lock.json").read_text(encoding="utf-8"))
+    assert lock["packages"]["node_modules/@kubernetes-models/argo-rollouts"]["version"] == "0.3.2"
+    assert "node_modules/" in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
