@@ -53,13 +53,14 @@ ui: install
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 ## make test: install if needed (Python and Debian packages), then the whole suite (slow tests included).
-test: install system-packages $(ARGO_SCHEMAS)
+test: install system-packages tests/ops/argo_rollouts/node_modules/.package-lock.json
 	$(BIN)/python -m pytest
 
 ## make k8s-validate: k8s/ checked offline, without a cluster: every kustomization renders and validates
 ## against the Kubernetes API schemas (kubernetes-validate) and the Argo Rollouts CRD schemas (npm, pinned in
 ## tests/ops/argo_rollouts), dagster-k8s' run Job too, and the overlays configure the environment's table.
-## `make test` runs the same tests.
+## `make test` runs the same tests (and installs the schemas first: `test` names ARGO_SCHEMAS' path, as
+## make expands a rule's prerequisites where it reads them, before this definition).
 .PHONY: k8s-validate
 ARGO_SCHEMAS := tests/ops/argo_rollouts/node_modules/.package-lock.json
 K8S_TESTS := tests/ops/test_ops_k8s_schemas.py tests/ops/test_ops_k8s_topology.py tests/ops/test_ops_k8s_apply.py \
