@@ -183,3 +183,17 @@ def test_dagster_storage_is_the_environments_postgres(overlay: str) -> None:
     assert container["command"] == ["dagster", "instance", "migrate"]
     mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
     assert f"{env['DAGSTER_HOME']}/dagster.yaml" in mounts
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_service_image_has_the_inference_logs_driver(overlay: str) -> None:
+    """The Bento (the service image) installs the DBAPI driver of the URL the overlay gives the service."""
+    from sqlalchemy.engine import make_url
+
+    bentofile = yaml.safe_load((K8S.parent / "bentos" / "credit_risk" / "bentofile.yaml").read_text(encoding="utf-8"))
+    packages = {re.split(r"[<>=!~\[ ]", spec, maxsplit=1)[0].lower() for spec in bentofile["python"]["packages"]}
+    _, container = service(rendered(overlay))
+    values, _ = container_env(rendered(overlay), container)
+    driver = make_url(values["CREDIT_RISK_INFERENCE_DB"]).get_dialect().driver
+    assert driver == "psycopg2"
+    assert {"psycopg2", "psycopg2-binary"} & packages, f"bentofile.yaml installs no {driver}"
