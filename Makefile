@@ -12,8 +12,10 @@ export PLATFORM_ROLLOUT_STRATEGY ?= canary
         service-stop api-key signing-keys bench-uci bench-serving clean
 
 # What the suite drives for real, as `program:Debian package`. kubectl (the ops tests' kustomize) comes
-# with the machine image: Debian's kubernetes-client is 1.20, older than the kustomize v5 k8s/ needs.
-SYSTEM_PACKAGES := prometheus:prometheus promtool:prometheus /usr/bin/chromium:chromium java:openjdk-17-jre-headless
+# with the machine image: Debian's kubernetes-client is 1.20, older than the kustomize v5 k8s/ needs. npm
+# installs the Argo Rollouts schemas (k8s-validate; they need node >= 14), from Debian where it is missing.
+SYSTEM_PACKAGES := prometheus:prometheus promtool:prometheus /usr/bin/chromium:chromium java:openjdk-17-jre-headless \
+                   npm:npm
 
 $(BIN)/activate: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
