@@ -197,3 +197,60 @@ def test_the_service_image_has_the_inference_logs_driver(overlay: str) -> None:
     driver = make_url(values["CREDIT_RISK_INFERENCE_DB"]).get_dialect().driver
     assert driver == "psycopg2"
     assert {"psycopg2", "psycopg2-binary"} & packages, f"bentofile.yaml installs no {driver}"
+
+
+def _ports(rule: Obj) -> set[tuple[str, int | str]]:
+    return {(port["protocol"], port["port"]) for port in rule.get("ports", [])}
+
+
+def _peer(rule: Obj) -> str:
+    """An egress rule's one destination: its pods' name label (or k8s-app), or its CIDR."""
+    (peer,) = rule["to"]
+    if "ipBlock" in peer:
+        return str(peer["ipBlock"]["cidr"])
+    labels = peer["podSelector"]["matchLabels"]
+    return str(labels.get("app.kubernetes.io/name") or labels["k8s-app"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_lets_the_service_reach_only_its_servers(overlay: str) -> None:
+    """In: the gateway and Prometheus, on the port Prometheus scrapes. Out: DNS, and the ports of the table's
+    MLflow server and inference log, and HTTPS (S3); nothing else."""
+    from sqlalchemy.engine import make_url
+
+    objects = rendered(overlay)
+    template, container = service(objects)
+    (policy,) = by_kind(list(objects), "NetworkPolicy").values()
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+    # Ingress: exactly the gateway namespace and Prometheus' pods, on the container's (scraped) port.
+    (ingress,) = spec["ingress"]
+    port_name = next(
+        p["name"]
+        for p in container["ports"]
+        if str(p["containerPort"]) == template["metadata"]["annotations"]["prometheus.io/port"]
+    )
+    assert _ports(ingress) == {("TCP", port_name)}
+    sources = [
+        (peer.get("namespaceSelector", {}).get("matchLabels"), peer.get("podSelector")) for peer in ingress["from"]
+    ]
+    assert sources == [
+        ({"kubernetes.io/metadata.name": "ingress-nginx"}, None),
+        ({"kubernetes.io/metadata.name": "monitoring"}, {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}),
+    ]
+    # Egress: one rule per server, each on the port the table's URL names.
+    top = settings.topology(settings.PlatformSettings(env=Environment(overlay)))
+    mlflow_port = int(top.mlflow_tracking_uri.rsplit(":", 1)[1])
+    db_port = make_url(top.inference_db).port
+    by_target = {_peer(rule): _ports(rule) for rule in spec["egress"]}
+    assert by_target == {
+        "kube-dns": {("UDP", 53), ("TCP", 53)},
+        "mlflow": {("TCP", mlflow_port)},
+        "postgres": {("TCP", db_port)},
+        "0.0.0.0/0": {("TCP", 443)},
+    }
+    # The servers' hosts are the `mlflow` and `postgres` Services of the policy's own namespace.
+    namespace = policy["metadata"]["namespace"]
+    assert top.mlflow_tracking_uri.startswith(f"http://mlflow.{namespace}.svc.")
+    assert make_url(top.inference_db).host == f"postgres.{namespace}.svc.cluster.local"
