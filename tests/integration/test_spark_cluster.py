@@ -1,5 +1,6 @@
-"""A real standalone Spark cluster on loopback: master and worker from the installed pyspark, the tensor asset
-materialized against ``spark://127.0.0.1:<port>`` with executors that read and write the lake themselves."""
+"""A real standalone Spark cluster on loopback: master and workers from the installed pyspark, the tensor asset
+materialized against ``spark://127.0.0.1:<port>`` with executors that read and write the lake themselves,
+and an executor killed in the middle of a task."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pyspark
 import pytest
+
+from platform_assets.core import lake_keys
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -72,63 +78,111 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
+@dataclass(frozen=True)
+class Cluster:
+    master_url: str
+    workers: tuple[int, ...]  # the Worker JVMs' pids (spark-class execs java)
+
+
 @pytest.fixture
-def standalone_cluster(tmp_path: Path) -> Iterator[str]:
-    """``spark://127.0.0.1:<port>`` of a master with one 2-core worker; both stopped at the end."""
+def standalone_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A master with two 1-core workers on 127.0.0.1 (free ports); every daemon stopped at the end."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(tmp_path / "work")}
-    port, ui_port, worker_ui = _free_port(), _free_port(), _free_port()
+    port, ui_port = _free_port(), _free_port()
     master_url = f"spark://127.0.0.1:{port}"
     logs = tmp_path / "logs"
     logs.mkdir()
-    processes: list[subprocess.Popen[bytes]] = []
+    commands = {
+        "master": ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--webui-port", str(ui_port)],
+        **{
+            f"worker{n}": ["org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1"]
+            + ["--cores", "1", "--memory", "1g", "--webui-port", str(_free_port())]
+            for n in (1, 2)
+        },
+    }
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        processes.append(
-            subprocess.Popen(
-                [str(SPARK_CLASS), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
-                + ["--port", str(port), "--webui-port", str(ui_port)],
+        for name, command in commands.items():
+            processes[name] = subprocess.Popen(
+                [str(SPARK_CLASS), *command],
                 env=env,
-                stdout=(logs / "master.log").open("wb"),
+                stdout=(logs / f"{name}.log").open("wb"),
                 stderr=subprocess.STDOUT,
             )
-        )
-        processes.append(
-            subprocess.Popen(
-                [str(SPARK_CLASS), "org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1"]
-                + ["--cores", "2", "--memory", "1g", "--webui-port", str(worker_ui)],
-                env=env,
-                stdout=(logs / "worker.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-        )
         deadline = time.monotonic() + 90
         while True:
             state = _master_state(ui_port)
-            if state and state.get("aliveworkers") == 1:
+            if state and state.get("aliveworkers") == 2:
                 break
-            for process in processes:
+            for process in processes.values():
                 if process.poll() is not None:
                     pytest.fail(f"a Spark daemon exited ({process.returncode}); see {logs}")
             if time.monotonic() > deadline:
-                pytest.fail(f"no worker registered with {master_url} within 90 s; see {logs}")
+                pytest.fail(f"the workers did not register with {master_url} within 90 s; see {logs}")
             time.sleep(0.5)
-        yield master_url
+        yield Cluster(master_url, (processes["worker1"].pid, processes["worker2"].pid))
     finally:
-        for process in reversed(processes):
+        for process in reversed(processes.values()):
             _stop(process)
 
 
-def test_tensor_asset_materializes_on_a_standalone_cluster(platform_home: Path, standalone_cluster: str) -> None:
-    # Two raw parts of at most 250,000 rows: two tasks, on the worker's two cores.
-    rows = 300_000
-    done = subprocess.run(
-        [sys.executable, "-c", MATERIALIZE, standalone_cluster, str(rows), PARTITION],
-        capture_output=True,
+def _materialize(master_url: str, rows: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", MATERIALIZE, master_url, str(rows), PARTITION],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
         env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["success"] and report["spark_master"] == standalone_cluster
+
+
+def _report(run: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
+    """The run's summary line and its log (stderr)."""
+    stdout, stderr = run.communicate(timeout=900)
+    assert run.returncode == 0, stderr[-4000:]
+    return dict(json.loads(stdout.strip().splitlines()[-1])), stderr
+
+
+def _runs_python_task(executor: psutil.Process) -> bool:
+    """Whether the executor's Python workers (pyspark.daemon and its forks) are running a task's code."""
+    try:
+        return any("pyspark" in " ".join(p.cmdline()) for p in executor.children(recursive=True))
+    except psutil.Error:  # a worker that just ended (or a zombie awaiting its parent)
+        return False
+
+
+def test_tensor_asset_materializes_on_a_standalone_cluster(platform_home: Path, standalone_cluster: Cluster) -> None:
+    # Two raw parts of at most 250,000 rows: two tasks, one on each worker.
+    rows = 300_000
+    report, _ = _report(_materialize(standalone_cluster.master_url, rows))
+    assert report["success"] and report["spark_master"] == standalone_cluster.master_url
     assert report["rows"] == rows and report["parts"] == 2
     assert report["data_version"] == report["digest"]
+
+
+def test_an_executor_killed_mid_task_is_retried_and_the_partition_is_whole(
+    platform_home: Path, standalone_cluster: Cluster
+) -> None:
+    """SIGKILL an executor while its Python task runs: Spark reruns the task elsewhere, the commit is whole."""
+    rows = 500_000
+    run = _materialize(standalone_cluster.master_url, rows)
+    workers = [psutil.Process(pid) for pid in standalone_cluster.workers]
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None:
+        assert run.poll() is None, "the run ended before any Python task started"
+        assert time.monotonic() < deadline, "no executor ran a Python task within 300 s"
+        for worker in workers:
+            for executor in worker.children():
+                if _runs_python_task(executor):
+                    victim = executor
+        time.sleep(0.05)
+    victim.kill()
+
+    report, log = _report(run)
+    assert "Lost task" in log, "the kill was expected to cost Spark a running task"
+    assert report["success"] and report["rows"] == rows and report["parts"] == 2
+    tensors = platform_home / "lake" / lake_keys.tensors(PARTITION)
+    on_disk = sorted(p.name for p in tensors.iterdir() if not p.name.startswith("."))
+    assert len(on_disk) == 3 and lake_keys.MANIFEST_FILE in on_disk  # the two committed parts, nothing else
