@@ -1,4 +1,5 @@
-"""Acceptance on the real data: the whole graph over all 30 UCI replay days, CNN test AUC >= 0.77."""
+"""Acceptance on the real data: the whole graph over all 30 UCI replay days, CNN test AUC >= 0.77 and calibrated
+probabilities (test ECE <= 0.02) for every model."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from platform_assets.demo import run_pipeline
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
-def test_cnn_reaches_077_auc_on_uci_and_is_shown_next_to_baselines(
+def test_cnn_reaches_077_auc_and_every_model_is_calibrated_on_uci(
     platform_home: Path, uci_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PLATFORM_SOURCE", "uci_csv")
@@ -30,6 +31,12 @@ def test_cnn_reaches_077_auc_on_uci_and_is_shown_next_to_baselines(
     metrics = report["metrics"]
     assert metrics["cnn"]["roc_auc"] >= 0.77, metrics
     assert set(metrics) == {"cnn", "logistic_regression", "hist_gradient_boosting"}
+    for name, values in metrics.items():
+        # Calibrated on validation: the class-weighted scores' ECE (about 0.2) falls under 0.02 on the test split,
+        # the Brier score improves, and the ranking (AUC) is kept.
+        assert values["ece"] <= 0.02 < values["ece_uncalibrated"], (name, values)
+        assert values["brier"] < values["brier_uncalibrated"], (name, values)
+        assert values["roc_auc"] >= values["roc_auc_uncalibrated"] - 0.002, (name, values)
 
     info = model_store.load_record(resources().resources["lake"], report["model_version"])
     run = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri()).get_run(info.mlflow_run_id)
