@@ -22,7 +22,7 @@ from platform_assets import model_store
 from platform_assets.core import lake_keys
 from platform_assets.dataplane import tensors
 from platform_assets.dataplane.objects import S3Objects
-from platform_assets.dataplane.partitions import read_manifest, read_partition, write_partition
+from platform_assets.dataplane.partitions import commit, read_manifest, read_partition, write_partition
 from platform_assets.ml import features, schema, synthetic, uci
 from platform_assets.resources.lake import S3Lake, lake_from_uri
 from platform_assets.resources.source import CreditHistorySource
@@ -252,3 +252,25 @@ def test_an_executor_reads_and_writes_the_s3_lake_itself(lake: S3Lake, moto_serv
     with pytest.raises(FileNotFoundError, match="not committed"):
         read_manifest(lake, lake_keys.tensors("2026-10-01"))
     assert len(read_partition(store, lake_keys.raw("2026-10-01"))) == 50
+
+
+@pytest.mark.spark
+def test_spark_executors_featurize_a_partition_on_s3(lake: S3Lake) -> None:
+    """The tensor job against the S3 lake: tasks read and write the bucket through boto3, not the driver."""
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # The suite's shared local session if one is running, else a small one (left for the others to reuse).
+    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    raw = synthetic.generate_partition(date(2026, 10, 1), 3_000, seed=5)
+    raw.loc[[1, 2], "LIMIT_BAL"] = -1
+    write_partition(lake, lake_keys.raw("2026-10-01"), [raw.iloc[:1_000], raw.iloc[1_000:]])
+    written = tensors.featurize_partition(spark, lake.executor_store(), "2026-10-01")
+    assert written.rows == 3_000 and written.reasons == {"LIMIT_BAL must be positive": 2}
+    assert len(written.tensor_parts) == 2 and len(written.quarantine_parts) == 1
+    committed = commit(lake, lake_keys.tensors("2026-10-01"), written.tensor_parts, written.run_token)
+    rows, versions = TrainingData().load(lake)
+    assert len(rows) == 2_998 and versions == {"2026-10-01": committed.digest}
