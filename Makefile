@@ -60,13 +60,13 @@ test: install system-packages tests/ops/argo_rollouts/node_modules/.package-lock
 
 ## make k8s-validate: k8s/ checked offline, without a cluster: every kustomization renders and validates
 ## against the Kubernetes API schemas (kubernetes-validate) and the Argo Rollouts CRD schemas (npm, pinned in
-## tests/ops/argo_rollouts), dagster-k8s' run Job too, and the overlays configure the environment's table.
+## tests/ops/argo_rollouts), dagster-k8s' run Job too, the overlays configure the environment's table, and the
+## migrate Job sets up Dagster's storage on a throwaway local PostgreSQL.
 ## `make test` runs the same tests (and installs the schemas first: `test` names ARGO_SCHEMAS' path, as
 ## make expands a rule's prerequisites where it reads them, before this definition).
 .PHONY: k8s-validate
 ARGO_SCHEMAS := tests/ops/argo_rollouts/node_modules/.package-lock.json
-K8S_TESTS := tests/ops/test_ops_k8s_schemas.py tests/ops/test_ops_k8s_topology.py tests/ops/test_ops_k8s_apply.py \
-             tests/ops/test_ops_kustomize.py tests/ops/test_ops_dagster_instance.py
+K8S_TESTS := $(wildcard tests/ops/test_ops_k8s_*.py) tests/ops/test_ops_kustomize.py tests/ops/test_ops_dagster_instance.py
 
 $(ARGO_SCHEMAS): tests/ops/argo_rollouts/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is missing: apt-get install -y npm, then make k8s-validate" >&2; exit 1; }

@@ -164,8 +164,11 @@ def test_the_run_job_dagster_k8s_creates_validates(run_launcher: Any) -> None:
 
 
 def test_make_k8s_validate_runs_these_tests() -> None:
-    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
-    assert "\nk8s-validate:" in makefile and Path(__file__).name in makefile
+    dry_run = run(["make", "-n", "k8s-validate"], cwd=REPO)
+    assert dry_run.returncode == 0, dry_run.stderr
+    (pytest_line,) = [line for line in dry_run.stdout.splitlines() if "-m pytest" in line]
+    for test_file in sorted(Path(__file__).parent.glob("test_ops_k8s_*.py")):
+        assert f"tests/ops/{test_file.name}" in pytest_line.split()
     lock = json.loads((ARGO_DIR / "package-lock.json").read_text(encoding="utf-8"))
     assert lock["packages"]["node_modules/@kubernetes-models/argo-rollouts"]["version"] == "0.3.2"
     assert "node_modules/" in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()

@@ -1,0 +1,115 @@
+"""The `dagster-instance-migrate` Job, as rendered, against a real PostgreSQL server (the Debian PostgreSQL
+the machine has, a throwaway cluster on loopback): its command, with the rendered dagster.yaml and the
+pipeline ConfigMap's DAGSTER_PG_* settings, creates Dagster's run, event and schedule storage, and running it
+again (an upgrade with nothing to do) succeeds too."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ops_support import K8S, kustomize_build, one
+
+PASSWORD = "migrate-test"
+IN_POD_CLI = (
+    "import sys, kubernetes.config; kubernetes.config.load_incluster_config = lambda *a, **k: None; "
+    "from dagster._cli import main; sys.argv[0] = 'dagster'; sys.exit(main())"
+)
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.fail("no PostgreSQL server binaries: apt-get install -y postgresql", pytrace=False)
+    return Path(found[-1]).parent
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[int]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth for its superuser); yields its port."""
+    bindir = _postgres_bin()
+    data = Path(tempfile.mkdtemp(prefix="credit-risk-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the Debian package's postgres user
+        account = pwd.getpwnam("postgres")
+        os.chown(data, account.pw_uid, account.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+
+    def pg(*cmd: str) -> None:
+        result = subprocess.run([*as_postgres, *cmd], capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-o", options, "-w", "start")
+    try:
+        yield port
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _sql(port: int, statement: str, *, user: str = "postgres", db: str = "postgres") -> list[tuple[Any, ...]]:
+    import psycopg2
+
+    password = PASSWORD if user != "postgres" else None
+    connection = psycopg2.connect(host="127.0.0.1", port=port, user=user, password=password, dbname=db)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+            return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        connection.close()
+
+
+def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: int, tmp_path: Path) -> None:
+    rendered = kustomize_build(K8S / "overlays" / "prod")
+    job = one(rendered, "Job", "dagster-instance-migrate")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    pipeline_env = one(rendered, "ConfigMap", "credit-risk-pipeline-env")["data"]
+    instance = one(rendered, "ConfigMap", "dagster-instance")["data"]["dagster.yaml"]
+    # The database step of k8s/README.md.
+    user, database = pipeline_env["DAGSTER_PG_USERNAME"], pipeline_env["DAGSTER_PG_DB"]
+    _sql(postgres, f"CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}'")
+    _sql(postgres, f"CREATE DATABASE {database} OWNER {user}")
+    # The pod: dagster.yaml at $DAGSTER_HOME, the ConfigMap's variables, the Secret's password; the server's
+    # address is this test's instead of the `postgres` Service.
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(instance, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PLATFORM_"))}
+    env |= pipeline_env | {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(postgres),
+        "DAGSTER_PG_PASSWORD": PASSWORD,
+        "DAGSTER_K8S_JOB_NAMESPACE": job["metadata"]["namespace"],
+    }
+    assert yaml.safe_load(instance)["storage"]["postgres"]["postgres_db"]["db_name"] == {"env": "DAGSTER_PG_DB"}
+    # The Job's command is the dagster CLI. Loading the instance builds its K8sRunLauncher, which loads the
+    # in-cluster config from the pod's service-account token; no cluster here, so only that call is stubbed.
+    assert container["command"][0] == "dagster"
+    command = [sys.executable, "-c", IN_POD_CLI, *container["command"][1:]]
+    for attempt in ("first install", "upgrade with nothing to do"):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, f"{attempt}: {result.stdout}\n{result.stderr}"
+    tables = {
+        row[0]
+        for row in _sql(postgres, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", user=user, db=database)
+    }
+    assert {"runs", "event_logs", "alembic_version", "jobs", "instance_info"} <= tables
