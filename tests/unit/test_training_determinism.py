@@ -62,3 +62,15 @@ def test_the_threshold_follows_the_policy() -> None:
     assert np.mean(pds < cut) == pytest.approx(0.8, abs=0.01)
     with pytest.raises(ValueError, match="wrong parameters"):
         ThresholdPolicy(kind="approval_rate", loss_given_default=0.45, margin=0.1)
+
+
+def test_the_training_config_refuses_an_unknown_method_or_policy_before_training() -> None:
+    from platform_assets.defs.training.assets import CNNTrainingConfig
+
+    config = CNNTrainingConfig(threshold_policy="approval_rate", target_approval_rate=0.7).to_train_config()
+    assert config.policy == ThresholdPolicy(kind="approval_rate", target_approval_rate=0.7)
+    assert CNNTrainingConfig(calibration_method="isotonic").to_train_config().calibration_method == "isotonic"
+    with pytest.raises(ValueError, match="calibration_method"):
+        CNNTrainingConfig(calibration_method="beta").to_train_config()
+    with pytest.raises(ValueError, match="kind"):
+        CNNTrainingConfig(threshold_policy="max_f1").to_train_config()

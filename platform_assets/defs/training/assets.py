@@ -81,6 +81,11 @@ class CNNTrainingConfig(dg.Config):
         )
 
     def to_train_config(self) -> TrainConfig:
+        """The training knobs; a bad calibration method or threshold policy fails here, before any training."""
+        if self.calibration_method not in ("auto", "platt", "isotonic"):
+            raise ValueError(
+                f"calibration_method must be 'auto', 'platt' or 'isotonic', not {self.calibration_method!r}"
+            )
         cnn = CNNConfig(
             conv_filters=self.conv_filters,
             dense_units=self.dense_units,
@@ -158,6 +163,7 @@ def default_risk_model(
     import mlflow
 
     with fail_fast():
+        train_config = config.to_train_config()
         rows, data_versions = training_data.load(lake)
         spec = tensor_feature_spec(context.instance, sorted(data_versions))
         splits = training_data.splits(rows)
@@ -167,7 +173,6 @@ def default_risk_model(
                 f"credit_history_tensors carry {static_width} static features but their feature_spec names "
                 f"{len(spec.static)} ({list(spec.static)}): rematerialize the partitions"
             )
-    train_config = config.to_train_config()
     context.log.info(
         f"training on {len(data_versions)} partitions: "
         + ", ".join(f"{name}={len(split)}" for name, split in splits.items())
