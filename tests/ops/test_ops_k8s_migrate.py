@@ -1,7 +1,8 @@
-"""The `dagster-instance-migrate` Job, as rendered, against a real PostgreSQL server (the Debian PostgreSQL
-the machine has, a throwaway cluster on loopback): its command, with the rendered dagster.yaml and the
-pipeline ConfigMap's DAGSTER_PG_* settings, creates Dagster's run, event and schedule storage, and running it
-again (an upgrade with nothing to do) succeeds too."""
+"""The rendered overlay against a real PostgreSQL server (the Debian PostgreSQL the machine has, a throwaway
+cluster on loopback that asks TCP clients for their password): the `dagster-instance-migrate` Job's command,
+with the rendered dagster.yaml and the pipeline ConfigMap's DAGSTER_PG_* settings, creates Dagster's run,
+event and schedule storage, and running it again (an upgrade with nothing to do) succeeds too; the service
+opens the inference log with its rendered URL and the password in PGPASSWORD, and not without it."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from ops_support import K8S, kustomize_build, one
+from ops_support import K8S, env_value, kustomize_build, one
 
 PASSWORD = "migrate-test"
 IN_POD_CLI = (
@@ -35,9 +37,15 @@ def _postgres_bin() -> Path:
     return Path(found[-1]).parent
 
 
+@dataclass(frozen=True)
+class Server:
+    port: int
+    socket_dir: Path  # the superuser connects here without a password; TCP clients need theirs
+
+
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[int]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth for its superuser); yields its port."""
+def postgres() -> Iterator[Server]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1: password (SCRAM) over TCP, trust on its Unix socket."""
     bindir = _postgres_bin()
     data = Path(tempfile.mkdtemp(prefix="credit-risk-pg-"))
     as_postgres: list[str] = []
@@ -53,21 +61,23 @@ def postgres() -> Iterator[int]:
         result = subprocess.run([*as_postgres, *cmd], capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
-    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256")
     options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
     pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-o", options, "-w", "start")
     try:
-        yield port
+        yield Server(port, data)
     finally:
         pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _sql(port: int, statement: str, *, user: str = "postgres", db: str = "postgres") -> list[tuple[Any, ...]]:
+def _sql(server: Server, statement: str, *, user: str = "postgres", db: str = "postgres") -> list[tuple[Any, ...]]:
     import psycopg2
 
-    password = PASSWORD if user != "postgres" else None
-    connection = psycopg2.connect(host="127.0.0.1", port=port, user=user, password=password, dbname=db)
+    if user == "postgres":
+        connection = psycopg2.connect(host=str(server.socket_dir), port=server.port, user=user, dbname=db)
+    else:
+        connection = psycopg2.connect(host="127.0.0.1", port=server.port, user=user, password=PASSWORD, dbname=db)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
@@ -77,7 +87,7 @@ def _sql(port: int, statement: str, *, user: str = "postgres", db: str = "postgr
         connection.close()
 
 
-def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: int, tmp_path: Path) -> None:
+def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: Server, tmp_path: Path) -> None:
     rendered = kustomize_build(K8S / "overlays" / "prod")
     job = one(rendered, "Job", "dagster-instance-migrate")
     (container,) = job["spec"]["template"]["spec"]["containers"]
@@ -96,7 +106,7 @@ def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: int, tmp
     env |= pipeline_env | {
         "DAGSTER_HOME": str(home),
         "DAGSTER_PG_HOST": "127.0.0.1",
-        "DAGSTER_PG_PORT": str(postgres),
+        "DAGSTER_PG_PORT": str(postgres.port),
         "DAGSTER_PG_PASSWORD": PASSWORD,
         "DAGSTER_K8S_JOB_NAMESPACE": job["metadata"]["namespace"],
     }
@@ -113,3 +123,33 @@ def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: int, tmp
         for row in _sql(postgres, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", user=user, db=database)
     }
     assert {"runs", "event_logs", "alembic_version", "jobs", "instance_info"} <= tables
+
+
+def test_the_service_opens_the_inference_log_with_its_rendered_url_and_pgpassword(
+    postgres: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from platform_assets.core.inference_log.schema import create_tables, make_engine
+
+    rendered = kustomize_build(K8S / "overlays" / "prod")
+    rollout = one(rendered, "Rollout", "credit-risk-service")
+    (container,) = rollout["spec"]["template"]["spec"]["containers"]
+    ref = env_value(container, "CREDIT_RISK_INFERENCE_DB")["valueFrom"]["configMapKeyRef"]
+    url = make_url(one(rendered, "ConfigMap", ref["name"])["data"][ref["key"]])
+    assert url.password is None
+    # The database step of k8s/README.md, then the pod's URL with this server's address.
+    _sql(postgres, f"CREATE ROLE {url.username} LOGIN PASSWORD '{PASSWORD}'")
+    _sql(postgres, f"CREATE DATABASE {url.database} OWNER {url.username}")
+    local = url.set(host="127.0.0.1", port=postgres.port).render_as_string(hide_password=False)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    with pytest.raises(sa.exc.OperationalError, match="password"):
+        make_engine(local).connect().close()
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)  # what the Rollout sets from credit-risk-inference-db
+    engine = make_engine(local)
+    try:
+        create_tables(engine)
+        assert "predictions" in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
