@@ -19,8 +19,14 @@ import pyarrow as pa
 
 from platform_assets.core import lake_keys
 from platform_assets.dataplane.objects import ObjectStore
-from platform_assets.dataplane.partitions import Part, PartitionError, new_run_token, read_manifest, read_part
-from platform_assets.dataplane.partitions import write_part as _write_part
+from platform_assets.dataplane.partitions import (
+    Part,
+    PartitionError,
+    new_run_token,
+    read_manifest,
+    read_part,
+    write_part,
+)
 from platform_assets.ml import features, schema
 
 if TYPE_CHECKING:
@@ -112,13 +118,13 @@ def featurize_part(
         raise PartitionError(f"{source} has no rows")
     del raw
     name = lake_keys.part_name(run_token, index)
-    tensor_part = _write_part(store, tensor_folder, name, pa.concat_tables([t for t, _ in pieces]))
+    tensor_part = write_part(store, tensor_folder, name, pa.concat_tables([t for t, _ in pieces]))
     summary: list[tuple[str, str, str, str | None, int]] = [
         (TENSORS, tensor_part.name, tensor_part.sha256, None, tensor_part.rows)
     ]
     quarantined = pa.concat_tables([q for _, q in pieces])
     if quarantined.num_rows:
-        part = _write_part(store, quarantine_folder, name, quarantined)
+        part = write_part(store, quarantine_folder, name, quarantined)
         summary.append((QUARANTINE, part.name, part.sha256, None, part.rows))
         reasons, counts = np.unique(np.asarray(quarantined.column(features.REASON).to_pylist()), return_counts=True)
         summary.extend((REASONS, "", "", str(r), int(c)) for r, c in zip(reasons, counts, strict=True))
