@@ -22,8 +22,8 @@ LIMITATIONS = (
     "markets, periods or products is unknown.",
     "- Protected attributes (sex, age, marriage, education) are not inputs by default, but the repayment "
     "history can be correlated with them: see the fairness table; groups below the minimum size are not measured.",
-    "- The threshold follows the version's threshold policy (by default expected cost: loss given default 0.45, "
-    "margin 0.15, decline from a PD of 0.25); other costs need another policy, recorded in the model version.",
+    "- The threshold follows the version's threshold policy (above); other costs of errors need another policy "
+    "and a new version.",
     "- Probabilities are calibrated on the validation split of the training period only; watch the data drift "
     "report for shifts.",
 )
@@ -37,6 +37,16 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def _policy(info: ModelVersion) -> str:
+    policy = info.threshold_policy
+    if policy.kind == "expected_cost":
+        return (
+            f"expected cost (decline when PD x {policy.loss_given_default} loss given default > "
+            f"(1 - PD) x {policy.margin} margin)"
+        )
+    return f"a target approval rate of {policy.target_approval_rate} on the validation split"
 
 
 def render_model_card(
@@ -56,7 +66,10 @@ def render_model_card(
         f"# Model card: {info.model} {info.version}",
         "",
         f"- **Trained**: {info.trained_at.isoformat()} (best epoch {info.best_epoch})",
-        f"- **Decision threshold**: {_fmt(info.threshold)} (score >= threshold -> flagged as likely default)",
+        f"- **Decision threshold**: {_fmt(info.threshold)} (PD >= threshold -> flagged as likely default), set by "
+        f"{_policy(info)}",
+        f"- **Calibration**: {info.calibration.method}, fitted on {info.calibration.validation_rows} validation rows "
+        "and built into the model: its output is the calibrated probability of default",
         f"- **Feature spec**: version {spec.version}, {len(spec.channels)} channels x {spec.months} months + "
         f"{len(spec.static)} static features; protected attributes as inputs: {_fmt(spec.include_protected)}",
         f"- **Target**: `{spec.target}`",

@@ -121,6 +121,9 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path) -> None:
     )
     assert "verified" in metadata["model_card"]["signature_status"].value
     assert "## Fairness" in metadata["model_card"]["card"].value
+    # The card states how the served PD is calibrated and which policy set the threshold.
+    assert "set by expected cost" in metadata["model_card"]["card"].value
+    assert "its output is the calibrated probability of default" in metadata["model_card"]["card"].value
 
     # Gates: passed, with thresholds and measured values in their metadata.
     assert checks["manifest_verifies"].passed, checks["manifest_verifies"].metadata
