@@ -21,6 +21,7 @@ import pyspark
 import pytest
 
 from platform_assets.core import lake_keys
+from platform_assets.ml import synthetic
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -153,11 +154,11 @@ def _runs_python_task(executor: psutil.Process) -> bool:
 
 
 def test_tensor_asset_materializes_on_a_standalone_cluster(platform_home: Path, standalone_cluster: Cluster) -> None:
-    # Two raw parts of at most 250,000 rows: two tasks, one on each worker.
-    rows = 300_000
+    # Three raw parts (synthetic.CHUNK_ROWS each): three tasks on the two workers.
+    rows = 3 * synthetic.CHUNK_ROWS
     report, _ = _report(_materialize(standalone_cluster.master_url, rows))
     assert report["success"] and report["spark_master"] == standalone_cluster.master_url
-    assert report["rows"] == rows and report["parts"] == 2
+    assert report["rows"] == rows and report["parts"] == 3
     assert report["data_version"] == report["digest"]
 
 
@@ -165,7 +166,7 @@ def test_an_executor_killed_mid_task_is_retried_and_the_partition_is_whole(
     platform_home: Path, standalone_cluster: Cluster
 ) -> None:
     """SIGKILL an executor while its Python task runs: Spark reruns the task elsewhere, the commit is whole."""
-    rows = 500_000
+    rows = 5 * synthetic.CHUNK_ROWS
     run = _materialize(standalone_cluster.master_url, rows)
     workers = [psutil.Process(pid) for pid in standalone_cluster.workers]
     deadline = time.monotonic() + 300
@@ -182,7 +183,7 @@ def test_an_executor_killed_mid_task_is_retried_and_the_partition_is_whole(
 
     report, log = _report(run)
     assert "Lost task" in log, "the kill was expected to cost Spark a running task"
-    assert report["success"] and report["rows"] == rows and report["parts"] == 2
+    assert report["success"] and report["rows"] == rows and report["parts"] == 5
     tensors = platform_home / "lake" / lake_keys.tensors(PARTITION)
     on_disk = sorted(p.name for p in tensors.iterdir() if not p.name.startswith("."))
-    assert len(on_disk) == 3 and lake_keys.MANIFEST_FILE in on_disk  # the two committed parts, nothing else
+    assert len(on_disk) == 6 and lake_keys.MANIFEST_FILE in on_disk  # the five committed parts, nothing else
