@@ -26,6 +26,8 @@ class ObjectStore(Protocol):
 
     def read_bytes(self, key: str) -> bytes: ...
 
+    def exists(self, key: str) -> bool: ...
+
     def list_keys(self, prefix: str) -> list[str]: ...
 
     def delete(self, key: str) -> None: ...
@@ -66,6 +68,9 @@ class LocalObjects:
         if not path.is_file():
             raise FileNotFoundError(f"no lake object {key!r} (looked for {path})")
         return path.read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
 
     def list_keys(self, prefix: str) -> list[str]:
         root = Path(self.root).resolve()
@@ -124,6 +129,10 @@ class S3Objects:
             return client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()  # type: ignore[no-any-return]
         except client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"no lake object {key!r} (looked for {self.uri(key)})") from None
+
+    def exists(self, key: str) -> bool:
+        response = self._client().list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
+        return any(o["Key"] == self._key(key) for o in response.get("Contents", []))
 
     def list_keys(self, prefix: str) -> list[str]:
         paginator = self._client().get_paginator("list_objects_v2")

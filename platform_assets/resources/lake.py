@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -73,7 +72,7 @@ class LocalLake(LakeStorage):
         return self.executor_store().read_bytes(key)
 
     def exists(self, key: str) -> bool:
-        return self.executor_store()._path(key).is_file()
+        return self.executor_store().exists(key)
 
     def list_keys(self, prefix: str) -> list[str]:
         return self.executor_store().list_keys(prefix)
@@ -93,10 +92,11 @@ class S3Lake(LakeStorage):
     endpoint_url: str | None = None
     region_name: str | None = None
 
-    def _client(self) -> Any:
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region_name)
+    def _objects(self) -> S3Objects:
+        """This process's own view: boto3 resolves the credential chain at every call (tokens rotate)."""
+        return S3Objects(
+            bucket=self.bucket, prefix=self.prefix, endpoint_url=self.endpoint_url, region_name=self.region_name
+        )
 
     def executor_store(self) -> S3Objects:
         """Executors get the endpoint and the credentials this process resolved (AWS credential chain)."""
@@ -114,42 +114,23 @@ class S3Lake(LakeStorage):
             session_token=frozen.token if frozen else None,
         )
 
-    def _key(self, key: str) -> str:
-        return f"{self.prefix.strip('/')}/{key}".lstrip("/")
-
     def write_bytes(self, key: str, data: bytes) -> str:
-        digest = content_hash(data)
-        self._client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data, Metadata={"sha256": digest})
-        return digest
+        return self._objects().write_bytes(key, data)
 
     def read_bytes(self, key: str) -> bytes:
-        client = self._client()
-        try:
-            return client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()  # type: ignore[no-any-return]
-        except client.exceptions.NoSuchKey:
-            raise FileNotFoundError(f"no lake object {key!r} (looked for {self.uri(key)})") from None
+        return self._objects().read_bytes(key)
 
     def exists(self, key: str) -> bool:
-        response = self._client().list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
-        return any(o["Key"] == self._key(key) for o in response.get("Contents", []))
+        return self._objects().exists(key)
 
     def list_keys(self, prefix: str) -> list[str]:
-        paginator = self._client().get_paginator("list_objects_v2")
-        strip = len(self._key(""))
-        # Like a folder: "a" lists "a/..." but not "ab/...".
-        folder = self._key(prefix.strip("/") + "/") if prefix.strip("/") else self._key("")
-        keys = [
-            obj["Key"][strip:]
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder)
-            for obj in page.get("Contents", [])
-        ]
-        return sorted(keys)
+        return self._objects().list_keys(prefix)
 
     def delete(self, key: str) -> None:
-        self._client().delete_object(Bucket=self.bucket, Key=self._key(key))
+        self._objects().delete(key)
 
     def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._key(key)}"
+        return self._objects().uri(key)
 
 
 def lake_from_uri(uri: str, endpoint_url: str | None = None) -> LakeStorage:
