@@ -58,8 +58,19 @@ def apply(calibration: Calibration, logits: np.ndarray) -> np.ndarray:
 
 
 def _platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of the logistic curve on the logit, constrained to be non-decreasing.
+
+    A calibration maps scores to probabilities; it must never reverse a model's ranking. When the free fit
+    has a negative slope (the model ranks defaults backwards), the best non-decreasing logistic curve is the
+    constant base rate (slope 0): such a model then scores ROC AUC 0.5, and the quality gates and the canary
+    see it for what it is instead of a reversed copy of a good model.
+    """
     fit = LogisticRegression(C=1e6, max_iter=1000).fit(logits.reshape(-1, 1), labels)
-    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    if slope < 0.0:
+        rate = float(np.clip(np.mean(labels), EPS, 1 - EPS))
+        return 0.0, float(np.log(rate) - np.log1p(-rate))
+    return slope, intercept
 
 
 def _isotonic(logits: np.ndarray, labels: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -31,6 +31,22 @@ def test_platt_recovers_a_logistic_distortion_and_is_chosen() -> None:
     assert evaluate.expected_calibration_error(fresh_labels, calibration.apply(fitted, fresh_logits)) < 0.02
 
 
+def test_calibration_never_reverses_a_ranking() -> None:
+    """A model that ranks defaults backwards stays useless (AUC 0.5) instead of being turned into a good one."""
+    from sklearn.metrics import roc_auc_score
+
+    logits, labels = _overconfident(20_000, seed=3)
+    backwards = -logits
+    assert roc_auc_score(labels, backwards) < 0.3
+    for method in ("platt", "isotonic"):
+        fitted = calibration.fit(backwards, labels, method=method)
+        scores = calibration.apply(fitted, backwards)
+        assert np.ptp(scores) < 1e-6, method  # the best non-decreasing curve is the constant base rate
+        assert scores[0] == pytest.approx(labels.mean(), abs=0.01), method
+        assert roc_auc_score(labels, scores) == pytest.approx(0.5), method
+    assert calibration.fit(backwards, labels, method="platt").slope == 0.0
+
+
 def test_isotonic_is_chosen_when_the_distortion_is_not_logistic() -> None:
     rng = np.random.default_rng(3)
     logits = rng.normal(0, 2, 20_000)
