@@ -69,6 +69,13 @@ def service(objects: tuple[Obj, ...]) -> tuple[Obj, Obj]:
     return template, container
 
 
+@pytest.fixture(autouse=True)
+def no_platform_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table is read without this process's settings: an earlier test may have exported some (MLflow's
+    ``set_tracking_uri`` exports MLFLOW_TRACKING_URI), and any of them would override the table."""
+    only_env(monkeypatch, {})
+
+
 def only_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
     import os
 
