@@ -198,18 +198,9 @@ def load() -> PlatformSettings:
         raise SettingsError("invalid platform settings: " + "; ".join(problems)) from None
 
 
-def environment() -> Environment:
-    """The deployment environment named by ``PLATFORM_ENV``."""
-    return load().env
-
-
 def platform_home() -> Path:
     """Root of everything the platform keeps on local disk."""
     return load().home_dir
-
-
-def lake_uri() -> str:
-    return topology(load()).lake_uri
 
 
 def mlflow_tracking_uri() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -181,8 +180,3 @@ def version_label(value: str | int) -> str:
     if not label[1:].isdigit():
         raise ValueError(f"{value!r} is not a model version: expected vN (e.g. v3) or a registry number")
     return label
-
-
-def record_from_mapping(document: Mapping[str, Any], source: str) -> ModelVersion:
-    """A record from an already-parsed document (e.g. a manifest section)."""
-    return ModelVersion.from_json(json.dumps(dict(document), default=str), source)

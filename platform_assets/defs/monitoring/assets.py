@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from platform_assets import model_store
+from platform_assets.defs.serving.assets import DEPLOYMENT_RECORD
 from platform_assets.deploy.local import DeploymentFailed
 from platform_assets.deploy.rollout import RolloutPlan
 from platform_assets.ml import ab_comparison, canary, live_quality, service_metrics
@@ -27,8 +28,6 @@ GROUP = "monitoring"
 LIVE_PERFORMANCE_KEY = "monitoring/live_performance.json"
 CANARY_STATE_KEY = "monitoring/canary.json"
 AB_REPORT_KEY = "monitoring/ab_comparison.json"
-#: Written by credit_risk_deployment (platform_assets.defs.serving.assets.DEPLOYMENT_RECORD).
-DEPLOYMENT_RECORD_KEY = "serving/deployment.json"
 DEPLOYMENT = dg.AssetKey("credit_risk_deployment")
 
 
@@ -67,7 +66,7 @@ def step_started(
     state = read_optional(lake, CANARY_STATE_KEY)
     if state and state.get("challenger") == challenger and float(state.get("weight", -1)) == float(weight):
         return parse_time(state.get("since")), state.get("requests_baseline"), state.get("latency_baseline")
-    record = read_optional(lake, DEPLOYMENT_RECORD_KEY)
+    record = read_optional(lake, DEPLOYMENT_RECORD)
     if record and record.get("challenger") == challenger:
         return parse_time(record.get("deployed_at")), None, None
     return None, None, None
