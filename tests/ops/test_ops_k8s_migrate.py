@@ -6,22 +6,17 @@ opens the inference log with its rendered URL and the password in PGPASSWORD, an
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from ops_support import K8S, env_value, kustomize_build, one
+from prod_support import Postgres, postgres_server
 
 PASSWORD = "migrate-test"
 IN_POD_CLI = (
@@ -30,64 +25,18 @@ IN_POD_CLI = (
 )
 
 
-def _postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("no PostgreSQL server binaries: apt-get install -y postgresql", pytrace=False)
-    return Path(found[-1]).parent
-
-
-@dataclass(frozen=True)
-class Server:
-    port: int
-    socket_dir: Path  # the superuser connects here without a password; TCP clients need theirs
-
-
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[Server]:
+def postgres() -> Iterator[Postgres]:
     """A throwaway PostgreSQL cluster on 127.0.0.1: password (SCRAM) over TCP, trust on its Unix socket."""
-    bindir = _postgres_bin()
-    data = Path(tempfile.mkdtemp(prefix="credit-risk-pg-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the Debian package's postgres user
-        account = pwd.getpwnam("postgres")
-        os.chown(data, account.pw_uid, account.pw_gid)
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-
-    def pg(*cmd: str) -> None:
-        result = subprocess.run([*as_postgres, *cmd], capture_output=True, text=True, timeout=120, check=False)
-        assert result.returncode == 0, result.stdout + result.stderr
-
-    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256")
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-o", options, "-w", "start")
-    try:
-        yield Server(port, data)
-    finally:
-        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+    with postgres_server() as server:
+        yield server
 
 
-def _sql(server: Server, statement: str, *, user: str = "postgres", db: str = "postgres") -> list[tuple[Any, ...]]:
-    import psycopg2
-
-    if user == "postgres":
-        connection = psycopg2.connect(host=str(server.socket_dir), port=server.port, user=user, dbname=db)
-    else:
-        connection = psycopg2.connect(host="127.0.0.1", port=server.port, user=user, password=PASSWORD, dbname=db)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-            return list(cursor.fetchall()) if cursor.description else []
-    finally:
-        connection.close()
+def _sql(server: Postgres, statement: str, *, user: str = "postgres", db: str = "postgres") -> list[tuple[Any, ...]]:
+    return server.sql(statement, db=db, user=user, password=None if user == "postgres" else PASSWORD)
 
 
-def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: Server, tmp_path: Path) -> None:
+def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: Postgres, tmp_path: Path) -> None:
     rendered = kustomize_build(K8S / "overlays" / "prod")
     job = one(rendered, "Job", "dagster-instance-migrate")
     (container,) = job["spec"]["template"]["spec"]["containers"]
@@ -126,7 +75,7 @@ def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: Server, 
 
 
 def test_the_service_opens_the_inference_log_with_its_rendered_url_and_pgpassword(
-    postgres: Server, monkeypatch: pytest.MonkeyPatch
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
