@@ -101,9 +101,11 @@ loop-demo: install
 	  --api-key-file $(PLATFORM_HOME)/serving/loop-demo.key --source synthetic --rows 6000 --rate 100 \
 	  --feedback-delay 5 --day 2027-02-01
 
+## make service-status: health (serving | unsupervised | down | retired), pids, supervisor restarts; exit 0 when serving.
 service-status: install
 	$(BIN)/python -m platform_assets.deploy.local status
 
+## make service-stop: stop every process of the local service (supervised or not) and forget the deployment.
 service-stop: install
 	$(BIN)/python -m platform_assets.deploy.local stop
 

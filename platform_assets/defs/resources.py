@@ -110,6 +110,7 @@ def resources_for(config: settings.PlatformSettings) -> dict[str, Any]:
             platform_home=str(config.home_dir),
             tracking_uri=topology.mlflow_tracking_uri,
             port=config.service_port,
+            workers=config.service_workers,
             strategy=config.rollout_strategy,
             first_canary_weight=config.first_canary_weight,
             k8s_overlay=topology.k8s_overlay,

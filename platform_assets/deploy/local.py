@@ -1,8 +1,11 @@
-"""A ``bentoml serve`` process managed in the background, with a pid file and health checks.
+"""A ``bentoml serve`` managed in the background under ``deploy.supervisor``, with health checks.
 
-The process outlives the Dagster run that started it. A new Bento replaces the running one only
-after the new one answers ``/readyz``; if it does not, the previous Bento is started again and the
-deployment fails with the new process' log tail.
+The service outlives the Dagster run that started it. The supervisor restarts ``bentoml serve`` when
+it dies and kills its orphaned workers; every process of the service carries a marker, so status,
+stop and the next deployment see all of them, whoever their parent is. A new Bento replaces the
+running one only after the new one answers ``/readyz``; if it does not, the previous Bento is started
+again and the deployment fails with the new process' log tail. ``desired.json`` remembers what should
+be serving until ``retire``, so a dead service can be restored (``service_health_sensor``).
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
+import psutil
+
+from platform_assets.deploy.supervisor import kill_marked, marked
 
 
 class DeploymentFailed(RuntimeError):
@@ -33,10 +41,19 @@ class ServiceState:
     port: int
     started_at: str
     log_file: str
+    #: The marker every process of this start carries (``deploy.supervisor.MARKER_VARIABLE``).
+    marker: str = ""
+    #: The supervisor's JSON status: server pid, restarts, exits.
+    status_file: str = ""
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+#: ``serving``: supervisor and service alive; ``unsupervised``: the supervisor died and the service is
+#: left; ``down``: nothing runs although a Bento is deployed; ``retired``: nothing is deployed.
+Health = Literal["serving", "unsupervised", "down", "retired"]
 
 
 def _alive(pid: int) -> bool:
@@ -67,16 +84,46 @@ class LocalServiceManager:
         self.python = python
         self.state_file = state_dir / "service.json"
         self.pid_file = state_dir / "service.pid"
+        self.desired_file = state_dir / "desired.json"
+        #: Marker prefix of every process this manager starts (its state dir names it).
+        self.marker_prefix = f"{state_dir.resolve()}|"
 
-    def current(self) -> ServiceState | None:
-        """The managed service if its process is alive, else ``None`` (stale state is removed)."""
+    def _recorded(self) -> ServiceState | None:
         if not self.state_file.exists():
             return None
-        state = ServiceState(**json.loads(self.state_file.read_text()))
+        return ServiceState(**json.loads(self.state_file.read_text()))
+
+    def current(self) -> ServiceState | None:
+        """The managed service if its supervisor is alive, else ``None``.
+
+        State whose processes are all gone is removed; a service left without its supervisor is not
+        current (``health`` says ``unsupervised``; ``start`` and ``stop`` clear it)."""
+        state = self._recorded()
+        if state is None:
+            return None
         if _alive(state.pid):
             return state
-        self._forget()
+        if not self.processes(state):
+            self._forget()
         return None
+
+    def processes(self, state: ServiceState | None = None) -> list[psutil.Process]:
+        """Every live process of ``state``'s start (of any start of this manager's when ``None``)."""
+        prefix = state.marker if state is not None and state.marker else self.marker_prefix
+        return list(marked(prefix))
+
+    def health(self) -> Health:
+        state = self._recorded()
+        if state is not None and _alive(state.pid):
+            return "serving"
+        if self.processes():
+            return "unsupervised"
+        return "down" if self.desired_file.exists() else "retired"
+
+    def supervisor_status(self, state: ServiceState) -> dict[str, Any]:
+        """The supervisor's own record (server pid, restarts, exits), ``{}`` before it wrote one."""
+        path = Path(state.status_file)
+        return json.loads(path.read_text()) if state.status_file and path.exists() else {}
 
     def _remember(self, state: ServiceState) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -85,11 +132,20 @@ class LocalServiceManager:
             tmp.write_text(text)
             os.replace(tmp, path)
 
+    def _desire(self, bento: str) -> None:
+        tmp = self.desired_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"bento": bento, "since": datetime.now(UTC).isoformat()}))
+        os.replace(tmp, self.desired_file)
+
     def _forget(self) -> None:
         self.state_file.unlink(missing_ok=True)
         self.pid_file.unlink(missing_ok=True)
 
     def start(self, bento: str, env: dict[str, str], cwd: Path | None = None) -> ServiceState:
+        leftovers = kill_marked(self.marker_prefix)  # a start of ours whose supervisor died (never another's)
+        deadline = time.monotonic() + (10 if leftovers else 0)
+        while _port_open(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if _port_open(self.host, self.port):
             raise DeploymentFailed(
                 f"port {self.host}:{self.port} is taken by a process this platform does not manage: stop it or "
@@ -97,7 +153,14 @@ class LocalServiceManager:
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.state_dir / f"service-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
-        command = [self.python, "-m", "bentoml", "serve", bento, "--host", self.host, "--port", str(self.port)]
+        marker = f"{self.marker_prefix}{uuid.uuid4().hex}"
+        status_file = self.state_dir / "supervisor.json"
+        status_file.unlink(missing_ok=True)
+        serve = [self.python, "-m", "bentoml", "serve", bento, "--host", self.host, "--port", str(self.port)]
+        command = [
+            self.python, "-m", "platform_assets.deploy.supervisor", "--marker", marker, "--host", self.host,
+            "--port", str(self.port), "--status-file", str(status_file), "--", *serve,
+        ]  # fmt: skip
         with open(log_file, "ab") as log:
             process = subprocess.Popen(
                 command,
@@ -106,7 +169,7 @@ class LocalServiceManager:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: survives the run, stopped as a group
+                start_new_session=True,  # its own session: survives the run and its signals
             )
         state = ServiceState(
             pid=process.pid,
@@ -115,6 +178,8 @@ class LocalServiceManager:
             port=self.port,
             started_at=datetime.now(UTC).isoformat(),
             log_file=str(log_file),
+            marker=marker,
+            status_file=str(status_file),
         )
         self._remember(state)
         return state
@@ -133,23 +198,44 @@ class LocalServiceManager:
             time.sleep(0.5)
         raise DeploymentFailed(f"service {state.bento} was not ready within {timeout:.0f} s:\n{self._tail(state)}")
 
-    def stop(self, state: ServiceState, timeout: float = 30) -> None:
-        """SIGTERM the process group (the service flushes its logs), SIGKILL after ``timeout``."""
-        try:
-            os.killpg(state.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            self._forget()
-            return
+    def stop(self, state: ServiceState | None, timeout: float = 30) -> None:
+        """Stop ``state``'s start and anything else this manager started: SIGTERM the supervisor (the
+        service drains and flushes its logs), or the service itself when its supervisor is gone;
+        SIGKILL whatever is left after ``timeout``."""
+        if state is not None and _alive(state.pid):
+            os.kill(state.pid, signal.SIGTERM)
+        else:  # no supervisor: the arbiter, if it is left, drains its workers; orphaned workers are killed
+            for process in self.processes():
+                try:
+                    if process.cmdline()[1:4] == ["-m", "bentoml", "serve"]:
+                        process.terminate()
+                except psutil.NoSuchProcess:
+                    pass
         deadline = time.monotonic() + timeout
-        while _alive(state.pid) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and ((state is not None and _alive(state.pid)) or self.processes()):
             time.sleep(0.2)
-        if _alive(state.pid):
-            os.killpg(state.pid, signal.SIGKILL)
-        try:  # reap it when it is our child
-            os.waitpid(state.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        kill_marked(self.marker_prefix)
+        if state is not None:
+            try:  # reap it when it is our child
+                os.waitpid(state.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
         self._forget()
+
+    def retire(self) -> None:
+        """Stop everything and forget what was deployed (``make service-stop``)."""
+        self.stop(self._recorded())
+        self.desired_file.unlink(missing_ok=True)
+
+    def restore(self, env: dict[str, str], timeout: float, cwd: Path | None = None) -> ServiceState | None:
+        """Serve the deployed Bento again if it is down or unsupervised; ``None`` when nothing is to do."""
+        if self.health() not in ("down", "unsupervised"):
+            return None
+        bento = json.loads(self.desired_file.read_text())["bento"]
+        self.stop(self._recorded())
+        state = self.start(bento, env, cwd)
+        self.wait_ready(state, timeout)
+        return state
 
     def deploy(
         self, bento: str, env: dict[str, str], timeout: float, cwd: Path | None = None
@@ -163,12 +249,14 @@ class LocalServiceManager:
         new = self.start(bento, env, cwd)
         try:
             self.wait_ready(new, timeout)
+            self._desire(bento)
         except DeploymentFailed as failure:
             self.stop(new)
             if previous is None:
                 raise
             restored = self.start(previous.bento, env, cwd)
             self.wait_ready(restored, timeout)
+            self._desire(previous.bento)
             raise DeploymentFailed(f"{failure}\nthe previous Bento {previous.bento} is serving again") from failure
         return new, True
 
@@ -181,7 +269,10 @@ class LocalServiceManager:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m platform_assets.deploy.local status|stop``: the service ``credit_risk_deployment`` started."""
+    """``python -m platform_assets.deploy.local status|stop``: the service ``credit_risk_deployment`` started.
+
+    ``status`` exits 0 only when the service runs under its supervisor; ``stop`` stops every process
+    the platform started for this home, supervised or not, and forgets the deployment."""
     import argparse
 
     from platform_assets import settings
@@ -190,16 +281,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["status", "stop"])
     args = parser.parse_args(argv)
     manager = LocalServiceManager(settings.platform_home() / "serving")
-    state = manager.current()
-    if state is None:
-        print("no managed credit-risk service is running")
-        return 0 if args.command == "stop" else 1
+    health, state, processes = manager.health(), manager._recorded(), manager.processes()
     if args.command == "stop":
-        manager.stop(state)
-        print(f"stopped {state.bento} (pid {state.pid})")
-    else:
-        print(json.dumps(asdict(state), indent=2))
-    return 0
+        manager.retire()
+        print(
+            f"stopped {len(processes)} process(es) of the credit-risk service"
+            if processes
+            else "no managed credit-risk service is running"
+        )
+        return 0
+    report: dict[str, Any] = {"health": health, "pids": sorted(process.pid for process in processes)}
+    if state is not None:
+        report |= {"service": asdict(state), "supervisor": manager.supervisor_status(state)}
+    print(json.dumps(report, indent=2))
+    return 0 if health == "serving" else 1
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
     tracking_uri: str = Field(description="MLflow tracking URI the service reads its registry from.")
     host: str = Field(default="127.0.0.1", description="Interface the local service listens on.")
     port: int = Field(default=3001, description="Port of the local service.")
+    workers: int = Field(default=2, ge=1, description="Workers of the local service; with 2+ a dead one costs nothing.")
     strategy: Strategy = Field(default="replace", description="replace the champion, or start a canary.")
     first_canary_weight: float = Field(default=10.0, description="Challenger traffic share when a canary starts.")
     ready_timeout_seconds: float = Field(default=180.0, description="How long a new service may take to be ready.")
@@ -65,6 +66,7 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
             "BENTOML_DO_NOT_TRACK": "true",
             "CREDIT_RISK_API_KEYS_FILE": str(self.api_keys_file()),
             "CREDIT_RISK_REFRESH_SECONDS": str(self.refresh_seconds),
+            "CREDIT_RISK_WORKERS": str(self.workers),
         }
 
     def deploy_local(self, bento: str, code_version: str, bentoml_home: Path) -> tuple[ServiceState, bool]:
@@ -74,6 +76,10 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
         if current is not None and current.bento.rsplit("-", 1)[-1] == code_version:
             return current, False
         return manager.deploy(bento, self.service_env(bentoml_home), self.ready_timeout_seconds)
+
+    def restore_local(self) -> ServiceState | None:
+        """Serve the deployed Bento again when the local service is down or lost its supervisor."""
+        return self.local_manager().restore(self.service_env(self.bentoml_home()), self.ready_timeout_seconds)
 
     def wait_for_models(self, state: ServiceState, plan: RolloutPlan) -> dict[str, Any]:
         """Poll ``/admin/status`` until the service serves what ``plan`` says; return that status."""

@@ -55,7 +55,10 @@ def describe(definitions: dg.Definitions) -> dict[str, object]:
         for s in definitions.schedules or []
     }
     sensors = {
-        s.name: {"jobs": sorted(j.name for j in s.jobs), "minimum_interval_seconds": s.minimum_interval_seconds}
+        s.name: {
+            "jobs": sorted(j.name for j in s.jobs) if s.has_jobs else [],  # a repairing sensor targets no job
+            "minimum_interval_seconds": s.minimum_interval_seconds,
+        }
         for s in definitions.sensors or []
     }
     return {
