@@ -9,13 +9,14 @@ ROLE ?= predict
 export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
 .PHONY: demo test install system-packages lint check-defs materialize ui loop-demo service-status \
-        service-stop api-key signing-keys bench-uci bench-serving clean
+        service-stop api-key signing-keys bench-uci bench-serving clean image
 
 # What the suite drives for real, as `program:Debian package`. kubectl (the ops tests' kustomize) comes
 # with the machine image: Debian's kubernetes-client is 1.20, older than the kustomize v5 k8s/ needs. npm
 # installs the Argo Rollouts schemas (k8s-validate; they need node >= 14), from Debian where it is missing.
+# dockerd and debootstrap build and run the service's image (`make image`, tests/prod/test_prod_image.py).
 SYSTEM_PACKAGES := prometheus:prometheus promtool:prometheus /usr/bin/chromium:chromium java:openjdk-17-jre-headless \
-                   npm:npm
+                   npm:npm /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap
 
 $(BIN)/activate: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -116,6 +117,13 @@ api-key: install
 ## make signing-keys: an Ed25519 key pair for model manifests under $(PLATFORM_HOME)/keys.
 signing-keys: install
 	$(BIN)/python -m platform_assets.governance.keys create --out-dir $(PLATFORM_HOME)/keys
+
+## make image: the service's container image, credit-risk-service:<code version>: a Debian bookworm base made by
+## debootstrap (credit-risk-base:<recipe key>, built once per machine, then a cache hit) and the Bento on it.
+## Prints each image's size and build time. Uses the Docker daemon that answers, else starts dockerd (as root)
+## with its data under /var/tmp/credit-risk-platform/docker and stops it after the build.
+image: install system-packages
+	$(BIN)/python -m platform_assets.deploy.image build --bentoml-home $(PLATFORM_HOME)/bentoml
 
 bench-uci: install
 	$(BIN)/python benchmarks/uci_auc.py
