@@ -12,6 +12,37 @@ started within the timeout) and cancels the timer once the request is done; a ha
 before sending anything also ends the wait at once instead of holding the connection until the
 timeout. It is applied only to the class whose shape it was written for (checked by its source), so
 an upgraded BentoML that changes the middleware is left alone (and logged).
+
+The upstream change this stands for, against ``src/bentoml/_internal/server/http/traffic.py`` of
+BentoML 1.4.40 (the same code is on upstream ``main`` as of 2026-11; no upstream issue or pull request
+reports it: the nearest, bentoml/BentoML#5642 "request barging on sync @bentoml.api endpoints after
+traffic.timeout", is about sync handlers outliving the timeout, and #5621 wraps mounted ASGI apps in the
+same middleware; neither cancels the timer)::
+
+    -        loop.call_later(self.timeout, self._set_timer_out, waiter)
+    +        timer = loop.call_later(self.timeout, self._set_timer_out, waiter)
+             ...
+             fut = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
+    +        fut.add_done_callback(lambda _: waiter.done() or waiter.set_result(None))
+    -        try:
+    -            await waiter
+    -        ...
+    +        try:
+    +            try:
+    +                await waiter
+    +            ...
+    +        finally:
+    +            timer.cancel()
+
+When to delete this module: when the pinned BentoML's ``TimeoutMiddleware.__call__`` cancels the handle
+``call_later`` returns once the request is answered (or bounds the wait another way, e.g.
+``asyncio.timeout`` around the wait for the first message). Its source then no longer hashes to
+``PATCHED_SOURCE_SHA256``: ``apply`` logs that it left the middleware alone and
+``tests/serving/test_bentoml_fixes.py::test_released_middleware_leaves_a_timer_per_request`` fails. If
+that test's released middleware leaves 0 timers pending, delete this module, its ``apply()`` calls
+(``bentos/credit_risk/service.py``, ``benchmarks/serving/trivial_service.py``) and its test, and re-run
+``make bench-serving`` to confirm the p99 at 32 connections holds. If the source changed but timers
+still pile up, re-derive the fix for the new source and update the hash.
 """
 
 from __future__ import annotations
