@@ -38,6 +38,9 @@ JOB = 'job=~"$job"'
 #: ... and, for the series that carry it, by the selected model versions.
 VERSION = 'model_version=~"$model_version"'
 SERVER_ERROR = 'status=~"5.."'
+PREDICT = 'endpoint="/predict"'
+#: The endpoints the latency objective covers (slo.SERVICE), as the rules select them.
+SLO_ENDPOINTS = f'endpoint=~"{"|".join(slo.SERVICE.latency_endpoints)}"'
 DECLINE = 'decision="decline"'
 #: The objectives the alerts use (CreditRiskHighLatencyP99, CreditRiskHighErrorRatio): seconds, a ratio.
 LATENCY_SLO_SECONDS = slo.SERVICE.latency_p99_seconds
@@ -189,15 +192,15 @@ def error_ratio_panel() -> JSON:
 
 
 def latency_panel() -> JSON:
-    buckets = f"sum by (le) ({_rate(obs.REQUEST_LATENCY_SECONDS + '_bucket')})"
+    buckets = f"sum by (le) ({_rate(obs.BENTOML_REQUEST_DURATION_SECONDS + '_bucket', SLO_ENDPOINTS)})"
     targets = [
         _target(f"histogram_quantile({q}, {buckets})", f"p{round(q * 100)}", ref_id)
         for q, ref_id in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
     ]
     return _timeseries(
         "Latency p50 / p95 / p99",
-        f"Request latency quantiles from the histogram (RED: duration); the line is the "
-        f"{LATENCY_SLO_SECONDS * 1000:.0f} ms p99 objective of CreditRiskHighLatencyP99.",
+        f"Request latency quantiles of /predict and /feedback from BentoML's own histogram (RED: duration); "
+        f"the line is the {LATENCY_SLO_SECONDS * 1000:.0f} ms p99 objective of CreditRiskHighLatencyP99.",
         targets,
         unit="s",
         thresholds=_thresholds((None, "green"), (LATENCY_SLO_SECONDS, "red")),
@@ -205,11 +208,23 @@ def latency_panel() -> JSON:
 
 
 def latency_p99_by_endpoint_panel() -> JSON:
-    buckets = f"sum by (endpoint, le) ({_rate(obs.REQUEST_LATENCY_SECONDS + '_bucket')})"
+    buckets = f"sum by (endpoint, le) ({_rate(obs.BENTOML_REQUEST_DURATION_SECONDS + '_bucket', SLO_ENDPOINTS)})"
     return _timeseries(
         "p99 latency by endpoint",
-        "99th percentile of request latency per endpoint.",
+        "99th percentile of request latency per endpoint (BentoML's histogram).",
         [_target(f"histogram_quantile(0.99, {buckets})", "{{endpoint}}", "A")],
+        unit="s",
+        thresholds=_thresholds((None, "green"), (LATENCY_SLO_SECONDS, "red")),
+    )
+
+
+def latency_p99_by_version_panel() -> JSON:
+    buckets = f"sum by (model_version, role, le) ({_rate(obs.REQUEST_LATENCY_SECONDS + '_bucket', PREDICT)})"
+    return _timeseries(
+        "/predict p99 latency by model version",
+        "99th percentile of /predict latency per model version and role (the service's own histogram): the "
+        "canary's latency gate compares the challenger's with the champion's.",
+        [_target(f"histogram_quantile(0.99, {buckets})", "{{model_version}} {{role}}", "A")],
         unit="s",
         thresholds=_thresholds((None, "green"), (LATENCY_SLO_SECONDS, "red")),
     )
@@ -333,9 +348,10 @@ def live_disparate_impact_panel() -> JSON:
     expr = f"min by (attribute) ({obs.LIVE_DISPARATE_IMPACT_RATIO}{{{JOB}}})"
     return _timeseries(
         "Live disparate impact ratio",
-        "Lowest group approval rate / highest, per protected attribute, over the service's sliding window of "
-        "recent predictions that carried the attribute (CREDIT_RISK_BIAS_WINDOW). Below the line the four-fifths "
-        "rule fails (alert CreditRiskLiveDisparateImpactLow). Gaps: fewer than two groups large enough to measure.",
+        f"Lowest group approval rate / highest, per protected attribute, over the last "
+        f"{slo.FAIRNESS.live_window_minutes} minutes of decisions of every pod (recorded by the Prometheus rules). "
+        "Below the line the four-fifths rule fails (alert CreditRiskLiveDisparateImpactLow). Gaps: fewer than two "
+        f"groups with {slo.FAIRNESS.live_min_group_decisions} decisions.",
         [_target(expr, "{{attribute}}", "A")],
         unit="percentunit",
         max_value=1,
@@ -343,26 +359,39 @@ def live_disparate_impact_panel() -> JSON:
     )
 
 
-def live_selection_rate_panel() -> JSON:
-    expr = f"max by (attribute, group) ({obs.LIVE_SELECTION_RATE}{{{JOB}}})"
+def live_approval_rate_panel() -> JSON:
+    expr = f"max by (attribute, group) ({obs.LIVE_GROUP_APPROVAL_RATIO}{{{JOB}}})"
     return _timeseries(
-        "Live selection (decline) rate by protected group",
-        "Share of each group's applications declined over the live bias window (the fairness report's "
-        "selection rate); compare with the model card's test-split figures.",
+        "Live approval rate by protected group",
+        f"Share of each group's applications approved over the last {slo.FAIRNESS.live_window_minutes} minutes "
+        "(recorded); the ratio above is the lowest of these over the highest. Compare with the model card.",
         [_target(expr, "{{attribute}}={{group}}", "A")],
         unit="percentunit",
         max_value=1,
     )
 
 
-def live_group_predictions_panel() -> JSON:
-    expr = f"sum by (attribute, group) ({obs.LIVE_GROUP_PREDICTIONS}{{{JOB}}})"
+def live_group_decisions_panel() -> JSON:
+    expr = f"sum by (attribute, group) ({obs.LIVE_GROUP_DECISIONS}{{{JOB}}})"
     return _timeseries(
-        "Live bias window: predictions per group",
-        "Predictions of each protected group in the live bias window (summed over pods). Groups under "
-        "CREDIT_RISK_BIAS_MIN_GROUP (default 30) are left out of the disparate impact ratio.",
+        "Live bias window: decisions per group",
+        f"Decisions per protected group over the last {slo.FAIRNESS.live_window_minutes} minutes (recorded). "
+        f"Groups under {slo.FAIRNESS.live_min_group_decisions} are left out of the disparate impact ratio.",
         [_target(expr, "{{attribute}}={{group}}", "A")],
         unit="none",
+    )
+
+
+def decline_share_by_group_panel() -> JSON:
+    by_group = f"sum by (attribute, group, model_version) ({_rate(obs.GROUP_DECISIONS_TOTAL, VERSION)})"
+    declines = f"sum by (attribute, group, model_version) ({_rate(obs.GROUP_DECISIONS_TOTAL, VERSION, DECLINE)})"
+    return _timeseries(
+        "Decline share by protected group and model version",
+        "Share of each group's applications a model version declines (the fairness report's selection rate): "
+        "a challenger that treats a group differently from the champion shows here.",
+        [_target(f"{declines} / {by_group}", "v{{model_version}} {{attribute}}={{group}}", "A")],
+        unit="percentunit",
+        max_value=1,
     )
 
 
@@ -378,7 +407,8 @@ LAYOUT: list[tuple[str, list[tuple[Callable[[], JSON], int, int]]]] = [
             (request_rate_panel, 16, 8),
             (error_rate_by_status_panel, 12, 8),
             (latency_panel, 12, 8),
-            (latency_p99_by_endpoint_panel, 24, 7),
+            (latency_p99_by_endpoint_panel, 12, 7),
+            (latency_p99_by_version_panel, 12, 7),
         ],
     ),
     (
@@ -397,8 +427,9 @@ LAYOUT: list[tuple[str, list[tuple[Callable[[], JSON], int, int]]]] = [
         "Fairness (live)",
         [
             (live_disparate_impact_panel, 8, 8),
-            (live_selection_rate_panel, 8, 8),
-            (live_group_predictions_panel, 8, 8),
+            (live_approval_rate_panel, 8, 8),
+            (live_group_decisions_panel, 8, 8),
+            (decline_share_by_group_panel, 24, 8),
         ],
     ),
 ]

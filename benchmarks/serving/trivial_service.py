@@ -31,6 +31,7 @@ CONSTANT = {"predictions": [{"probability_of_default": 0.5, "decision": "approve
     traffic={"timeout": 60},
     logging={"access": {"enabled": True if STOCK else SERVER.access_log}},
     tracing={} if STOCK or SERVER.tracing else {"excluded_urls": ["/predict"]},
+    **({} if STOCK else {"metrics": SERVER.bentoml_metrics()}),
 )
 class TrivialService:
     @bentoml.api(route="/predict")

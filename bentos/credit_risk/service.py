@@ -18,7 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from platform_assets.serving import bentoml_fixes
-from platform_assets.serving.http import API_ROUTES, AccessPolicy, ServingMiddleware
+from platform_assets.serving.http import (
+    API_ROUTES,
+    MODEL_ROLE_HEADER,
+    MODEL_VERSION_HEADER,
+    AccessPolicy,
+    ServingMiddleware,
+)
 from platform_assets.serving.schemas import (
     FeedbackInput,
     FeedbackOutput,
@@ -32,13 +38,15 @@ from platform_assets.serving.settings import ServerSettings, ServingSettings
 
 bentoml_fixes.apply()  # BentoML's request timeout keeps a 60-s timer per request alive (see the module)
 
-#: Workers, access log and tracing are the decorator's: BentoML reads them when the server loads this file,
-#: before any worker exists (why they are off by default: ``ServerSettings``).
+#: Workers, access log, tracing and BentoML's metrics are the decorator's: BentoML reads them when the server
+#: loads this file, before any worker exists (why some are off by default: ``ServerSettings``).
 SERVER = ServerSettings.from_environment()
 
 
 def _response(reply: Any) -> Response:
-    headers = {"x-error-reason": reply.reason} if reply.reason else None
+    headers = {"x-error-reason": reply.reason} if reply.reason else {}
+    if reply.model is not None:  # the request metrics' model_version and role (ServingMiddleware reads them)
+        headers[MODEL_VERSION_HEADER], headers[MODEL_ROLE_HEADER] = reply.model
     return Response(reply.json_bytes(), status_code=reply.status, media_type="application/json", headers=headers)
 
 
@@ -48,6 +56,7 @@ def _response(reply: Any) -> Response:
     traffic={"timeout": 60},
     logging={"access": {"enabled": SERVER.access_log}},
     tracing={} if SERVER.tracing else {"excluded_urls": list(API_ROUTES)},
+    metrics=SERVER.bentoml_metrics(),
     envs=[{"name": "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "value": "false"}],  # model downloads: no progress bars
 )
 class CreditRiskService:

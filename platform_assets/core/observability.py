@@ -7,11 +7,15 @@ from typing import Final
 
 NAMESPACE: Final = "credit_risk"
 
-#: Counter, labels: endpoint, status (HTTP code).
+#: The request metrics' ``model_version`` and ``role`` when no model answered (bad key, bad input before
+#: routing, /feedback, /admin). On /predict the pair is the model that answered: the challenger's when any
+#: row of the request went to it, else the champion's (``serving.engine.answered_by``).
+NO_MODEL: Final = "none"
+#: Counter, labels: endpoint, status (HTTP code), model_version, role (champion|challenger|none).
 REQUESTS_TOTAL: Final = f"{NAMESPACE}_requests_total"
-#: Histogram in seconds, labels: endpoint.
+#: Histogram in seconds, labels: endpoint, model_version, role.
 REQUEST_LATENCY_SECONDS: Final = f"{NAMESPACE}_request_latency_seconds"
-#: Counter, labels: endpoint, status, reason (a short machine-readable cause).
+#: Counter, labels: endpoint, status, reason (a short machine-readable cause), model_version, role.
 REQUEST_ERRORS_TOTAL: Final = f"{NAMESPACE}_request_errors_total"
 #: Counter, labels: model_version, role (champion|challenger), decision (approve|decline).
 PREDICTIONS_TOTAL: Final = f"{NAMESPACE}_predictions_total"
@@ -23,18 +27,33 @@ FEEDBACK_TOTAL: Final = f"{NAMESPACE}_feedback_total"
 TRAFFIC_WEIGHT: Final = f"{NAMESPACE}_traffic_weight"
 #: Gauge (info-style, value 1), labels: role, model_version.
 MODEL_INFO: Final = f"{NAMESPACE}_model_info"
-#: Gauge 0..1, labels: attribute (sex|age_band|marriage|education), group. Declined share of the group
-#: over the live bias window (platform_assets/serving/bias.py), as the fairness report's selection rate.
-LIVE_SELECTION_RATE: Final = f"{NAMESPACE}_live_selection_rate"
-#: Gauge, labels: attribute, group. Predictions of the group in the live bias window.
-LIVE_GROUP_PREDICTIONS: Final = f"{NAMESPACE}_live_group_predictions"
-#: Gauge 0..1 (NaN when fewer than two groups are measurable), labels: attribute. Lowest group approval
-#: rate / highest over the live bias window: the four-fifths rule wants >= 0.8.
-LIVE_DISPARATE_IMPACT_RATIO: Final = f"{NAMESPACE}_live_disparate_impact_ratio"
+#: Counter, labels: attribute (sex|age_band|marriage|education), group (the fairness report's label),
+#: decision (approve|decline), model_version. One increment per scored application that carried the
+#: attribute: the recording rules below turn it into per-group approval rates and the disparate impact
+#: ratio, summed over workers and pods.
+GROUP_DECISIONS_TOTAL: Final = f"{NAMESPACE}_group_decisions_total"
+
+#: BentoML's own request histogram (``metrics`` in the ``@bentoml.service`` decorator, namespace below),
+#: seconds, labels: endpoint (the path), service_name, service_version, http_response_code. The service's
+#: latency objective reads it: it covers everything the framework does for a request, not only our handler.
+BENTOML_METRICS_NAMESPACE: Final = "bentoml_service"
+BENTOML_REQUEST_DURATION_SECONDS: Final = f"{BENTOML_METRICS_NAMESPACE}_request_duration_seconds"
+
+# --- series Prometheus records from the ones above (grafana/prometheus/rules.yml); never exported ----------
+#: Decisions per (job, attribute, group) over the live bias window (``slo.FAIRNESS.live_window_minutes``).
+LIVE_GROUP_DECISIONS: Final = "job_attribute_group:credit_risk_group_decisions:increase_window"
+#: Approved share per (job, attribute, group) over the live bias window, 0..1.
+LIVE_GROUP_APPROVAL_RATIO: Final = "job_attribute_group:credit_risk_group_approvals:ratio_window"
+#: Per (job, attribute): lowest group approval rate / highest over the window, among the groups with at
+#: least ``slo.FAIRNESS.live_min_group_decisions`` decisions; absent with fewer than two such groups, NaN
+#: when no group was approved at all. The four-fifths rule wants >= 0.8.
+LIVE_DISPARATE_IMPACT_RATIO: Final = "job_attribute:credit_risk_disparate_impact:ratio_window"
+RECORDED: Final = (LIVE_GROUP_DECISIONS, LIVE_GROUP_APPROVAL_RATIO, LIVE_DISPARATE_IMPACT_RATIO)
+
 #: The four-fifths rule bound the live-bias alert and dashboard use.
 DISPARATE_IMPACT_BOUND: Final = 0.8
 
-#: Latency buckets in seconds, fine enough for a millisecond service.
+#: Latency buckets in seconds, fine enough for a millisecond service (ours and BentoML's histogram).
 LATENCY_BUCKETS: Final = (
     0.0005,
     0.001,
@@ -64,7 +83,6 @@ EXPORTED: Final = (
     FEEDBACK_TOTAL,
     TRAFFIC_WEIGHT,
     MODEL_INFO,
-    LIVE_SELECTION_RATE,
-    LIVE_GROUP_PREDICTIONS,
-    LIVE_DISPARATE_IMPACT_RATIO,
+    GROUP_DECISIONS_TOTAL,
+    BENTOML_REQUEST_DURATION_SECONDS,
 )

@@ -16,6 +16,9 @@ CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
 #: Registered-model tag: the challenger's share of traffic in percent (0..100).
 WEIGHT_TAG: Final = "challenger_weight"
+#: Registered-model tag: when the challenger's current canary step began (ISO 8601, UTC; empty without a
+#: challenger). With the aliases and the weight it is the whole state of a model-version rollout.
+STEP_SINCE_TAG: Final = "challenger_step_since"
 #: Version tags the service reads (and verifies) when it loads a version.
 THRESHOLD_TAG: Final = "threshold"
 FEATURE_SPEC_TAG: Final = "feature_spec_version"

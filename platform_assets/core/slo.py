@@ -1,7 +1,7 @@
 """Every service-level objective and gate threshold of the platform, defined once.
 
 ``python grafana/generate.py`` writes them into the Prometheus rules (``grafana/prometheus/rules.yml``), the
-Argo canary analysis (``k8s/base/analysis-template.yaml``) and the Grafana dashboard; the Dagster resources
+Argo image-rollout analysis (``k8s/base/analysis-template.yaml``) and the Grafana dashboard; the Dagster resources
 (``platform_assets/resources``) and the loop's policies (``platform_assets/ml``) take their defaults from
 here. ``tests/ops/test_ops_slo.py`` fails when a generated file or a default disagrees.
 
@@ -26,13 +26,15 @@ class ServiceObjectives:
 
     #: 99th percentile of request latency, seconds.
     latency_p99_seconds: float
+    #: The endpoints the latency objective covers: the ones callers use (not /metrics, the probes, /admin).
+    latency_endpoints: tuple[str, ...]
     #: Share of requests answered with a server error (5xx), a ratio; 4xx are the callers' mistakes.
     error_ratio: float
 
 
 @dataclass(frozen=True)
 class CanaryGate:
-    """When a challenger's traffic may grow (the canary sensor, and the Argo analysis at each step)."""
+    """When a challenger model version's traffic may grow (the canary sensor; images have slo.SERVICE)."""
 
     #: Challenger traffic weights, percent, increasing; reaching 100 is the promotion.
     steps: tuple[float, ...]
@@ -42,11 +44,14 @@ class CanaryGate:
     max_auc_drop: float
     #: Largest allowed challenger accuracy below the champion's, accuracy points (a difference of fractions).
     max_accuracy_drop: float
-    #: Largest allowed share of 5xx answers of ``/predict`` during a step, a ratio.
+    #: Largest allowed share of 5xx answers of the challenger's ``/predict`` requests, a ratio.
     max_error_rate: float
-    #: Largest allowed ``/predict`` latency p99 during a step, seconds.
+    #: ... and by how much it may exceed the champion's before the challenger is blamed, ratio points (a
+    #: service-wide incident fails both roles alike: that pauses the canary, it does not roll it back).
+    max_error_rate_excess: float
+    #: Largest allowed ``/predict`` latency p99 of the challenger's requests, seconds.
     max_p99_seconds: float
-    #: Requests a step needs before its error rate and latency count, requests.
+    #: Requests the challenger needs before its error rate and latency count, requests.
     min_requests: int
 
 
@@ -96,6 +101,10 @@ class FairnessGate:
     min_disparate_impact_ratio: float
     #: Largest gap in true positive rate between groups, a difference of rates.
     max_equal_opportunity_difference: float
+    #: The live ratio's window (the recording rules' range), minutes.
+    live_window_minutes: int
+    #: Decisions a group needs in that window to enter the live ratio, applications.
+    live_min_group_decisions: int
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,9 @@ class ChallengerAlerts:
 #: stricter of the two values found: a healthy service answers no 5xx at all (only a model error or a
 #: model not loaded does), and one unscored application in a hundred is already an incident. With 2 % the
 #: fleet could sit at 1.9 % without paging while every canary at that rate was rolled back.
-SERVICE: Final = ServiceObjectives(latency_p99_seconds=0.025, error_ratio=0.01)
+SERVICE: Final = ServiceObjectives(
+    latency_p99_seconds=0.025, latency_endpoints=("/predict", "/feedback"), error_ratio=0.01
+)
 
 #: The canary is held to the service's own objectives: the 0.5 s p99 it had before would have let a
 #: challenger 20x slower than the service's p99 through to promotion.
@@ -125,6 +136,7 @@ CANARY: Final = CanaryGate(
     max_auc_drop=0.03,
     max_accuracy_drop=0.03,
     max_error_rate=SERVICE.error_ratio,
+    max_error_rate_excess=0.01,
     max_p99_seconds=SERVICE.latency_p99_seconds,
     min_requests=20,
 )
@@ -142,8 +154,16 @@ ACCURACY_DROP: Final = AccuracyDropGate(
 
 MODEL_QUALITY: Final = ModelQualityGate(auc_floor=0.70, baseline_margin=0.02, max_quarantine_share=0.05)
 
-FAIRNESS: Final = FairnessGate(min_disparate_impact_ratio=0.8, max_equal_opportunity_difference=0.1)
+#: The live window is the in-process window's old default (600 s); 30 decisions per group keep one odd
+#: decision from moving a group's rate by more than a few points.
+FAIRNESS: Final = FairnessGate(
+    min_disparate_impact_ratio=0.8,
+    max_equal_opportunity_difference=0.1,
+    live_window_minutes=10,
+    live_min_group_decisions=30,
+)
 
+#: The alert pages at the excess the canary rolls back at.
 CHALLENGER_ALERTS: Final = ChallengerAlerts(
-    max_error_ratio_excess=0.01, min_prediction_share_of_weight=0.5, max_mean_score_shift=0.1
+    max_error_ratio_excess=CANARY.max_error_rate_excess, min_prediction_share_of_weight=0.5, max_mean_score_shift=0.1
 )

@@ -5,8 +5,10 @@ Dagster's own: the run pod's service account may not rewrite its own RBAC. Every
 server-side dry run; only when the API server accepts them all is any applied, so a rejected object (a bad
 field, a missing CRD, a denied verb) leaves the cluster as it was.
 
-The image ``<image_repository>:<bento version>`` must exist in the cluster's registry: build it from
-the Bento with ``bentoml containerize credit_risk:<version>`` in CI/CD (it needs a container engine).
+The image ``<image_repository>:<code version>`` must exist in the cluster's registry: build it from the
+Bento with ``bentoml containerize credit_risk:<version> -t <image_repository>:<code version>`` in CI/CD (it
+needs a container engine); any Bento of that code version gives the same image, since the image carries no
+model.
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import yaml
 
 from platform_assets.deploy.bento import REPO
-from platform_assets.deploy.rollout import RolloutPlan
 
 if TYPE_CHECKING:
     from platform_assets.resources.deployer import ServiceDeployer
 
 ROLLOUT_NAME = "credit-risk-service"
-MODEL_VERSION_ANNOTATION = "credit-risk.io/model-version"
 FIELD_MANAGER = "credit-risk-platform"
 #: The label (and value) ``k8s/base/kustomization.yaml`` puts on what this target applies.
 APPLIED_BY_LABEL = "credit-risk.io/applied-by"
@@ -49,8 +49,8 @@ class ApplyClient(Protocol):
     ) -> Any: ...
 
 
-def render(overlay: Path, image: str, model_version: str) -> list[dict[str, Any]]:
-    """``kubectl kustomize overlay`` with the service image and model-version annotation set."""
+def render(overlay: Path, image: str) -> list[dict[str, Any]]:
+    """``kubectl kustomize overlay`` with the service image set."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise RuntimeError("the kubernetes target needs kubectl (with built-in kustomize) on PATH")
@@ -61,9 +61,7 @@ def render(overlay: Path, image: str, model_version: str) -> list[dict[str, Any]
     rollouts = [o for o in objects if o["kind"] == "Rollout" and o["metadata"]["name"] == ROLLOUT_NAME]
     if len(rollouts) != 1:
         raise RuntimeError(f"{overlay} renders {len(rollouts)} Rollouts named {ROLLOUT_NAME}, expected 1")
-    rollout = rollouts[0]
-    rollout["metadata"].setdefault("annotations", {})[MODEL_VERSION_ANNOTATION] = model_version
-    for container in rollout["spec"]["template"]["spec"]["containers"]:
+    for container in rollouts[0]["spec"]["template"]["spec"]["containers"]:
         if container["name"] == ROLLOUT_NAME:
             container["image"] = image
     return objects
@@ -96,14 +94,19 @@ def apply_objects(client: ApplyClient, objects: list[dict[str, Any]], namespace:
     return [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects]
 
 
-def apply_rollout(deployer: ServiceDeployer, bento_tag: str, plan: RolloutPlan) -> list[str]:
-    """Dry-run, then apply, the service's objects of the rendered overlay in the current kube context."""
+def apply_rollout(deployer: ServiceDeployer, code_version: str) -> list[str]:
+    """Dry-run, then apply, the service's objects of the rendered overlay in the current kube context, with the
+    image of ``code_version``.
+
+    The image is tagged by the code version alone, never by a model version: the pods load the versions the
+    registry's aliases name, so a new model version re-applies the same objects (no new Rollout revision) and
+    only a code change starts an Argo image rollout.
+    """
     from kubernetes import config, dynamic
     from kubernetes.client import api_client
 
-    image = f"{deployer.image_repository}:{bento_tag.split(':', 1)[1]}"
-    version = plan.challenger or plan.champion
-    objects = service_objects(render(REPO / deployer.k8s_overlay, image, version))
+    image = f"{deployer.image_repository}:{code_version}"
+    objects = service_objects(render(REPO / deployer.k8s_overlay, image))
     try:
         config.load_incluster_config()
     except config.ConfigException:

@@ -1,8 +1,10 @@
-"""The canary's policy and decision: wait, step, promote or roll back a challenger at a traffic weight.
+"""The canary's policy and decision: wait, step, promote or roll back a challenger model version.
 
-Pure functions (no Dagster, no I/O): the canary asset measures both versions' live quality
-(``live_quality.frame_quality``) and the service's 5xx share and latency (``service_metrics``) since the
-current step began, and hands them here.
+Pure functions (no Dagster, no I/O): the canary asset measures both versions' live quality since the current
+step began (``live_quality.frame_quality``) and what each answered on ``/predict`` (``service_metrics``: the
+request metrics carry the model version and role), and hands them here. The gates compare the challenger
+with the champion: a challenger is blamed for 5xx or latency only when it is worse than the objective and
+worse than the champion; when both are, the service has an incident and the canary waits.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from platform_assets.core import slo
+from platform_assets.ml.service_metrics import ServedHealth
 
 CanaryAction = Literal["wait", "step", "promote", "rollback"]
 
@@ -21,8 +24,8 @@ class CanaryPolicy:
     """How a challenger's traffic grows; defaults: ``core.slo.CANARY``.
 
     Weights are percent and the step to 100 is the promotion; AUC and accuracy drops are differences of
-    fractions, ``max_error_rate`` a ratio, ``max_p99_seconds`` seconds, ``min_labelled`` rows and
-    ``min_requests`` requests.
+    fractions, ``max_error_rate`` a ratio (``max_error_rate_excess`` ratio points over the champion's),
+    ``max_p99_seconds`` seconds, ``min_labelled`` rows and ``min_requests`` requests.
     """
 
     steps: tuple[float, ...] = slo.CANARY.steps
@@ -30,6 +33,7 @@ class CanaryPolicy:
     max_auc_drop: float = slo.CANARY.max_auc_drop
     max_accuracy_drop: float = slo.CANARY.max_accuracy_drop
     max_error_rate: float = slo.CANARY.max_error_rate
+    max_error_rate_excess: float = slo.CANARY.max_error_rate_excess
     max_p99_seconds: float = slo.CANARY.max_p99_seconds
     min_requests: int = slo.CANARY.min_requests
 
@@ -63,23 +67,34 @@ def canary_decision(
     champion: Mapping[str, Any],
     challenger: Mapping[str, Any],
     policy: CanaryPolicy,
-    error_rate: float | None = None,
-    requests: int = 0,
-    p99_seconds: float | None = None,
+    challenger_served: ServedHealth | None = None,
+    champion_served: ServedHealth | None = None,
 ) -> CanaryDecision:
     """What to do with a challenger serving ``weight`` percent, given both versions' live ``quality`` over
-    the same window (since the current step began) and the service's 5xx share over ``requests``.
+    the same window (since the current step began) and what each answered on ``/predict`` (None: not
+    measured, e.g. no service URL).
 
-    Rollback on an error-rate breach (once ``policy.min_requests`` requests were seen) or on quality more
-    than the allowed margin below the champion's; wait until both have ``policy.min_labelled`` outcomes
-    (the champion only below 100 %, since at 100 % it gets no traffic); otherwise step to the next weight,
-    where reaching 100 % is the promotion.
+    Once the challenger answered ``policy.min_requests`` requests: rollback when its 5xx share is over
+    ``max_error_rate`` and more than ``max_error_rate_excess`` over the champion's, or its p99 is over
+    ``max_p99_seconds`` and over the champion's; wait when the champion breaches the same objective (a
+    service-wide incident). Then rollback on quality more than the allowed margin below the champion's; wait
+    until both have ``policy.min_labelled`` outcomes (the champion only below 100 %, since at 100 % it gets no
+    traffic); otherwise step to the next weight, where reaching 100 % is the promotion.
     """
+
+    def served(health: ServedHealth | None, prefix: str) -> dict[str, Any]:
+        if health is None:
+            return {f"{prefix}_requests": 0, f"{prefix}_error_rate": None, f"{prefix}_p99_seconds": None}
+        return {
+            f"{prefix}_requests": health.requests,
+            f"{prefix}_error_rate": health.error_rate,
+            f"{prefix}_p99_seconds": health.p99_seconds,
+        }
+
     measured = {
         "weight": weight,
-        "error_rate": error_rate,
-        "p99_seconds": p99_seconds,
-        "requests": requests,
+        **served(challenger_served, "challenger"),
+        **served(champion_served, "champion"),
         **{f"champion_{k}": champion.get(k) for k in ("labelled", "accuracy", "roc_auc", "brier")},
         **{f"challenger_{k}": challenger.get(k) for k in ("labelled", "accuracy", "roc_auc", "brier")},
     }
@@ -87,16 +102,37 @@ def canary_decision(
     def decide(action: CanaryAction, to: float, reasons: list[str]) -> CanaryDecision:
         return CanaryDecision(action, float(weight), float(to), reasons, measured)
 
-    if error_rate is not None and requests >= policy.min_requests and error_rate > policy.max_error_rate:
-        return decide(
-            "rollback", 0.0, [f"server error rate {error_rate:.4f} > {policy.max_error_rate:.4f} over {requests}"]
-        )
-    if p99_seconds is not None and requests >= policy.min_requests and p99_seconds > policy.max_p99_seconds:
-        return decide(
-            "rollback",
-            0.0,
-            [f"/predict latency p99 {p99_seconds:.3f} s > {policy.max_p99_seconds:.3f} s over {requests} requests"],
-        )
+    incident = []
+    if challenger_served is not None and challenger_served.requests >= policy.min_requests:
+        rate, p99 = challenger_served.error_rate or 0.0, challenger_served.p99_seconds
+        reference = champion_served if champion_served is not None and champion_served.requests else None
+        champion_rate = (reference.error_rate or 0.0) if reference else 0.0
+        n = challenger_served.requests
+        if rate > policy.max_error_rate:
+            if rate > champion_rate + policy.max_error_rate_excess:
+                return decide(
+                    "rollback",
+                    0.0,
+                    [
+                        f"challenger server error rate {rate:.4f} > {policy.max_error_rate:.4f} over {n} requests, "
+                        f"and {rate - champion_rate:.4f} above the champion's {champion_rate:.4f}"
+                    ],
+                )
+            incident.append(f"champion fails too ({champion_rate:.4f} server errors): a service-wide incident")
+        if p99 is not None and p99 > policy.max_p99_seconds:
+            champion_p99 = reference.p99_seconds if reference else None
+            if champion_p99 is None or p99 > champion_p99:
+                return decide(
+                    "rollback",
+                    0.0,
+                    [
+                        f"challenger /predict latency p99 {p99:.3f} s > {policy.max_p99_seconds:.3f} s over {n} "
+                        f"requests (champion {'-' if champion_p99 is None else f'{champion_p99:.3f} s'})"
+                    ],
+                )
+            incident.append(f"champion is as slow (p99 {champion_p99:.3f} s): a service-wide incident")
+    if incident:
+        return decide("wait", weight, incident)
     waiting = []
     if challenger["labelled"] < policy.min_labelled:
         waiting.append(f"challenger has {challenger['labelled']} of {policy.min_labelled} labelled outcomes")

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,13 +121,20 @@ class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
 
     def challenger_weight(self) -> float:
         """The challenger's traffic share in percent (0 when unset)."""
+        return float(self._tags().get(CHALLENGER_WEIGHT_TAG, 0.0))
+
+    def step_started(self) -> datetime | None:
+        """When the challenger's current canary step began (UTC); None without a challenger or a recorded start."""
+        value = self._tags().get(registry.STEP_SINCE_TAG, "")
+        return datetime.fromisoformat(value) if value else None
+
+    def _tags(self) -> dict[str, str]:
         from mlflow.exceptions import MlflowException
 
         try:
-            tags = self.client().get_registered_model(self.model_name).tags
+            return dict(self.client().get_registered_model(self.model_name).tags)
         except MlflowException:
-            return 0.0
-        return float(tags.get(CHALLENGER_WEIGHT_TAG, 0.0))
+            return {}
 
     def apply(self, plan: RolloutPlan) -> None:
         """Move the aliases and weight to ``plan``: challenger weight first to 0 so no request is routed
@@ -137,7 +145,8 @@ class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
         )
 
     def restore(self, aliases: dict[str, str], weight: float) -> None:
-        """Set exactly ``aliases`` (champion/challenger) and the challenger ``weight``."""
+        """Set exactly ``aliases`` (champion/challenger) and the challenger ``weight``; a challenger's step
+        starts now (``step_started``), so its measurements cover this state only."""
         client = self.client()
         client.set_registered_model_tag(self.model_name, CHALLENGER_WEIGHT_TAG, "0.0")
         for alias in ("champion", "challenger"):
@@ -145,6 +154,8 @@ class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
                 client.set_registered_model_alias(self.model_name, alias, aliases[alias].removeprefix("v"))
             elif alias in self.aliases():
                 client.delete_registered_model_alias(self.model_name, alias)
+        since = datetime.now(UTC).isoformat() if "challenger" in aliases else ""
+        client.set_registered_model_tag(self.model_name, registry.STEP_SINCE_TAG, since)
         client.set_registered_model_tag(self.model_name, CHALLENGER_WEIGHT_TAG, repr(float(weight)))
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:

@@ -19,7 +19,7 @@ from platform_assets.core import slo
 from platform_assets.core.slo import DropMode
 from platform_assets.ml.canary import CanaryPolicy
 from platform_assets.ml.live_quality import DropPolicy
-from platform_assets.ml.service_metrics import predict_latency_buckets, predict_request_counts
+from platform_assets.ml.service_metrics import ServedHealth, served_health
 
 
 class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
@@ -27,7 +27,9 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
 
     inference_db: str = Field(default="", description="Inference log URL (SQLAlchemy), without its password.")
     inference_db_password: str = Field(default="", description="Its password (a dg.EnvVar in staging and prod).")
-    service_url: str = Field(default="", description="Service for /metrics (error rate); empty: not used.")
+    service_url: str = Field(
+        default="", description="Service whose /metrics give each version's 5xx share and p99; empty: not used."
+    )
     window_hours: float = Field(default=24.0, description="Live metrics cover predictions of the last N hours.")
     drop_mode: DropMode = Field(default=slo.ACCURACY_DROP.mode, description="relative, absolute or either.")
     accuracy_floor: float = Field(
@@ -123,16 +125,14 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
         finally:
             engine.dispose()
 
-    def request_counts(self, timeout: float = 5.0) -> tuple[int, int] | None:
-        """(all, 5xx) ``/predict`` requests from the service's ``/metrics``; ``None`` without a service URL.
-        Raises ``httpx.HTTPError`` when the service cannot be reached."""
+    def served(self, versions: dict[str, str], timeout: float = 5.0) -> dict[str, ServedHealth] | None:
+        """What each ``role -> model version`` answered on ``/predict``, from one read of the service's
+        ``/metrics``; ``None`` without a service URL. Raises ``httpx.HTTPError`` when the service cannot be
+        reached."""
         text = self._metrics_text(timeout)
-        return None if text is None else predict_request_counts(text)
-
-    def latency_buckets(self, timeout: float = 5.0) -> dict[str, float] | None:
-        """Cumulative ``/predict`` latency buckets from ``/metrics``; ``None`` without a service URL."""
-        text = self._metrics_text(timeout)
-        return None if text is None else predict_latency_buckets(text)
+        if text is None:
+            return None
+        return {role: served_health(text, version, role) for role, version in versions.items()}
 
     def _metrics_text(self, timeout: float) -> str | None:
         if not self.service_url:

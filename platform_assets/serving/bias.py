@@ -12,7 +12,10 @@ The window holds the most recent predictions that carried at least one protected
 that carried *it*. A group with fewer than ``min_group_size`` predictions in the window
 (``CREDIT_RISK_BIAS_MIN_GROUP``, default 30) still has its selection rate exported, but takes no part
 in the ratio; with fewer than two measurable groups the ratio is NaN (no data, never a division by zero).
-The window is per worker process: with several workers each exports the ratio over its own traffic.
+The window is per worker process and only ``/admin/status`` shows it. What Prometheus alerts on is fleet-wide:
+the service counts every decision per group (``group_decisions`` -> ``credit_risk_group_decisions_total``)
+and the recording rules of ``grafana/prometheus/rules.yml`` compute the rates and the ratio from those
+counters, summed over workers and pods.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ _LABELS = {
 }
 
 
+#: One attribute's group label per row (None: the attribute was not sent).
+Labels = list[str | None]
+
+
 @functools.lru_cache(maxsize=8)
 def _bands(age_edges: tuple[int, ...]) -> tuple[list[float], list[str]]:
     return [float(e) for e in age_edges], fairness_metrics.age_band_labels(age_edges)
@@ -55,6 +62,28 @@ def group_labels(column: str, values: Sequence[int | None], age_edges: Sequence[
         return [None if v is None else bands[right(edges, v)] for v in values]
     table = _LABELS[column]
     return [None if v is None else table.get(v) or f"code {int(v)}" for v in values]
+
+
+def protected_groups(protected: Mapping[str, Sequence[int | None]], age_edges: Sequence[int]) -> dict[str, Labels]:
+    """attribute -> the fairness report's group label per row (None: not sent), from the log columns."""
+    return {
+        ATTRIBUTE_OF_COLUMN[c]: group_labels(c, values, age_edges)
+        for c, values in protected.items()
+        if c in ATTRIBUTE_OF_COLUMN
+    }
+
+
+def group_decisions(
+    groups: Mapping[str, Labels], decisions: Sequence[str], model_versions: Sequence[str]
+) -> Counter[tuple[str, str, str, str]]:
+    """``(attribute, group, decision, model_version) -> applications`` of one batch: ``groups`` from
+    ``protected_groups``, ``decisions`` and ``model_versions`` per row."""
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for attribute, labels in groups.items():
+        for (group, decision, version), n in Counter(zip(labels, decisions, model_versions, strict=True)).items():
+            if group is not None:
+                counts[(attribute, group, decision, version)] += n
+    return counts
 
 
 @dataclass
@@ -103,11 +132,11 @@ class BiasWindow:
     def observe(self, protected: Mapping[str, Sequence[int | None]], decisions: Sequence[str]) -> bool:
         """Add a batch: ``protected`` maps log columns (sex, age, marriage, education) to per-row values
         (None = not sent), ``decisions`` the per-row approve/decline. Returns whether anything was added."""
-        labelled = {
-            ATTRIBUTE_OF_COLUMN[c]: group_labels(c, values, self.age_edges)
-            for c, values in protected.items()
-            if c in ATTRIBUTE_OF_COLUMN
-        }
+        return self.observe_groups(protected_groups(protected, self.age_edges), decisions)
+
+    def observe_groups(self, groups: Mapping[str, Labels], decisions: Sequence[str]) -> bool:
+        """``observe`` with the rows' group labels already computed (``protected_groups``)."""
+        labelled = dict(groups)
         declined = [d == "decline" for d in decisions]
         sent = {a: sum(label is not None for label in labels) for a, labels in labelled.items()}
         if not any(sent.values()):

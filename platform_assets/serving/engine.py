@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,18 +20,15 @@ import threadpoolctl
 from platform_assets.core.inference_log.schema import PROTECTED_LOG_COLUMNS, new_prediction_ids, utcnow
 from platform_assets.ml import schema
 from platform_assets.serving import metrics, routing
-from platform_assets.serving.bias import BiasWindow
+from platform_assets.serving.bias import BiasWindow, group_decisions, protected_groups
 from platform_assets.serving.inference_log.writer import InferenceLog
 from platform_assets.serving.model_loading import LoadedModel, configure_tensorflow
 from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict
 from platform_assets.serving.registry_polling import ModelManager, ModelSet
-from platform_assets.serving.scorer import Scorer
+from platform_assets.serving.scorer import ModelFailure, Scorer
 from platform_assets.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
-
-#: The live bias gauges are refreshed at most this often (seconds).
-BIAS_PUBLISH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +36,8 @@ class Reply:
     status: int
     body: dict[str, Any]
     reason: str | None = None  # short cause of an error, for the error metric
+    #: (model version label, role) that answered, for the request metrics; None when no model was involved.
+    model: tuple[str, str] | None = None
 
     def json_bytes(self) -> bytes:
         # pydantic-core's serializer: compact JSON like json.dumps(separators=(",", ":")), 5x faster
@@ -82,6 +80,14 @@ def _publish(old: ModelSet, new: ModelSet) -> None:
     metrics.publish_models(current, previous)
 
 
+def answered_by(plan: list[tuple[LoadedModel, str, np.ndarray]]) -> tuple[str, str]:
+    """The (version label, role) a request's metrics are counted under: the challenger's when any of its rows
+    went to the challenger (its outcome and latency then depend on the challenger), else the champion's. So
+    the champion's series hold only requests the challenger never touched: the canary's control group."""
+    model, role, _ = next((p for p in plan if p[1] == "challenger"), plan[0])
+    return model.label, role
+
+
 class CreditRiskEngine:
     """One worker's service: built once from ``settings`` (read when the worker starts, never per request)."""
 
@@ -95,10 +101,8 @@ class CreditRiskEngine:
         # The numpy graph's matrix products: BLAS threads of its own would contend with the other worker.
         threadpoolctl.threadpool_limits(limits=settings.tf_threads)
         self.log = InferenceLog(settings.inference_db)
-        self.scorer = Scorer(max_rows=max(4096, settings.max_batch))
+        self.scorer = Scorer(max_rows=max(4096, settings.max_batch), faulty=settings.fault_injection)
         self.bias = BiasWindow(settings.bias_window, settings.bias_window_seconds, settings.bias_min_group)
-        self._bias_published = -math.inf
-        self._bias_publish_scheduled = False
         self.models = ModelManager(settings, on_swap=_on_swap)
         metrics.publish_models({}, {})
         self.models.refresh()
@@ -161,6 +165,7 @@ class CreditRiskEngine:
         return [p for p in plan if len(p[2])]
 
     async def predict(self, body: bytes) -> Reply:
+        served = None
         try:
             apps = parse_predict(body, self.max_batch)
             snapshot = self.models.current  # one read: the whole request uses this set
@@ -172,10 +177,14 @@ class CreditRiskEngine:
                     reason="no_model",
                 )
             plan = self._plan(snapshot, apps)
+            served = answered_by(plan)
             probabilities = await asyncio.wrap_future(self.scorer.submit(apps.matrix, [(m, r) for m, _, r in plan]))
         except RequestError as exc:
-            return Reply(exc.status, exc.body(), exc.reason)
-        return Reply(200, self._respond(apps, plan, probabilities))
+            return Reply(exc.status, exc.body(), exc.reason, served)
+        except ModelFailure as failure:
+            role = next(r for m, r, _ in plan if m is failure.model)
+            return Reply(500, {"error": str(failure)}, "model_error", (failure.model.label, role))
+        return Reply(200, self._respond(apps, plan, probabilities), model=served)
 
     def _respond(
         self, apps: Applications, plan: list[tuple[LoadedModel, str, np.ndarray]], probabilities: np.ndarray
@@ -206,8 +215,9 @@ class CreditRiskEngine:
             utcnow(),
             list(zip(ids, labels, roles, apps.ids, probs, thresholds, decisions, *protected.values(), strict=True)),
         )
-        if self.bias.observe(protected, decisions):
-            self._bias_changed()
+        groups = protected_groups(protected, self.bias.age_edges)  # once for the window and the counters
+        if self.bias.observe_groups(groups, decisions):
+            metrics.observe_group_decisions(group_decisions(groups, decisions, labels))
         if len(plan) == 1:
             metrics.observe_predictions(labels[0], roles[0], probs, decisions)
         else:
@@ -231,27 +241,6 @@ class CreditRiskEngine:
                 )
             ]
         }
-
-    def _bias_changed(self) -> None:
-        """Publish the live bias gauges at most every ``BIAS_PUBLISH_SECONDS``: at once when the last
-        publication is older, otherwise once when the interval ends (every gauge is a write to the
-        multiprocess metric files, too costly for every request)."""
-        if self._bias_publish_scheduled:
-            return
-        wait = self._bias_published + BIAS_PUBLISH_SECONDS - time.monotonic()
-        if wait <= 0:
-            self._publish_bias()
-            return
-        self._bias_publish_scheduled = True
-        try:
-            asyncio.get_running_loop().call_later(wait, self._publish_bias)
-        except RuntimeError:  # called outside an event loop (direct use of the engine): publish now
-            self._publish_bias()
-
-    def _publish_bias(self) -> None:
-        self._bias_publish_scheduled = False
-        self._bias_published = time.monotonic()
-        metrics.publish_bias(self.bias)
 
     # -- feedback ---------------------------------------------------------------------------------
     def feedback(self, body: bytes) -> Reply:

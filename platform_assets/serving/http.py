@@ -7,7 +7,9 @@
 * ``/docs`` redirects to the Swagger UI that BentoML serves at ``/`` (spec at ``/docs.json``).
 * A body larger than ``CREDIT_RISK_MAX_BODY_BYTES`` (by Content-Length) -> 413 before it is read.
 * Requests, latency and errors of the protected endpoints are counted with ``observability``'s names;
-  handlers name an error's cause in the ``X-Error-Reason`` response header.
+  handlers name an error's cause in the ``X-Error-Reason`` response header, and the model version and role
+  that answered in ``X-Model-Version`` / ``X-Model-Role`` (``none`` when no model was involved), so the
+  canary's gates compare challenger with champion rather than the whole service.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from platform_assets.core.api_keys import KeyStore, bearer_token
+from platform_assets.core.observability import NO_MODEL
 from platform_assets.serving import metrics
 from platform_assets.serving.settings import ServingSettings
 
@@ -30,6 +33,9 @@ ADMIN_ROUTES = frozenset({"/admin/status"})
 #: Every route the service's own endpoints answer on.
 API_ROUTES = (*ROUTE_ROLES, *sorted(ADMIN_ROUTES))
 REASON_HEADER = b"x-error-reason"
+MODEL_VERSION_HEADER = "x-model-version"
+MODEL_ROLE_HEADER = "x-model-role"
+_VERSION, _ROLE = MODEL_VERSION_HEADER.encode(), MODEL_ROLE_HEADER.encode()
 
 
 def _role_for(path: str, protected: frozenset[str]) -> str | None:
@@ -77,7 +83,7 @@ class ServingMiddleware:
         self.app = app
         self._policy_of = policy
         self._policy: AccessPolicy | None = None
-        self._counted: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._counted: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -96,14 +102,19 @@ class ServingMiddleware:
         metered = path in ROUTE_ROLES or path.startswith(ADMIN_PREFIX)
         endpoint = path if path in ROUTE_ROLES or path in ADMIN_ROUTES else "/admin/other"
         start = time.perf_counter()
-        seen: dict[str, Any] = {"status": 500, "reason": "internal"}
+        seen: dict[str, Any] = {"status": 500, "reason": "internal", "model_version": NO_MODEL, "role": NO_MODEL}
 
         async def send_and_record(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
                 for name, value in message.get("headers", ()):
-                    if name.lower() == REASON_HEADER:
+                    name = name.lower()
+                    if name == REASON_HEADER:
                         seen["reason"] = value.decode("latin-1")
+                    elif name == _VERSION:
+                        seen["model_version"] = value.decode("latin-1")
+                    elif name == _ROLE:
+                        seen["role"] = value.decode("latin-1")
             await send(message)
 
         try:
@@ -137,13 +148,17 @@ class ServingMiddleware:
         finally:
             if metered:
                 elapsed = time.perf_counter() - start
-                counted = self._counted.get((endpoint, seen["status"]))
-                if counted is None:  # label lookups cost more than the increments: once per pair
-                    counted = self._counted[(endpoint, seen["status"])] = (
-                        metrics.REQUESTS.labels(endpoint=endpoint, status=str(seen["status"])),
-                        metrics.LATENCY.labels(endpoint=endpoint),
+                model = {"model_version": seen["model_version"], "role": seen["role"]}
+                key = (endpoint, seen["status"], model["model_version"], model["role"])
+                counted = self._counted.get(key)
+                if counted is None:  # label lookups cost more than the increments: once per label set
+                    counted = self._counted[key] = (
+                        metrics.REQUESTS.labels(endpoint=endpoint, status=str(seen["status"]), **model),
+                        metrics.LATENCY.labels(endpoint=endpoint, **model),
                     )
                 counted[0].inc()
                 counted[1].observe(elapsed)
                 if seen["status"] >= 400:
-                    metrics.ERRORS.labels(endpoint=endpoint, status=str(seen["status"]), reason=seen["reason"]).inc()
+                    metrics.ERRORS.labels(
+                        endpoint=endpoint, status=str(seen["status"]), reason=seen["reason"], **model
+                    ).inc()

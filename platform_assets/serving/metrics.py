@@ -7,6 +7,7 @@ to combine processes (the most recent value among live workers).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,18 +19,20 @@ from platform_assets.core import observability as obs
 ROLES = ("champion", "challenger")
 
 REQUESTS = Counter(
-    obs.REQUESTS_TOTAL.removesuffix("_total"), "Requests handled, by endpoint and HTTP status.", ["endpoint", "status"]
+    obs.REQUESTS_TOTAL.removesuffix("_total"),
+    "Requests handled, by endpoint, HTTP status and the model version and role that answered.",
+    ["endpoint", "status", "model_version", "role"],
 )
 LATENCY = Histogram(
     obs.REQUEST_LATENCY_SECONDS,
-    "Request latency in seconds, from the first byte in to the last byte out.",
-    ["endpoint"],
+    "Request latency in seconds, from the first byte in to the last byte out, by endpoint, model version and role.",
+    ["endpoint", "model_version", "role"],
     buckets=obs.LATENCY_BUCKETS,
 )
 ERRORS = Counter(
     obs.REQUEST_ERRORS_TOTAL.removesuffix("_total"),
-    "Requests answered with an error status, by endpoint, status and short cause.",
-    ["endpoint", "status", "reason"],
+    "Requests answered with an error status, by endpoint, status, short cause, model version and role.",
+    ["endpoint", "status", "reason", "model_version", "role"],
 )
 PREDICTIONS = Counter(
     obs.PREDICTIONS_TOTAL.removesuffix("_total"),
@@ -100,31 +103,21 @@ def publish_models(current: dict[str, tuple[str, float]], previous: dict[str, st
         TRAFFIC_WEIGHT.labels(role=role).set(new[1] if new is not None else 0.0)
 
 
-LIVE_SELECTION_RATE = Gauge(
-    obs.LIVE_SELECTION_RATE,
-    "Declined share per protected group over the live bias window (the fairness report's selection rate).",
-    ["attribute", "group"],
-    multiprocess_mode="livemostrecent",
+GROUP_DECISIONS = Counter(
+    obs.GROUP_DECISIONS_TOTAL.removesuffix("_total"),
+    "Scored applications that carried a protected attribute, by attribute, group, decision and model version.",
+    ["attribute", "group", "decision", "model_version"],
 )
-LIVE_GROUP_PREDICTIONS = Gauge(
-    obs.LIVE_GROUP_PREDICTIONS,
-    "Predictions per protected group in the live bias window.",
-    ["attribute", "group"],
-    multiprocess_mode="livemostrecent",
-)
-LIVE_DISPARATE_IMPACT_RATIO = Gauge(
-    obs.LIVE_DISPARATE_IMPACT_RATIO,
-    "Lowest group approval rate / highest over the live bias window (NaN: fewer than two measurable groups).",
-    ["attribute"],
-    multiprocess_mode="livemostrecent",
-)
+_group_children: dict[tuple[str, str, str, str], Any] = {}
 
 
-def publish_bias(window: Any) -> None:
-    """Set the live bias gauges from a ``bias.BiasWindow``."""
-    for attribute, groups in window.rates().items():
-        for group, rates in groups.items():
-            LIVE_SELECTION_RATE.labels(attribute=attribute, group=group).set(rates.selection_rate)
-            LIVE_GROUP_PREDICTIONS.labels(attribute=attribute, group=group).set(rates.predictions)
-    for attribute, ratio in window.disparate_impact().items():
-        LIVE_DISPARATE_IMPACT_RATIO.labels(attribute=attribute).set(ratio)
+def observe_group_decisions(counts: Mapping[tuple[str, str, str, str], int]) -> None:
+    """Add ``(attribute, group, decision, model_version) -> applications`` (``bias.group_decisions``)."""
+    for key, n in counts.items():
+        child = _group_children.get(key)
+        if child is None:  # a label lookup costs more than the increment: once per label set
+            attribute, group, decision, model_version = key
+            child = _group_children[key] = GROUP_DECISIONS.labels(
+                attribute=attribute, group=group, decision=decision, model_version=model_version
+            )
+        child.inc(n)

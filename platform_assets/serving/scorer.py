@@ -35,6 +35,18 @@ class Job:
         return len(self.matrix)
 
 
+class ModelFailure(Exception):
+    """``model`` raised while scoring; the requests with rows routed to it get this (a 500)."""
+
+    def __init__(self, model: LoadedModel, cause: BaseException) -> None:
+        super().__init__(f"model {model.label} failed to score: {type(cause).__name__}: {cause}")
+        self.model = model
+
+
+class InjectedFault(RuntimeError):
+    """The failure ``CREDIT_RISK_FAULT_INJECTION`` asks for (test-only; refused outside local)."""
+
+
 def field_of(reason: str) -> str:
     """The column a ``quarantine_reasons`` message is about (messages start with the column name)."""
     first = reason.split(" ", 1)[0].strip("'")
@@ -42,8 +54,11 @@ def field_of(reason: str) -> str:
 
 
 class Scorer:
-    def __init__(self, max_rows: int = 4096) -> None:
+    """``faulty``: labels of models whose scoring raises ``InjectedFault`` (``ServingSettings.fault_injection``)."""
+
+    def __init__(self, max_rows: int = 4096, faulty: frozenset[str] = frozenset()) -> None:
         self._max_rows = max_rows
+        self._faulty = faulty
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="scorer", daemon=True)
         self._thread.start()
@@ -121,16 +136,29 @@ class Scorer:
             for model, rows in jobs[index].groups:
                 per_model.setdefault(id(model), (model, []))[1].append(rows + offset)
             offset += len(jobs[index])
-        if len(per_model) == 1:  # one model takes every row (each row goes to exactly one model)
-            ((model, _),) = per_model.values()
-            probabilities = model.predict(batch.tensor, batch.static)
-        else:
-            probabilities = np.empty(len(batch), dtype="float32")
-            for model, parts in per_model.values():
-                idx = np.concatenate(parts)
-                probabilities[idx] = model.predict(batch.tensor[idx], batch.static[idx])
+        # One model taking every row (each row goes to exactly one model) scores the batch as it is.
+        whole = len(per_model) == 1
+        probabilities = np.empty(0 if whole else len(batch), dtype="float32")
+        failed: dict[int, ModelFailure] = {}
+        for key, (model, parts) in per_model.items():
+            idx = None if whole else np.concatenate(parts)
+            try:
+                if model.label in self._faulty:
+                    raise InjectedFault(f"CREDIT_RISK_FAULT_INJECTION names {model.label}")
+                if idx is None:
+                    probabilities = model.predict(batch.tensor, batch.static)
+                else:
+                    probabilities[idx] = model.predict(batch.tensor[idx], batch.static[idx])
+            except Exception as exc:  # this model's requests fail; the other model's are still answered
+                logger.exception("model %s failed to score a pass of %d row(s)", model.label, len(batch))
+                failed[key] = ModelFailure(model, exc)
         offset = 0
         for index in accepted:
-            n = len(jobs[index])
-            jobs[index].future.set_result(probabilities[offset : offset + n])
+            job = jobs[index]
+            n = len(job)
+            failure = next((failed[id(model)] for model, _ in job.groups if id(model) in failed), None)
+            if failure is not None:
+                job.future.set_exception(failure)
+            else:
+                job.future.set_result(probabilities[offset : offset + n])
             offset += n

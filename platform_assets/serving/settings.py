@@ -17,9 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, get_args
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from platform_assets.core import observability as obs
+from platform_assets.core import slo
 from platform_assets.core.environment import Environment
 from platform_assets.core.inference_log.schema import inference_db_under
 from platform_assets.core.registry import MODEL_NAME
@@ -84,6 +86,15 @@ class ServerSettings(BaseSettings):
     #: BentoML way).
     tracing: bool = Field(default=False, description="Run BentoML's tracing middleware on the API routes.")
 
+    def bentoml_metrics(self) -> dict[str, Any]:
+        """BentoML's ``metrics`` service config: its request-duration histogram with the millisecond buckets
+        of ``observability.LATENCY_BUCKETS`` (BentoML's defaults start at 5 ms, coarser than a p99 of ~10 ms)."""
+        return {
+            "enabled": True,
+            "namespace": obs.BENTOML_METRICS_NAMESPACE,
+            "duration": {"buckets": list(obs.LATENCY_BUCKETS)},
+        }
+
     @classmethod
     def from_environment(cls) -> Self:
         """The settings from the environment; ``InvalidSettings`` naming every malformed variable."""
@@ -106,7 +117,10 @@ class ServerSettings(BaseSettings):
         for problem in error.errors():
             if problem["type"] == "default_factory_not_called":  # a default derived from a bad value
                 continue
-            where = str(problem["loc"][0]) if problem["loc"] else ""
+            if not problem["loc"]:  # a rule across settings: its message names them (never echo every input)
+                lines.append(problem["msg"])
+                continue
+            where = str(problem["loc"][0])
             lines.append(f"{names.get(where, where)}: {problem['msg']}, got {problem['input']!r}")
         return "invalid serving settings:\n  " + "\n  ".join(lines)
 
@@ -139,6 +153,9 @@ class ServingSettings(ServerSettings):
     CREDIT_RISK_BIAS_WINDOW            predictions in the live bias window                    ``1000``
     CREDIT_RISK_BIAS_WINDOW_SECONDS    oldest prediction age in the live bias window (s)      ``600``
     CREDIT_RISK_BIAS_MIN_GROUP         predictions a group needs to enter the live DI ratio   ``30``
+    CREDIT_RISK_FAULT_INJECTION        test only: comma-separated model versions (``v3``)     (none)
+                                       whose scoring raises (a 500); refused unless
+                                       ``PLATFORM_ENV=local``
     PLATFORM_ENV                       ``local``, ``staging`` or ``prod``: without a verify   ``local``
                                        key, ``local`` serves unverified, others refuse
     PLATFORM_HOME                      default location of the inference log and the local    ``./.platform_home``
@@ -174,7 +191,16 @@ class ServingSettings(ServerSettings):
     bias_window_seconds: float = Field(
         default=600.0, ge=1.0, allow_inf_nan=False, description="Oldest prediction in the bias window, seconds."
     )
-    bias_min_group: int = Field(default=30, ge=1, description="Predictions a group needs to enter the DI ratio.")
+    bias_min_group: int = Field(
+        default=slo.FAIRNESS.live_min_group_decisions,
+        ge=1,
+        description="Predictions a group needs to enter the DI ratio.",
+    )
+    #: A failure drill for the canary's per-version gates (tests/loop/test_loop_canary_rollback.py): a model
+    #: that loads and verifies but fails every request routed to it. Never allowed outside local.
+    fault_injection: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="Test only: model versions whose scoring raises."
+    )
     platform_env: Environment = Field(
         default=Environment.LOCAL, validation_alias="PLATFORM_ENV", description="Deployment environment."
     )
@@ -197,7 +223,7 @@ class ServingSettings(ServerSettings):
     def _any_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("protected_paths", mode="before")
+    @field_validator("protected_paths", "fault_injection", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -208,6 +234,15 @@ class ServingSettings(ServerSettings):
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return (value.strip() or None) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _faults_only_locally(self) -> Self:
+        if self.fault_injection and self.platform_env != Environment.LOCAL:
+            raise ValueError(
+                f"{ENV_PREFIX}FAULT_INJECTION is a test-only failure drill and PLATFORM_ENV is "
+                f"{self.platform_env.value!r}: it is refused outside 'local'"
+            )
+        return self
 
     @field_validator("platform_home", mode="after")
     @classmethod

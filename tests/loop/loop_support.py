@@ -20,13 +20,20 @@ from platform_assets.resources.monitoring import LiveMonitoring
 
 
 class FakeRegistry(ModelRegistry):
-    """Aliases and weight from fields; ``broken`` makes every read fail like an unreachable store."""
+    """Aliases, weight and step start (ISO 8601, empty: none) from fields; ``broken`` makes every read fail like
+    an unreachable store."""
 
     tracking_uri: str = "sqlite:///unused.db"
     model_name: str = MODEL_NAME
     current: dict[str, str] = {}
     weight: float = 0.0
+    since: str = ""
     broken: bool = False
+
+    def step_started(self) -> datetime | None:
+        if self.broken:
+            raise OSError("database is locked")
+        return datetime.fromisoformat(self.since) if self.since else None
 
     def aliases(self) -> dict[str, str]:
         if self.broken:

@@ -154,15 +154,16 @@ def test_drift_skips_with_reason_when_the_event_log_is_unreachable(
 
 
 # -- canary_sensor -----------------------------------------------------------------------------------
-def canary_resources(db: str, lake: LakeStorage, weight: float, **overrides: Any) -> dict[str, Any]:
+def canary_resources(db: str, weight: float, **overrides: Any) -> dict[str, Any]:
+    """The canary sensor's resources: its whole state is the registry's (no lake)."""
     registry = FakeRegistry(current={"champion": "v1", "challenger": "v2"}, weight=weight)
-    return {"live_monitoring": monitoring(db, **overrides), "model_registry": registry, "lake": lake}
+    return {"live_monitoring": monitoring(db, **overrides), "model_registry": registry}
 
 
 def test_canary_steps_once_per_step_and_promotes_at_the_last(db: str, lake: LakeStorage, instance: Any) -> None:
     log_outcomes(db, "v1", 300, quality=2.0, seed=1)
     log_outcomes(db, "v2", 300, quality=2.0, role="challenger", seed=2)
-    resources = canary_resources(db, lake, weight=10.0, canary_max_auc_drop=0.05, canary_max_accuracy_drop=0.05)
+    resources = canary_resources(db, weight=10.0, canary_max_auc_drop=0.05, canary_max_accuracy_drop=0.05)
     first = evaluate(canary_sensor, instance, **resources)
     [request] = requests(first)
     assert request.job_name == "canary_job"
@@ -176,7 +177,7 @@ def test_canary_steps_once_per_step_and_promotes_at_the_last(db: str, lake: Lake
     again = evaluate(canary_sensor, instance, cursor=first.cursor, **resources)
     assert not requests(again) and "already requested" in again.skip_message
 
-    at_fifty = canary_resources(db, lake, weight=50.0, canary_max_auc_drop=0.05, canary_max_accuracy_drop=0.05)
+    at_fifty = canary_resources(db, weight=50.0, canary_max_auc_drop=0.05, canary_max_accuracy_drop=0.05)
     [promote] = requests(evaluate(canary_sensor, instance, cursor=first.cursor, **at_fifty))
     assert promote.tags["loop/action"] == "promote" and promote.tags["loop/to_weight"] == "100"
 
@@ -184,14 +185,14 @@ def test_canary_steps_once_per_step_and_promotes_at_the_last(db: str, lake: Lake
 def test_canary_rolls_back_a_worse_challenger(db: str, lake: LakeStorage, instance: Any) -> None:
     log_outcomes(db, "v1", 300, quality=3.0, seed=1)
     log_outcomes(db, "v2", 300, quality=0.0, role="challenger", seed=2)
-    [request] = requests(evaluate(canary_sensor, instance, **canary_resources(db, lake, weight=10.0)))
+    [request] = requests(evaluate(canary_sensor, instance, **canary_resources(db, weight=10.0)))
     assert request.tags["loop/action"] == "rollback" and request.tags["loop/to_weight"] == "0"
 
 
 def test_canary_waits_for_the_minimum_sample(db: str, lake: LakeStorage, instance: Any) -> None:
     log_outcomes(db, "v1", 300, quality=3.0, seed=1)
     log_outcomes(db, "v2", 300, quality=0.0, role="challenger", seed=2, labelled=40)
-    result = evaluate(canary_sensor, instance, **canary_resources(db, lake, weight=10.0))
+    result = evaluate(canary_sensor, instance, **canary_resources(db, weight=10.0))
     assert not requests(result)
     assert "challenger has 40 of 200 labelled outcomes" in result.skip_message
 
@@ -199,23 +200,23 @@ def test_canary_waits_for_the_minimum_sample(db: str, lake: LakeStorage, instanc
 def test_canary_skips_without_a_challenger_or_a_reachable_source(
     tmp_path: Path, db: str, lake: LakeStorage, instance: Any
 ) -> None:
-    none = {"live_monitoring": monitoring(db), "model_registry": FakeRegistry(current={"champion": "v1"}), "lake": lake}
+    none = {"live_monitoring": monitoring(db), "model_registry": FakeRegistry(current={"champion": "v1"})}
     assert "no canary in progress" in evaluate(canary_sensor, instance, **none).skip_message
     broken = {**none, "model_registry": FakeRegistry(broken=True)}
     assert "model registry unreachable" in evaluate(canary_sensor, instance, **broken).skip_message
     # The service's /metrics (error rate) is down: skip, do not guess.
     log_outcomes(db, "v1", 300, quality=2.0, seed=1)
     log_outcomes(db, "v2", 300, quality=2.0, role="challenger", seed=2)
-    down = canary_resources(db, lake, weight=10.0, service_url="http://127.0.0.1:9")
+    down = canary_resources(db, weight=10.0, service_url="http://127.0.0.1:9")
     result = evaluate(canary_sensor, instance, **down)
     assert not requests(result) and "inference log or service unreachable" in result.skip_message
 
 
 def test_ab_mode_holds_the_split_then_requests_the_report_once(db: str, lake: LakeStorage, instance: Any) -> None:
-    running = canary_resources(db, lake, weight=10.0, mode="ab", ab_hours=24.0)
+    running = canary_resources(db, weight=10.0, mode="ab", ab_hours=24.0)
     first = evaluate(canary_sensor, instance, **running)
     assert not requests(first) and "A/B test v1 vs v2 at 10 % runs until" in first.skip_message
-    ended = canary_resources(db, lake, weight=10.0, mode="ab", ab_hours=0.0)
+    ended = canary_resources(db, weight=10.0, mode="ab", ab_hours=0.0)
     done = evaluate(canary_sensor, instance, cursor=first.cursor, **ended)
     [request] = requests(done)
     assert request.job_name == "ab_report_job"

@@ -4,6 +4,7 @@ the model service's objects only, and the dagster service account's Role allows 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,6 @@ import pytest
 from ops_support import K8S, by_kind, kustomize_build
 
 from platform_assets.deploy import kubernetes as target
-from platform_assets.deploy.rollout import RolloutPlan
 
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
@@ -45,6 +45,7 @@ class FakeCluster:
     rejects: set[str] = field(default_factory=set)
     unknown_kinds: set[str] = field(default_factory=set)
     calls: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    bodies: list[tuple[str, str, Any]] = field(default_factory=list)
 
     @property
     def resources(self) -> FakeResources:
@@ -65,10 +66,15 @@ class FakeCluster:
         if name in self.rejects:
             raise Rejected(f"{resource.kind} {name} is invalid")
         self.calls.append((phase, resource.kind, name, namespace))
+        self.bodies.append((phase, resource.kind, body))
         return body
 
     def applied(self) -> list[tuple[str, str]]:
         return [(kind, name) for phase, kind, name, _ in self.calls if phase == "apply"]
+
+
+def _applied_bodies(cluster: FakeCluster) -> list[tuple[str, str, Any]]:
+    return [entry for entry in cluster.bodies if entry[0] == "apply"]
 
 
 def _objects() -> list[dict[str, Any]]:
@@ -137,7 +143,7 @@ def test_apply_rollout_applies_the_rendered_service_objects_with_the_new_image(
         k8s_overlay="k8s/overlays/prod",
         k8s_namespace="credit-risk-prod",
     )
-    applied = target.apply_rollout(deployer, "credit_risk:v7-abc123", RolloutPlan("v7", None, 0.0, "replaced"))
+    applied = target.apply_rollout(deployer, "abc123")
     rendered = kustomize_build(K8S / "overlays" / "prod")
     expected = target.service_objects(rendered)
     assert sorted(applied) == sorted(f"{o['kind']}/{o['metadata']['name']}" for o in expected)
@@ -146,6 +152,11 @@ def test_apply_rollout_applies_the_rendered_service_objects_with_the_new_image(
     assert not kinds & {"Deployment", "Role", "RoleBinding", "ServiceAccount", "Job"}, "Dagster's own objects"
     assert {namespace for *_, namespace in fake_cluster.calls} == {"credit-risk-prod"}
     assert len(fake_cluster.calls) == 2 * len(applied)
+    [rollout] = [body for _, kind, body in _applied_bodies(fake_cluster) if kind == "Rollout"]
+    # The image of the code version, and nothing naming a model version: a new model version re-applies the
+    # same Rollout (no new revision), so Argo rolls out images only.
+    assert rollout["spec"]["template"]["spec"]["containers"][0]["image"] == "credit-risk-service:abc123"
+    assert "model-version" not in json.dumps(rollout)
 
 
 def _plural(kind: str) -> str:

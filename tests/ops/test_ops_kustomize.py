@@ -131,9 +131,9 @@ def test_analysis_steps_reference_the_real_template_with_its_args(path: str) -> 
             assert set(given) <= set(template_args)
             required = {name for name, arg in template_args.items() if "value" not in arg}
             assert required <= set(given), f"args {required - set(given)} not passed"
-        field_path = given["model-version"]["valueFrom"]["fieldRef"]["fieldPath"]
-        annotation = re.fullmatch(r"metadata\.annotations\['([^']+)'\]", field_path)
-        assert annotation and annotation.group(1) in rollout["metadata"]["annotations"]
+        # The gate reads the new ReplicaSet's pods: an image rollout, never a model version.
+        assert given["canary-hash"]["valueFrom"] == {"podTemplateHashValue": "Latest"}
+    assert "credit-risk.io/model-version" not in rollout["metadata"].get("annotations", {})
 
 
 @pytest.mark.parametrize("path", ("base", *(f"overlays/{name}" for name in OVERLAYS)))

@@ -106,12 +106,19 @@ def test_every_rule_uses_some_metric() -> None:
         assert metric_names(rule["expr"]), rule
 
 
-def test_dashboard_queries_use_only_exported_metrics() -> None:
+def test_dashboard_queries_use_only_exported_metrics_and_recorded_series() -> None:
     queries = _dashboard_queries()
     assert len(queries) >= 10
+    recorded = {rule["record"] for rule in recording_rules()}
+    assert set(observability.RECORDED) <= recorded
     for where, expr in queries:
         assert metric_names(expr), f"{where}: no metric in {expr!r}"
-        assert not unknown_names(expr), f"{where}: {unknown_names(expr)} not in observability.EXPORTED"
+        assert not unknown_names(expr, recorded), f"{where}: {unknown_names(expr, recorded)} not in the contract"
+
+
+def test_live_bias_panels_read_the_recorded_series() -> None:
+    used = {name for _, expr in _dashboard_queries() for name in metric_names(expr)}
+    assert set(observability.RECORDED) <= used
 
 
 def test_dashboard_shows_every_exported_metric() -> None:
@@ -128,13 +135,14 @@ def test_analysis_template_queries_use_only_exported_metrics() -> None:
     assert {
         observability.REQUEST_ERRORS_TOTAL,
         observability.REQUESTS_TOTAL,
-        observability.REQUEST_LATENCY_SECONDS,
+        observability.BENTOML_REQUEST_DURATION_SECONDS,
     } <= used
 
 
-def test_analysis_template_filters_on_the_model_version_arg() -> None:
+def test_analysis_template_reads_only_the_canary_pods_not_a_model_version() -> None:
     for name, query in _analysis_queries():
-        assert re.search(r'model_version="\{\{args\.model-version\}\}"', query), name
+        assert re.search(r'rollouts_pod_template_hash="\{\{args\.canary-hash\}\}"', query), name
+        assert "model_version" not in query, name
 
 
 def _hpa_custom_metrics() -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from ops_support import (
     runbook_anchors,
 )
 
-from platform_assets.core import slo
+from platform_assets.core import observability, slo
 
 
 def test_promtool_check_rules() -> None:
@@ -60,13 +60,34 @@ def test_the_alerts_asked_for_exist() -> None:
     assert latency["for"] == "5m" and f"> {slo.SERVICE.latency_p99_seconds}" in latency["expr"]
 
 
-def test_recording_rules_cover_rate_error_ratio_and_p99_per_model_version() -> None:
-    records = {rule["record"] for rule in recording_rules()}
-    assert {
-        "model_version:credit_risk_requests:rate5m",
-        "model_version:credit_risk_request_errors:ratio_rate5m",
-        "model_version:credit_risk_request_latency_seconds:p99_5m",
-    } <= records
+def test_recording_rules_cover_rate_error_ratio_and_p99_per_model_version_and_role() -> None:
+    records = {rule["record"]: rule["expr"] for rule in recording_rules()}
+    per_version = (
+        "model_version_role:credit_risk_requests:rate5m",
+        "model_version_role:credit_risk_request_errors:ratio_rate5m",
+        "model_version_role:credit_risk_request_latency_seconds:p99_5m",
+    )
+    assert set(per_version) <= set(records)
+    # Read from the request metrics' own labels, not joined on which champion a pod serves.
+    assert all("model_info" not in records[name] for name in per_version)
+    assert all("by (job, model_version, role" in records[name] for name in per_version)
+
+
+def test_live_bias_is_recorded_from_counters_with_the_slo_window() -> None:
+    records = {rule["record"]: rule["expr"] for rule in recording_rules()}
+    assert set(observability.RECORDED) <= set(records)
+    window = f"[{slo.FAIRNESS.live_window_minutes}m]"
+    assert f"increase({observability.GROUP_DECISIONS_TOTAL}{window})" in records[observability.LIVE_GROUP_DECISIONS]
+    assert f">= {slo.FAIRNESS.live_min_group_decisions}" in records[observability.LIVE_DISPARATE_IMPACT_RATIO]
+    alert = next(rule for rule in alerting_rules() if rule["alert"] == "CreditRiskLiveDisparateImpactLow")
+    assert alert["expr"] == f"{observability.LIVE_DISPARATE_IMPACT_RATIO} < {slo.FAIRNESS.min_disparate_impact_ratio}"
+
+
+def test_the_latency_objective_reads_bentomls_histogram_on_the_callers_endpoints() -> None:
+    records = {rule["record"]: rule["expr"] for rule in recording_rules()}
+    p99 = records["job:bentoml_service_request_duration_seconds:p99_5m"]
+    assert f"{observability.BENTOML_REQUEST_DURATION_SECONDS}_bucket" in p99
+    assert all(endpoint in p99 for endpoint in slo.SERVICE.latency_endpoints) and "/metrics" not in p99
 
 
 @pytest.mark.parametrize("rule", alerting_rules(), ids=lambda rule: rule["alert"])

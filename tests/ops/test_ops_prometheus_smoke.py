@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 JOB = "credit-risk-service"
 CHAMPION, CHALLENGER = "3", "4"
+POD_TEMPLATE_HASH = "6f7d9c8b4"
 SCRAPE_SECONDS = 1
 #: Bound on every wait: Prometheus start, first scrape, first rule evaluation.
 DEADLINE_SECONDS = 30
@@ -40,11 +41,26 @@ class FakeService:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(obs.REQUESTS_TOTAL, "requests", ["endpoint", "status"], registry=r)
-        self.latency = Histogram(
-            obs.REQUEST_LATENCY_SECONDS, "latency", ["endpoint"], buckets=obs.LATENCY_BUCKETS, registry=r
+        self.requests = Counter(
+            obs.REQUESTS_TOTAL, "requests", ["endpoint", "status", "model_version", "role"], registry=r
         )
-        self.errors = Counter(obs.REQUEST_ERRORS_TOTAL, "errors", ["endpoint", "status", "reason"], registry=r)
+        self.latency = Histogram(
+            obs.REQUEST_LATENCY_SECONDS,
+            "latency",
+            ["endpoint", "model_version", "role"],
+            buckets=obs.LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.bentoml_latency = Histogram(
+            obs.BENTOML_REQUEST_DURATION_SECONDS,
+            "BentoML's",
+            ["endpoint", "service_name", "service_version", "http_response_code"],
+            buckets=obs.LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            obs.REQUEST_ERRORS_TOTAL, "errors", ["endpoint", "status", "reason", "model_version", "role"], registry=r
+        )
         self.predictions = Counter(
             obs.PREDICTIONS_TOTAL, "predictions", ["model_version", "role", "decision"], registry=r
         )
@@ -52,41 +68,51 @@ class FakeService:
         self.feedback = Counter(obs.FEEDBACK_TOTAL, "feedback", ["known"], registry=r)
         self.weight = Gauge(obs.TRAFFIC_WEIGHT, "weight", ["role"], registry=r)
         self.info = Gauge(obs.MODEL_INFO, "info", ["role", "model_version"], registry=r)
+        self.groups = Counter(
+            obs.GROUP_DECISIONS_TOTAL, "groups", ["attribute", "group", "decision", "model_version"], registry=r
+        )
         self.weight.labels(role="challenger").set(0.2)
         self.weight.labels(role="champion").set(0.8)
         self.info.labels(role="champion", model_version=CHAMPION).set(1)
         self.info.labels(role="challenger", model_version=CHALLENGER).set(1)
-        selection = Gauge(obs.LIVE_SELECTION_RATE, "selection", ["attribute", "group"], registry=r)
-        group_predictions = Gauge(obs.LIVE_GROUP_PREDICTIONS, "window", ["attribute", "group"], registry=r)
-        for group, rate in (("male", 0.22), ("female", 0.2)):
-            selection.labels(attribute="sex", group=group).set(rate)
-            group_predictions.labels(attribute="sex", group=group).set(500)
-        Gauge(obs.LIVE_DISPARATE_IMPACT_RATIO, "ratio", ["attribute"], registry=r).labels(attribute="sex").set(0.975)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._traffic, name="fake-credit-risk-traffic", daemon=True)
         self._counter = itertools.count()
+
+    def _answered(self, endpoint: str, status: int, seconds: float, version: str, role: str) -> None:
+        self.requests.labels(endpoint=endpoint, status=str(status), model_version=version, role=role).inc()
+        self.latency.labels(endpoint=endpoint, model_version=version, role=role).observe(seconds)
+        self.bentoml_latency.labels(
+            endpoint=endpoint, service_name="credit_risk", service_version="test", http_response_code=str(status)
+        ).observe(seconds)
 
     def tick(self) -> None:
         """Ten requests: one 422, one 500 in twenty ticks; latency 2-8 ms; a fifth of scores by the challenger."""
         for _ in range(10):
             i = next(self._counter)
+            role, version = ("challenger", CHALLENGER) if i % 5 == 0 else ("champion", CHAMPION)
             if i % 10 == 9:
-                self.requests.labels(endpoint="predict", status="422").inc()
-                self.errors.labels(endpoint="predict", status="422", reason="invalid_input").inc()
+                self._answered("/predict", 422, 0.001, obs.NO_MODEL, obs.NO_MODEL)
+                self.errors.labels(
+                    endpoint="/predict", status="422", reason="invalid", model_version=obs.NO_MODEL, role=obs.NO_MODEL
+                ).inc()
                 continue
             if i % 200 == 199:
-                self.requests.labels(endpoint="predict", status="500").inc()
-                self.errors.labels(endpoint="predict", status="500", reason="model_error").inc()
+                self._answered("/predict", 500, 0.002, version, role)
+                self.errors.labels(
+                    endpoint="/predict", status="500", reason="model_error", model_version=version, role=role
+                ).inc()
                 continue
-            self.requests.labels(endpoint="predict", status="200").inc()
-            self.latency.labels(endpoint="predict").observe((2, 4, 8)[i % 3] / 1000)
-            role, version = ("challenger", CHALLENGER) if i % 5 == 0 else ("champion", CHAMPION)
+            self._answered("/predict", 200, (2, 4, 8)[i % 3] / 1000, version, role)
             score = (i % 17) / 17
             self.score.labels(model_version=version, role=role).observe(score)
             decision = "decline" if score > 0.5 else "approve"
             self.predictions.labels(model_version=version, role=role, decision=decision).inc()
-        self.requests.labels(endpoint="feedback", status="200").inc()
-        self.latency.labels(endpoint="feedback").observe(0.001)
+            # Two sexes, each approved about as often: a fair live ratio.
+            self.groups.labels(
+                attribute="sex", group=("male", "female")[i % 2], decision=decision, model_version=version
+            ).inc()
+        self._answered("/feedback", 200, 0.001, obs.NO_MODEL, obs.NO_MODEL)
         self.feedback.labels(known="true").inc()
 
     def _traffic(self) -> None:
@@ -167,7 +193,18 @@ def prom(service: tuple[FakeService, int], tmp_path_factory: pytest.TempPathFact
             {
                 "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
                 "rule_files": [str(RULES)],
-                "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+                # The label kubernetes-scrape.yml copies from each pod's rollouts-pod-template-hash.
+                "scrape_configs": [
+                    {
+                        "job_name": JOB,
+                        "static_configs": [
+                            {
+                                "targets": [f"127.0.0.1:{metrics_port}"],
+                                "labels": {"rollouts_pod_template_hash": POD_TEMPLATE_HASH},
+                            }
+                        ],
+                    }
+                ],
             }
         ),
         encoding="utf-8",
@@ -213,15 +250,24 @@ def test_every_recording_rule_has_results(scraped: PrometheusServer) -> None:
         result = scraped.wait_for(rule["record"], f"recording rule {rule['record']}", deadline)
         values[rule["record"]] = {json.dumps(s["metric"], sort_keys=True): float(s["value"][1]) for s in result}
     assert all(math.isfinite(v) for series in values.values() for v in series.values()), values
-    # The stand-in's champion serves every request of the pod; its version gets them all.
-    per_version = scraped.query("model_version:credit_risk_requests:rate5m")
-    assert {s["metric"]["model_version"] for s in per_version} == {CHAMPION}
+    # Each role's requests under its own version; the 422s (no model answered) under neither.
+    per_version = scraped.query("model_version_role:credit_risk_requests:rate5m")
+    assert {(s["metric"]["model_version"], s["metric"]["role"]) for s in per_version} == {
+        (CHAMPION, "champion"),
+        (CHALLENGER, "challenger"),
+    }
     (ratio,) = scraped.query("job:credit_risk_request_errors:ratio_rate5m")
     assert 0 <= float(ratio["value"][1]) < 0.02  # one 500 in 200; the 422s do not count
-    (p99,) = scraped.query(f'model_version:credit_risk_request_latency_seconds:p99_5m{{model_version="{CHAMPION}"}}')
+    (p99,) = scraped.query(
+        f'model_version_role:credit_risk_request_latency_seconds:p99_5m{{model_version="{CHAMPION}"}}'
+    )
     assert 0.005 < float(p99["value"][1]) <= 0.01  # observations of 2, 4 and 8 ms
+    (slo_p99,) = scraped.query("job:bentoml_service_request_duration_seconds:p99_5m")
+    assert 0.005 < float(slo_p99["value"][1]) <= 0.01
     roles = {s["metric"]["role"] for s in scraped.query("model_version_role:credit_risk_predictions:rate5m")}
     assert roles == {"champion", "challenger"}
+    (sex,) = scraped.query(obs.LIVE_DISPARATE_IMPACT_RATIO)
+    assert sex["metric"]["attribute"] == "sex" and 0.8 <= float(sex["value"][1]) <= 1.0
 
 
 def test_no_rule_fails_to_evaluate(scraped: PrometheusServer) -> None:
@@ -246,7 +292,7 @@ def _evaluate_condition(condition: str, result: list[float]) -> bool:
 def test_canary_analysis_queries_pass_on_healthy_traffic(scraped: PrometheusServer) -> None:
     template = load_yaml(K8S / "base" / "analysis-template.yaml")
     args = {arg["name"]: arg.get("value") for arg in template["spec"]["args"]}
-    args["model-version"] = CHAMPION
+    args["canary-hash"] = POD_TEMPLATE_HASH
     deadline = time.monotonic() + DEADLINE_SECONDS
 
     def resolve(text: str) -> str:
@@ -258,12 +304,12 @@ def test_canary_analysis_queries_pass_on_healthy_traffic(scraped: PrometheusServ
         assert len(result) == 1
         assert _evaluate_condition(resolve(metric["successCondition"]), result), (metric["name"], result)
         assert not _evaluate_condition(resolve(metric["failureCondition"]), result), (metric["name"], result)
-        # A version no pod serves has no data: neither success nor failure, so Argo calls it inconclusive.
-        args["model-version"] = "does-not-exist"
+        # Pods of a ReplicaSet that does not exist have no data: neither success nor failure (inconclusive).
+        args["canary-hash"] = "does-not-exist"
         assert scraped.query(resolve(metric["provider"]["prometheus"]["query"])) == []
         assert not _evaluate_condition(resolve(metric["successCondition"]), [])
         assert not _evaluate_condition(resolve(metric["failureCondition"]), [])
-        args["model-version"] = CHAMPION
+        args["canary-hash"] = POD_TEMPLATE_HASH
 
 
 def test_every_dashboard_query_returns_data(scraped: PrometheusServer) -> None:

@@ -12,7 +12,13 @@ import pytest
 
 from platform_assets.core import signing
 from platform_assets.ml import fairness_metrics
-from platform_assets.serving.bias import ATTRIBUTE_OF_COLUMN, BiasWindow, group_labels
+from platform_assets.serving.bias import (
+    ATTRIBUTE_OF_COLUMN,
+    BiasWindow,
+    group_decisions,
+    group_labels,
+    protected_groups,
+)
 from platform_assets.serving.settings import ServingSettings
 from platform_assets.serving.signature import PLATFORM_VERIFY_KEY_ENV, VERIFY_KEY_ENV, VerifyKey
 
@@ -136,3 +142,15 @@ def test_verify_key_from_settings(tmp_path: Path) -> None:
     not_a_key = tmp_path / "bad.pem"
     not_a_key.write_text("hello")
     assert "not a PEM public key" in (key(verify_key_file=not_a_key).error or "")
+
+
+def test_group_decisions_count_per_attribute_group_decision_and_version() -> None:
+    groups = protected_groups({"sex": [1, 2, 2, None], "age": [25, 25, 61, 40]}, fairness_metrics.DEFAULT_AGE_EDGES)
+    counts = group_decisions(groups, ["approve", "decline", "decline", "approve"], ["v1", "v1", "v2", "v2"])
+    young = groups["age_band"][0]
+    assert counts[("sex", "male", "approve", "v1")] == 1
+    assert counts[("sex", "female", "decline", "v1")] == 1 and counts[("sex", "female", "decline", "v2")] == 1
+    assert counts[("age_band", young, "approve", "v1")] == 1 and counts[("age_band", young, "decline", "v1")] == 1
+    # The row without SEX counts for its age band only; every row is counted once per attribute it carried.
+    assert sum(n for (attribute, *_), n in counts.items() if attribute == "sex") == 3
+    assert sum(n for (attribute, *_), n in counts.items() if attribute == "age_band") == 4

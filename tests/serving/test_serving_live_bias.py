@@ -1,11 +1,9 @@
-"""Live bias gauges on a real ``bentoml serve``: selection rate per protected group and the disparate impact
-ratio over the sliding window of recent predictions that carried the attributes."""
+"""Live bias on a real ``bentoml serve``: decisions counted per protected group and model version for the
+Prometheus recording rules (fleet-wide), and the in-process sliding window shown by ``/admin/status``."""
 
 from __future__ import annotations
 
-import math
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from serving_support import Api, Server, Stores, rows_of
 
 from platform_assets.core import observability
 from platform_assets.ml import fairness_metrics
-from platform_assets.serving import engine
 
 pytestmark = pytest.mark.slow
 
@@ -59,55 +56,55 @@ def expected_rates(rows: list[dict[str, int]], decisions: list[str]) -> dict[str
     return out
 
 
-def check_gauges(text: str, expected: dict[str, dict[str, tuple[int, float]]]) -> None:
-    selection = samples(text, observability.LIVE_SELECTION_RATE)
-    counts = samples(text, observability.LIVE_GROUP_PREDICTIONS)
-    ratios = samples(text, observability.LIVE_DISPARATE_IMPACT_RATIO)
-    assert set(ratios) == {(("attribute", a),) for a in fairness_metrics.ATTRIBUTES}
-    for attribute, groups in expected.items():
-        approvals = []
-        for group, (n, rate) in groups.items():
-            key = (("attribute", attribute), ("group", group))
-            assert counts.get(key) == n, (attribute, group)
-            assert selection[key] == pytest.approx(rate), (attribute, group)
-            if n >= MIN_GROUP:
-                approvals.append(1.0 - rate)
-        ratio = ratios[(("attribute", attribute),)]
-        if len(approvals) >= 2 and max(approvals) > 0:
-            assert ratio == pytest.approx(min(approvals) / max(approvals)), attribute
-        else:
-            assert math.isnan(ratio), attribute
+def check_counters(text: str, expected: dict[tuple[str, str, str], int]) -> None:
+    """``credit_risk_group_decisions_total`` equals ``(attribute, group, decision) -> applications`` (model v1)."""
+    counted = samples(text, observability.GROUP_DECISIONS_TOTAL.removesuffix("_total") + "_total")
+    found = {}
+    for labels, value in counted.items():
+        label = dict(labels)
+        assert label["model_version"] == "v1"
+        found[(label["attribute"], label["group"], label["decision"])] = int(value)
+    assert found == expected
 
 
-def test_live_bias_gauges_after_predictions_with_attributes(bias_server: Server, stores: Stores) -> None:
+def test_group_decisions_are_counted_and_the_window_is_on_admin_status(bias_server: Server, stores: Stores) -> None:
     api = Api(bias_server.url, stores.keys)
     rows = rows_of(stores.raw.iloc[:200])
-    # 200 predictions with attributes in batches, then 30 without: the window keeps the last 120 with them.
+    # 200 predictions with attributes in batches, then 30 without: those count for no group.
     served = []
     for start in range(0, 200, 50):
         served += api.predict(rows[start : start + 50])
     bare = [{k: v for k, v in r.items() if k not in ("SEX", "AGE", "MARRIAGE", "EDUCATION")} for r in rows[:30]]
     api.predict(bare)
 
-    in_window = rows[-WINDOW:]
-    decisions = [p["decision"] for p in served][-WINDOW:]
-    expected = expected_rates(in_window, decisions)
-    # The gauges are published at most once a second (engine.BIAS_PUBLISH_SECONDS): poll briefly.
-    deadline = time.monotonic() + 10 * engine.BIAS_PUBLISH_SECONDS
-    while True:
-        text = httpx.get(bias_server.url + "/metrics", timeout=10).text
-        try:
-            check_gauges(text, expected)
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    sex = expected["sex"]
-    assert set(sex) == {"male", "female"} and sum(n for n, _ in sex.values()) == WINDOW
+    decisions = [p["decision"] for p in served]
+    everything = expected_rates(rows, decisions)
+    expected = {}
+    for attribute, groups in everything.items():
+        for group, (n, declined_share) in groups.items():
+            declined = round(n * declined_share)
+            for decision, count in (("decline", declined), ("approve", n - declined)):
+                if count:
+                    expected[(attribute, group, decision)] = count
+    check_counters(httpx.get(bias_server.url + "/metrics", timeout=10).text, expected)
 
+    # The in-process window (the last WINDOW predictions with attributes) is for /admin/status only.
+    window = expected_rates(rows[-WINDOW:], decisions[-WINDOW:])
     status = api.status(refresh=False)
-    assert status["live_bias"]["window_predictions"] == WINDOW
-    assert status["live_bias"]["attributes"]["sex"]["groups"]["male"]["predictions"] == sex["male"][0]
+    bias = status["live_bias"]
+    assert bias["window_predictions"] == WINDOW
+    for attribute, groups in window.items():
+        approvals = []
+        for group, (n, rate) in groups.items():
+            shown = bias["attributes"][attribute]["groups"][group]
+            assert shown["predictions"] == n and shown["selection_rate"] == pytest.approx(rate, abs=1e-6)
+            if n >= MIN_GROUP:
+                approvals.append(1.0 - rate)
+        ratio = bias["attributes"][attribute]["disparate_impact_ratio"]
+        if len(approvals) >= 2 and max(approvals) > 0:
+            assert ratio == pytest.approx(min(approvals) / max(approvals), abs=1e-6), attribute
+        else:
+            assert ratio is None, attribute
+    assert "credit_risk_live_" not in httpx.get(bias_server.url + "/metrics", timeout=10).text, "no window gauges"
     # The tiny test models carry no manifest and no verify key is configured: served, marked unverified.
     assert status["models"]["champion"]["signature"].startswith("unverified")

@@ -259,10 +259,36 @@ def test_metrics_carry_the_observability_names(api: Api, server: Server, stores:
     lines = [line for line in text.splitlines() if line.startswith(observability.SCORE + "_count")]
     assert any('model_version="v1"' in line and 'role="champion"' in line for line in lines)
     assert f'{observability.MODEL_INFO}{{model_version="v1",role="champion"}} 1.0' in text
-    assert f'{observability.REQUEST_LATENCY_SECONDS}_bucket{{endpoint="/predict",le="0.001"}}' in text
-    assert 'credit_risk_request_errors_total{endpoint="/predict",reason="empty_batch",status="422"}' in text
+    # Request metrics carry the model version and role that answered ("none": no model was involved).
+    latency = f'{observability.REQUEST_LATENCY_SECONDS}_bucket{{endpoint="/predict",le="0.001"'
+    assert f'{latency},model_version="v1",role="champion"}}' in text
+    assert (
+        'credit_risk_request_errors_total{endpoint="/predict",model_version="none",reason="empty_batch",'
+        'role="none",status="422"}' in text
+    )
     assert 'credit_risk_feedback_total{known="true"}' in text
-    assert "bentoml_" in text  # BentoML's own metrics are there too
+    # Decisions per protected group and model version (the rows carry SEX, AGE, MARRIAGE, EDUCATION).
+    assert any(
+        line.startswith(observability.GROUP_DECISIONS_TOTAL + '{attribute="sex"') and 'model_version="v1"' in line
+        for line in text.splitlines()
+    )
+    # BentoML's own request histogram, with the millisecond buckets the service configures.
+    bentoml_buckets = [
+        line
+        for line in text.splitlines()
+        if line.startswith(observability.BENTOML_REQUEST_DURATION_SECONDS + '_bucket{endpoint="/predict"')
+    ]
+    assert {f'le="{bound}"' for bound in observability.LATENCY_BUCKETS[:3]} <= {
+        label for line in bentoml_buckets for label in line.split(",") if label.startswith("le=")
+    }
+
+
+def test_responses_name_the_model_that_answered(api: Api, stores: Stores) -> None:
+    response = api.post("/predict", {"applications": rows_of(stores.raw.iloc[:2])})
+    assert response.status_code == 200
+    assert (response.headers["x-model-version"], response.headers["x-model-role"]) == ("v1", "champion")
+    refused = api.post("/predict", {"applications": []})
+    assert refused.status_code == 422 and "x-model-version" not in refused.headers
 
 
 def test_docs_are_served(server: Server) -> None:

@@ -2,7 +2,9 @@
 
 Thin wrappers over ``platform_assets.ml`` (``live_quality``, ``canary``, ``ab_comparison``,
 ``service_metrics``); the sensors in ``sensors.py`` read the same sources through the helpers here, so they
-work without these assets being materialized.
+work without these assets being materialized. A model-version rollout keeps its state in the MLflow registry
+only (aliases, challenger weight, step start: ``ModelRegistry``); each decision's measurements and reasons
+are the ``canary_decision`` materialization's metadata.
 """
 
 import json
@@ -14,10 +16,9 @@ import dagster as dg
 from pydantic import Field
 
 from platform_assets import model_store
-from platform_assets.defs.serving.assets import DEPLOYMENT_RECORD
 from platform_assets.deploy.local import DeploymentFailed
 from platform_assets.deploy.rollout import RolloutPlan
-from platform_assets.ml import ab_comparison, canary, live_quality, service_metrics
+from platform_assets.ml import ab_comparison, canary, live_quality
 from platform_assets.resources.deployer import ServiceDeployer
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.mlflow import ModelRegistry
@@ -26,19 +27,11 @@ from platform_assets.retries import fail_fast, io_retry_policy
 
 GROUP = "monitoring"
 LIVE_PERFORMANCE_KEY = "monitoring/live_performance.json"
-CANARY_STATE_KEY = "monitoring/canary.json"
 AB_REPORT_KEY = "monitoring/ab_comparison.json"
 DEPLOYMENT = dg.AssetKey("credit_risk_deployment")
 
 
 # -- helpers shared with the sensors -----------------------------------------------------------------
-def read_optional(lake: LakeStorage, key: str) -> dict[str, Any] | None:
-    try:
-        return model_store.read_json(lake, key)
-    except FileNotFoundError:
-        return None
-
-
 def validation_metrics(lake: LakeStorage, version: str) -> dict[str, float] | None:
     """The validation metrics in ``version``'s record, or None when the lake has no record of it."""
     try:
@@ -47,63 +40,30 @@ def validation_metrics(lake: LakeStorage, version: str) -> dict[str, float] | No
         return None
 
 
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def step_started(
-    lake: LakeStorage, challenger: str, weight: float
-) -> tuple[datetime | None, list[int] | None, dict[str, float] | None]:
-    """When the challenger's current step began, and the service's (all, 5xx) /predict counters and
-    latency buckets then.
-
-    From the canary state this asset writes; for a canary the deployment just started, from the
-    deployment record; ``(None, None)`` when neither knows this challenger.
-    """
-    state = read_optional(lake, CANARY_STATE_KEY)
-    if state and state.get("challenger") == challenger and float(state.get("weight", -1)) == float(weight):
-        return parse_time(state.get("since")), state.get("requests_baseline"), state.get("latency_baseline")
-    record = read_optional(lake, DEPLOYMENT_RECORD)
-    if record and record.get("challenger") == challenger:
-        return parse_time(record.get("deployed_at")), None, None
-    return None, None, None
-
-
 def measure_canary(
-    live_monitoring: LiveMonitoring, lake: LakeStorage, champion: str, challenger: str, weight: float
+    live_monitoring: LiveMonitoring, model_registry: ModelRegistry, champion: str, challenger: str, weight: float
 ) -> tuple[canary.CanaryDecision, dict[str, Any]]:
-    """Both versions' live quality since the step began, the service's 5xx share, and the decision.
+    """Both versions' live quality since the step began, what each answered on /predict, and the decision.
 
-    Raises when the inference log or the service cannot be read (the sensor turns that into a skip).
+    Raises when the inference log, the registry or the service cannot be read (the sensor turns that into a
+    skip).
     """
-    start, baseline, latency_baseline = step_started(lake, challenger, weight)
-    frame = live_monitoring.predictions(start=start or live_monitoring.window_start())
+    start = model_registry.step_started() or live_monitoring.window_start()
+    frame = live_monitoring.predictions(start=start)
     quality = {
         role: live_quality.frame_quality(frame[frame["model_version"] == version])
         for role, version in (("champion", champion), ("challenger", challenger))
     }
-    counts = live_monitoring.request_counts()
-    buckets = live_monitoring.latency_buckets()
-    error_rate, requests, p99 = (None, 0, None)
-    if counts is not None:
-        error_rate, requests = service_metrics.server_error_share(
-            counts, (baseline[0], baseline[1]) if baseline else None
-        )
-    if buckets is not None:
-        p99 = service_metrics.latency_quantile(buckets, latency_baseline)
+    served = live_monitoring.served({"champion": champion, "challenger": challenger})
     decision = canary.canary_decision(
-        weight, quality["champion"], quality["challenger"], live_monitoring.canary_policy(), error_rate, requests, p99
+        weight,
+        quality["champion"],
+        quality["challenger"],
+        live_monitoring.canary_policy(),
+        served["challenger"] if served else None,
+        served["champion"] if served else None,
     )
-    context = {
-        "window_start": start.isoformat() if start else live_monitoring.window_start().isoformat(),
-        "request_counts": list(counts) if counts is not None else None,
-        "latency_buckets": buckets,
-        "quality": quality,
-    }
-    return decision, context
+    return decision, {"window_start": start.isoformat(), "quality": quality}
 
 
 def _float_metadata(prefix: str, values: dict[str, Any]) -> dict[str, float]:
@@ -208,15 +168,15 @@ def _forced(decision: canary.CanaryDecision, force: str) -> canary.CanaryDecisio
 @_monitoring_asset(
     kind="mlflow",
     description=(
-        "One canary step: measures champion and challenger since the step began (live quality from the inference "
-        "log, 5xx share from the service's /metrics), then steps the challenger's weight, promotes it at 100 % or "
-        "rolls it back (weight 0, alias removed, champion unchanged) with ModelRegistry, and records why."
+        "One step of a model-version canary: measures champion and challenger (live quality since the step began "
+        "from the inference log; each one's /predict 5xx share and p99 from the service's /metrics), then steps "
+        "the challenger's weight, promotes it at 100 % or rolls it back (weight 0, alias removed, champion "
+        "unchanged) in the MLflow registry, where the rollout's state lives, and records why."
     ),
 )
 def canary_decision(
     context: dg.AssetExecutionContext,
     config: CanaryDecisionConfig,
-    lake: LakeStorage,
     model_registry: ModelRegistry,
     live_monitoring: LiveMonitoring,
     deployer: ServiceDeployer,
@@ -238,7 +198,7 @@ def canary_decision(
         context.log.info(f"nothing to do: {stale}")
         return dg.MaterializeResult(metadata={"action": "none", "reasons": dg.MetadataValue.json([stale])})
     assert champion is not None and challenger is not None
-    decision, measured = measure_canary(live_monitoring, lake, champion, challenger, weight)
+    decision, measured = measure_canary(live_monitoring, model_registry, champion, challenger, weight)
     if config.force:
         with fail_fast(ValueError):
             decision = _forced(decision, config.force)
@@ -255,32 +215,6 @@ def canary_decision(
                 if decision.action != "rollback":  # a rollback is the safe state: keep it
                     model_registry.restore(*previous)
                 raise dg.Failure(description=f"{decision.action}: {failure}", allow_retries=False) from failure
-    now = datetime.now(UTC).isoformat()
-    entry = {
-        "at": now,
-        "dagster_run_id": context.run.run_id,
-        "champion": champion,
-        "challenger": challenger,
-        **decision.as_dict(),
-    }
-    state_doc = read_optional(lake, CANARY_STATE_KEY) or {}
-    history = [*state_doc.get("history", []), entry][-200:]
-    if plan is not None:
-        counts, buckets = measured["request_counts"], measured["latency_buckets"]
-        try:
-            counts = list(live_monitoring.request_counts() or []) or None
-            buckets = live_monitoring.latency_buckets()
-        except Exception:  # noqa: BLE001 - the baseline is best effort; the counters since start still work
-            pass
-        state_doc = {
-            "champion": plan.champion,
-            "challenger": plan.challenger,
-            "weight": plan.challenger_weight,
-            "since": now,
-            "requests_baseline": counts,
-            "latency_baseline": buckets,
-        }
-    model_store.write_json(lake, CANARY_STATE_KEY, {**state_doc, "history": history})
     policy = live_monitoring.canary_policy()
     summary = f"{decision.action}: {challenger} {decision.from_weight:g} % -> {decision.to_weight:g} %"
     context.log.info(f"{summary} ({'; '.join(decision.reasons)})")
@@ -303,6 +237,9 @@ def canary_decision(
                     "max_auc_drop": policy.max_auc_drop,
                     "max_accuracy_drop": policy.max_accuracy_drop,
                     "max_error_rate": policy.max_error_rate,
+                    "max_error_rate_excess": policy.max_error_rate_excess,
+                    "max_p99_seconds": policy.max_p99_seconds,
+                    "min_requests": policy.min_requests,
                 }
             ),
             "served_status": dg.MetadataValue.json(served),
@@ -342,8 +279,9 @@ def ab_comparison_report(
     with fail_fast(ValueError):
         if not a or not b:
             raise ValueError(f"two versions are needed: set version_a/version_b (registry aliases: {aliases})")
-    start, _, _ = step_started(lake, b, model_registry.challenger_weight())
-    start = start or live_monitoring.window_start()
+    start = (
+        model_registry.step_started() if aliases.get("challenger") == b else None
+    ) or live_monitoring.window_start()
     with fail_fast(FileNotFoundError):
         frame = live_monitoring.predictions(start=start, model_versions=[a, b])
     result = ab_comparison.compare_versions(

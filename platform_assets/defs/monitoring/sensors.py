@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from platform_assets.defs.monitoring.assets import measure_canary, step_started, validation_metrics
+from platform_assets.defs.monitoring.assets import measure_canary, validation_metrics
 from platform_assets.defs.monitoring.jobs import ab_report_job, canary_job
 from platform_assets.defs.training.jobs import retrain_and_deploy_job
 from platform_assets.ml import live_quality
@@ -180,16 +180,16 @@ def drift_sensor(
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "While a challenger serves, requests canary_job to step its weight (default 10 -> 50 -> 100 %), promote "
-        "it at 100 % or roll it back when error rate or live quality fall behind the champion over a minimum "
-        "sample. In A/B mode holds the split for the set period, then requests ab_report_job."
+        "The one gate of a new model version: while a challenger serves, requests canary_job to step its weight "
+        "(default 10 -> 50 -> 100 %), promote it at 100 % or roll it back when its /predict 5xx share, p99 or "
+        "live quality fall behind the champion's over a minimum sample. State: the MLflow registry. In A/B mode "
+        "holds the split for the set period, then requests ab_report_job."
     ),
 )
 def canary_sensor(
     context: dg.SensorEvaluationContext,
     live_monitoring: LiveMonitoring,
     model_registry: ModelRegistry,
-    lake: LakeStorage,
 ) -> dg.SensorResult | dg.SkipReason:
     try:
         aliases = model_registry.aliases()
@@ -202,9 +202,9 @@ def canary_sensor(
     cursor = read_cursor(context)
     now = now_utc()
     if live_monitoring.mode == "ab":
-        return _ab_tick(context, live_monitoring, lake, champion, challenger, weight, cursor, now)
+        return _ab_tick(context, live_monitoring, model_registry, champion, challenger, weight, cursor, now)
     try:
-        decision, _ = measure_canary(live_monitoring, lake, champion, challenger, weight)
+        decision, _ = measure_canary(live_monitoring, model_registry, champion, challenger, weight)
     except Exception as error:  # noqa: BLE001
         return unreachable("inference log or service", error)
     if decision.action == "wait":
@@ -245,7 +245,7 @@ def canary_sensor(
 def _ab_tick(
     context: dg.SensorEvaluationContext,
     live_monitoring: LiveMonitoring,
-    lake: LakeStorage,
+    model_registry: ModelRegistry,
     champion: str,
     challenger: str,
     weight: float,
@@ -253,10 +253,10 @@ def _ab_tick(
     now: datetime,
 ) -> dg.SensorResult | dg.SkipReason:
     try:
-        started, _, _ = step_started(lake, challenger, weight)
+        started = model_registry.step_started()
     except Exception as error:  # noqa: BLE001
-        return unreachable("lake", error)
-    if started is None:  # neither the deployment record nor the canary state knows it: from first sight
+        return unreachable("model registry", error)
+    if started is None:  # the registry has no recorded start for this split: from first sight
         first_seen = cursor.get("first_seen") if cursor.get("challenger") == challenger else None
         started = datetime.fromisoformat(first_seen) if first_seen else now
     new_cursor = {**cursor, "challenger": challenger, "first_seen": started.isoformat()}

@@ -24,8 +24,6 @@ from platform_assets.retries import fail_fast, io_retry_policy
 
 #: The Bento built for a version, in that version's folder.
 BENTO_FILE = "bento.json"
-#: The newest rollout: which versions serve, since when (read by the canary steps in monitoring/).
-DEPLOYMENT_RECORD = "serving/deployment.json"
 
 
 @dg.asset(
@@ -71,21 +69,11 @@ def credit_risk_bento(
     )
 
 
-def serving_since(previous: dict[str, Any], role: str, version: str | None, now: str) -> str:
-    """When ``version`` started serving in ``role``: kept from the previous rollout if it already did."""
-    if previous.get(role) == version and previous.get(f"{role}_since"):
-        return str(previous[f"{role}_since"])
-    return now
-
-
-def serving_table(rollout: dict[str, Any]) -> str:
-    """What serves after a rollout, as the Markdown table shown on the deployment asset."""
-    weight = float(rollout["challenger_weight"])
-    rows = [(rollout["champion"], "champion", 100.0 - weight, rollout["champion_since"])]
-    if rollout["challenger"]:
-        rows.append((rollout["challenger"], "challenger", weight, rollout["challenger_since"]))
-    return "| version | role | traffic % | since |\n|---|---|---|---|\n" + "\n".join(
-        f"| {version} | {role} | {share:g} | {since} |" for version, role, share, since in rows
+def serving_table(champion: str, challenger: str | None, weight: float) -> str:
+    """What serves after a rollout (weight: the challenger's percent), as the Markdown table on the asset."""
+    rows = [(champion, "champion", 100.0 - weight)] + ([(challenger, "challenger", weight)] if challenger else [])
+    return "| version | role | traffic % |\n|---|---|---|\n" + "\n".join(
+        f"| {version} | {role} | {share:g} |" for version, role, share in rows
     )
 
 
@@ -121,7 +109,7 @@ def credit_risk_deployment(
     if deployer.target == "kubernetes":
         from platform_assets.deploy.kubernetes import apply_rollout
 
-        applied = apply_rollout(deployer, bento["tag"], plan)
+        applied = apply_rollout(deployer, bento["code_version"])
         model_registry.apply(plan)
         metadata: dict[str, Any] = {"target": "kubernetes", "objects": dg.MetadataValue.json(applied)}
     else:
@@ -141,21 +129,6 @@ def credit_risk_deployment(
             "restarted": restarted,
             "served_status": dg.MetadataValue.json(status),
         }
-    now = datetime.now(UTC).isoformat()
-    previous = model_store.read_json(lake, DEPLOYMENT_RECORD) if lake.exists(DEPLOYMENT_RECORD) else {}
-    rollout = {
-        "model_version": version,
-        "bento": bento["tag"],
-        "action": plan.action,
-        "champion": plan.champion,
-        "champion_since": serving_since(previous, "champion", plan.champion, now),
-        "challenger": plan.challenger,
-        "challenger_since": serving_since(previous, "challenger", plan.challenger, now) if plan.challenger else None,
-        "challenger_weight": plan.challenger_weight,
-        "deployed_at": now,
-        "dagster_run_id": context.run.run_id,
-    }
-    model_store.write_json(lake, DEPLOYMENT_RECORD, rollout)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(json.dumps([plan.champion, plan.challenger, plan.challenger_weight])),
         metadata={
@@ -163,7 +136,7 @@ def credit_risk_deployment(
             "model_version": version,
             "bento_tag": bento["tag"],
             "action": plan.action,
-            "serving": dg.MetadataValue.md(serving_table(rollout)),
+            "serving": dg.MetadataValue.md(serving_table(plan.champion, plan.challenger, plan.challenger_weight)),
             "champion": plan.champion,
             "challenger": plan.challenger or "none",
             "challenger_weight_percent": plan.challenger_weight,
