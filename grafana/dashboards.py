@@ -389,7 +389,7 @@ def decline_share_by_group_panel() -> JSON:
         "Decline share by protected group and model version",
         "Share of each group's applications a model version declines (the fairness report's selection rate): "
         "a challenger that treats a group differently from the champion shows here.",
-        [_target(f"{declines} / {by_group}", "v{{model_version}} {{attribute}}={{group}}", "A")],
+        [_target(f"{declines} / {by_group}", "{{model_version}} {{attribute}}={{group}}", "A")],
         unit="percentunit",
         max_value=1,
     )
