@@ -80,14 +80,27 @@ k8s-validate: install $(ARGO_SCHEMAS)
 check-defs: install
 	$(BIN)/dg check defs
 
-## make lint: ruff (lint + format), mypy strict (0 errors), the layer contracts in .importlinter, and
-## dg check defs (the code location loads). .ci/run runs it before the tests.
+## make lint: ruff (lint + format), mypy strict (0 errors), the layer contracts in .importlinter,
+## dg check defs (the code location loads) and the secrets scan. .ci/run runs it before the tests.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/dg check defs
+	$(MAKE) --no-print-directory secrets-scan
+
+## make secrets-scan: no key material in the tracked files (detect-secrets; .secrets.baseline holds the reviewed
+## false positives). Exit 3 only means the baseline's line numbers moved: the scan runs on a copy of it, and
+## `make secrets-baseline` refreshes the committed one (keeping the review marks).
+.PHONY: secrets-scan secrets-baseline
+secrets-scan: install
+	@baseline=$$(mktemp); cp .secrets.baseline $$baseline; \
+	$(BIN)/detect-secrets-hook --baseline $$baseline $$(git ls-files); rc=$$?; rm -f $$baseline; \
+	if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then echo "secrets-scan: key material found (see above)" >&2; exit 1; fi
+
+secrets-baseline: install
+	$(BIN)/detect-secrets scan --baseline .secrets.baseline
 
 ## make loop-demo: with `make demo` running, send drifted traffic with feedback: the accuracy-drop sensor
 ## retrains, the new version starts as a canary, the canary sensor steps it to promotion. Watch the UI.

@@ -8,10 +8,15 @@ A key file (``CREDIT_RISK_API_KEYS_FILE``) or the env var ``CREDIT_RISK_API_KEYS
 is enough to make a leaked file useless; lookups hash the presented token and compare it with every
 stored hash in constant time. Roles: ``predict`` (POST /predict), ``feedback`` (POST /feedback),
 ``admin`` (everything). Clients send ``Authorization: Bearer <key>``.
+
+Rotation without a restart: ``create_key`` adds the new key, clients move to it, ``revoke_key`` removes
+the old one; a running service re-reads the file within a second of each change. Changes to a file
+are serialized by a lock file beside it and written atomically.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -21,10 +26,11 @@ import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -150,22 +156,17 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def create_key(path: Path, roles: list[str], note: str = "") -> tuple[str, KeyRecord]:
-    """Add a new key to the file at ``path`` (created 0600 if absent); returns the key, shown once."""
-    bad = [r for r in roles if r not in ROLES]
-    if bad or not roles:
-        raise ValueError(f"roles must be among {list(ROLES)}, got {roles}")
-    document: dict[str, Any] = {"keys": []}
-    if path.exists():
-        records = parse_keys(path.read_text(), str(path))
-        document["keys"] = [{**asdict(r), "roles": list(r.roles)} for r in records]
-    key = generate_key()
-    digest = hash_key(key)
-    record = KeyRecord(
-        key_id=digest[:8], sha256=digest, roles=tuple(roles), created_at=datetime.now(UTC).isoformat(), note=note
-    )
-    document["keys"].append({**asdict(record), "roles": list(record.roles)})
+@contextmanager
+def _locked(path: Path) -> Iterator[list[KeyRecord]]:
+    """The file's records under an exclusive lock (two concurrent changes never lose one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield parse_keys(path.read_text(), str(path)) if path.exists() else []
+
+
+def _write(path: Path, records: list[KeyRecord]) -> None:
+    document = {"keys": [{**asdict(r), "roles": list(r.roles)} for r in records]}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
@@ -177,4 +178,28 @@ def create_key(path: Path, roles: list[str], note: str = "") -> tuple[str, KeyRe
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def create_key(path: Path, roles: list[str], note: str = "") -> tuple[str, KeyRecord]:
+    """Add a new key to the file at ``path`` (created 0600 if absent); returns the key, shown once."""
+    bad = [r for r in roles if r not in ROLES]
+    if bad or not roles:
+        raise ValueError(f"roles must be among {list(ROLES)}, got {roles}")
+    key = generate_key()
+    digest = hash_key(key)
+    record = KeyRecord(
+        key_id=digest[:8], sha256=digest, roles=tuple(roles), created_at=datetime.now(UTC).isoformat(), note=note
+    )
+    with _locked(path) as records:
+        _write(path, [*records, record])
     return key, record
+
+
+def revoke_key(path: Path, key_id: str) -> KeyRecord:
+    """Remove the key ``key_id`` from the file; ``KeyError`` naming it and the file when it is not there."""
+    with _locked(path) as records:
+        revoked = [r for r in records if r.key_id == key_id]
+        if not revoked:
+            raise KeyError(f"no key {key_id!r} in {path} (known: {sorted(r.key_id for r in records)})")
+        _write(path, [r for r in records if r.key_id != key_id])
+    return revoked[0]

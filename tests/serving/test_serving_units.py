@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,29 @@ def test_keys_cli_prints_the_key_once(tmp_path: Path) -> None:
     assert key.startswith(auth.KEY_PREFIX) and key not in path.read_text()
     record = auth.KeyStore(path).authenticate(key)
     assert record is not None and record.roles == ("feedback",)
+
+
+def test_keys_revoke_list_and_concurrent_changes(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    created = []
+    threads = [threading.Thread(target=lambda: created.append(auth.create_key(path, ["predict"]))) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(auth.parse_keys(path.read_text(), "test")) == 16, "a concurrent create lost a key"
+    key, record = created[0]
+    assert auth.revoke_key(path, record.key_id) == record
+    assert auth.KeyStore(path).authenticate(key) is None and len(auth.parse_keys(path.read_text(), "test")) == 15
+    with pytest.raises(KeyError, match=record.key_id):
+        auth.revoke_key(path, record.key_id)
+    listing = subprocess.run(
+        [sys.executable, "-m", "platform_assets.serving.keys", "list", "--file", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert len(listing.splitlines()) == 15 and record.key_id not in listing and record.sha256[8:] not in listing
 
 
 def test_parse_predict_accepts_valid_rows_and_fills_protected_placeholders() -> None:
