@@ -8,7 +8,7 @@ ROLE ?= predict
 # A retrain started by the sensors rolls the new model out as a canary (10 % -> 50 % -> promote).
 export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
-.PHONY: demo test install system-packages lint check-defs materialize ui loop-demo service-status \
+.PHONY: demo test install system-packages lint check-defs materialize ui ui-secure loop-demo service-status \
         service-stop api-key signing-keys bench-uci bench-serving clean image
 
 # What the suite drives for real, as `program:Debian package`. kubectl (the ops tests' kustomize) comes
@@ -16,7 +16,7 @@ export PLATFORM_ROLLOUT_STRATEGY ?= canary
 # installs the Argo Rollouts schemas (k8s-validate; they need node >= 14), from Debian where it is missing.
 # dockerd and debootstrap build and run the service's image (`make image`, tests/prod/test_prod_image.py).
 SYSTEM_PACKAGES := prometheus:prometheus promtool:prometheus /usr/bin/chromium:chromium java:openjdk-17-jre-headless \
-                   npm:npm /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap
+                   npm:npm /usr/sbin/nginx:nginx-light /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap
 
 $(BIN)/activate: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,14 @@ ui check-defs lint: export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 # Ctrl-C reaches dg and make alike; dg stops the webserver, daemon and code server, and make waits for it.
 ui: install
 	@echo "Dagster UI: http://127.0.0.1:3000  (Ctrl-C stops the UI; 'make service-stop' stops the model service)"
+	@echo "It has no login and listens on loopback only; for viewer/operator logins use 'make ui-secure' (SECURITY.md)."
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000
+
+## make ui-secure: the Dagster UI behind an authenticating gateway (nginx): viewer = read-only webserver,
+## operator = full one, on 127.0.0.1:3000. Add users first:
+##   .venv/bin/python -m platform_assets.deploy.ui_gateway add-user NAME --role viewer|operator
+ui-secure: install
+	$(BIN)/python -m platform_assets.deploy.ui_gateway serve --port 3000
 
 ## make test: install if needed (Python and Debian packages), then the whole suite (slow tests included).
 test: install system-packages tests/ops/argo_rollouts/node_modules/.package-lock.json

@@ -14,12 +14,10 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from browser_support import ARTIFACTS, ui_page
 from net_support import dagster_webserver, wait_for_status
 from pipeline_support import REPO, SERVING_TESTS, PipelineHome, application_rows, build, pipeline_env
 
@@ -27,40 +25,6 @@ sys.path.insert(0, str(SERVING_TESTS))
 from serving_support import Api, Server, local_path  # noqa: E402
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = REPO / "test-artifacts"
-
-
-@contextmanager
-def ui_page() -> Iterator[Any]:
-    """A headless Chromium page for the Dagster UI; screenshots go to ``test-artifacts/``."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: make test installs Debian's chromium package (make system-packages)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(60_000)
-            # The first-visit "Join the Dagster community" dialog opens whenever the UI gets to it (after
-            # the page settled, in one CI run) and then blocks every click: dismiss it whenever it shows.
-            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
-            yield page
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

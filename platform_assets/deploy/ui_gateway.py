@@ -1,0 +1,289 @@
+"""An authenticating gateway in front of the Dagster UI, with two roles.
+
+Dagster OSS has no login: whoever reaches the webserver can launch any job, retraining and deployment
+included. This gateway is Debian's nginx with HTTP basic authentication in front of two webservers on
+the same instance: ``viewer`` reaches a ``dagster-webserver --read-only`` (lineage, metadata, runs, no
+mutation), ``operator`` the full one. A user's role picks the upstream (nginx ``map`` on the
+authenticated user); an unknown mapping falls back to read-only. Users live in ``ui_users.json``
+(name, role, SHA-512 crypt hash; never a password) managed with this module's CLI::
+
+    python -m platform_assets.deploy.ui_gateway add-user alice --role operator   # password on stdin
+    python -m platform_assets.deploy.ui_gateway serve --port 3000                # make ui-secure
+
+Basic authentication sends the password with every request: anywhere but loopback, put TLS in front
+(or use oauth2-proxy with the lender's identity provider and the same two upstreams).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+Role = Literal["viewer", "operator"]
+ROLES: tuple[Role, ...] = ("viewer", "operator")
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class GatewayError(RuntimeError):
+    """A user file, user name, role or program problem; the message names it."""
+
+
+@dataclass(frozen=True)
+class UiUser:
+    name: str
+    role: Role
+    password_hash: str
+
+
+def crypt_sha512(password: str) -> str:
+    """A ``$6$`` (SHA-512 crypt, salted) hash, which nginx's ``auth_basic_user_file`` verifies."""
+    if not password:
+        raise GatewayError("the password is empty")
+    done = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True)
+    if done.returncode != 0 or not done.stdout.startswith("$6$"):
+        raise GatewayError(f"openssl passwd -6 failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+class UiUsers:
+    """The users file: ``{"users": [{"name", "role", "password_hash"}]}``, written atomically, mode 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> list[UiUser]:
+        if not self.path.exists():
+            return []
+        try:
+            entries = json.loads(self.path.read_text())["users"]
+            users = [UiUser(e["name"], e["role"], e["password_hash"]) for e in entries]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise GatewayError(f"{self.path}: not a users file ({error})") from None
+        for user in users:
+            self._check(user.name, user.role)
+        return users
+
+    @staticmethod
+    def _check(name: str, role: str) -> None:
+        if not _NAME.match(name):
+            raise GatewayError(f"user name {name!r}: use 1-64 of A-Z a-z 0-9 . _ -")
+        if role not in ROLES:
+            raise GatewayError(f"user {name!r}: role {role!r} is not one of {list(ROLES)}")
+
+    def add(self, name: str, role: Role, password: str) -> UiUser:
+        self._check(name, role)
+        user = UiUser(name, role, crypt_sha512(password))
+        self._write([*(u for u in self.load() if u.name != name), user])
+        return user
+
+    def remove(self, name: str) -> None:
+        users = self.load()
+        if name not in {u.name for u in users}:
+            raise GatewayError(f"no user {name!r} in {self.path}")
+        self._write([u for u in users if u.name != name])
+
+    def _write(self, users: list[UiUser]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.path, json.dumps({"users": [asdict(u) for u in users]}, indent=2))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def render_nginx(users: list[UiUser], listen: str, viewer: str, operator: str, state: Path) -> str:
+    """nginx.conf for the gateway: every path below ``state``, so it runs without root."""
+    operators = "".join(f'        "{u.name}" operator;\n' for u in users if u.role == "operator")
+    # As root, nginx's workers would switch to "nobody", which cannot read the 0600 password file.
+    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {state / 'tmp' / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""# Generated by platform_assets.deploy.ui_gateway: edit the users with its CLI, not this file.
+{user}worker_processes 1;
+pid {state / "nginx.pid"};
+error_log {state / "error.log"} warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {state / "access.log"};
+{temp}
+    map $remote_user $dagster_upstream {{
+        default viewer;
+{operators}    }}
+    map $http_upgrade $connection_upgrade {{ default upgrade; "" close; }}
+    upstream viewer {{ server {viewer}; }}
+    upstream operator {{ server {operator}; }}
+    server {{
+        listen {listen};
+        auth_basic "credit-risk platform";
+        auth_basic_user_file {state / "users.htpasswd"};
+        location / {{
+            proxy_pass http://$dagster_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-User $remote_user;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+}}
+"""
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], name: str, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            raise GatewayError(f"{name} exited with {process.returncode}:\n{tail}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise GatewayError(f"{name} did not answer on {url} within {timeout:.0f} s (log: {log})")
+
+
+@contextmanager
+def _process(command: list[str], log: Path, env: Mapping[str, str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextmanager
+def serve(
+    users_file: Path,
+    state: Path,
+    workspace: Path,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    env: Mapping[str, str] | None = None,
+    with_daemon: bool = True,
+    timeout: float = 180.0,
+) -> Iterator[str]:
+    """Run the two webservers (and the daemon), then nginx on ``host:port``; yields the gateway's URL."""
+    users = UiUsers(users_file).load()
+    if not users:
+        raise GatewayError(f"no users in {users_file}: add one with `add-user NAME --role operator`")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise GatewayError("nginx is missing: apt-get install nginx-light (make system-packages)")
+    state.mkdir(parents=True, exist_ok=True)
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (state / "tmp" / kind).mkdir(parents=True, exist_ok=True)
+    _atomic_write(state / "users.htpasswd", "".join(f"{u.name}:{u.password_hash}\n" for u in users))
+    bin_dir = Path(sys.executable).parent
+    env = dict(env if env is not None else os.environ)
+    viewer_port, operator_port = _free_port(host), _free_port(host)
+    webserver = [str(bin_dir / "dagster-webserver"), "-w", str(workspace), "-h", host]
+    with ExitStack() as stack:
+        for name, extra, listen in (
+            ("viewer", ["--read-only"], viewer_port),
+            ("operator", [], operator_port),
+        ):
+            log = state / f"webserver-{name}.log"
+            process = stack.enter_context(_process([*webserver, "-p", str(listen), *extra], log, env, workspace.parent))
+            _wait(f"http://{host}:{listen}/server_info", process, f"the {name} webserver", log, timeout)
+        if with_daemon:
+            log = state / "daemon.log"
+            stack.enter_context(
+                _process([str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)], log, env, workspace.parent)
+            )
+        config = state / "nginx.conf"
+        _atomic_write(
+            config, render_nginx(users, f"{host}:{port}", f"{host}:{viewer_port}", f"{host}:{operator_port}", state)
+        )
+        check = subprocess.run([nginx, "-t", "-q", "-c", str(config), "-p", str(state)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise GatewayError(f"nginx rejected {config}: {check.stderr.strip()}")
+        log = state / "nginx.out"
+        process = stack.enter_context(
+            _process([nginx, "-c", str(config), "-p", str(state), "-g", "daemon off;"], log, env, state)
+        )
+        _wait(f"http://{host}:{port}/", process, "nginx", log, 30)
+        yield f"http://{host}:{port}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from platform_assets import settings
+
+    parser = argparse.ArgumentParser(prog="python -m platform_assets.deploy.ui_gateway", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add-user", help="add or replace a user (password from stdin or a prompt)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, required=True)
+    remove = commands.add_parser("remove-user", help="remove a user")
+    remove.add_argument("name")
+    commands.add_parser("list", help="users and roles")
+    run = commands.add_parser("serve", help="the gateway, two webservers and the daemon, until Ctrl-C")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+    home = settings.platform_home()
+    users = UiUsers(home / "ui" / "ui_users.json")
+    try:
+        if args.command == "add-user":
+            password = getpass.getpass(f"password for {args.name}: ") if sys.stdin.isatty() else sys.stdin.readline()
+            users.add(args.name, args.role, password.rstrip("\n"))
+            print(f"{args.name}: {args.role} (stored as a hash in {users.path})")
+        elif args.command == "remove-user":
+            users.remove(args.name)
+        elif args.command == "list":
+            for user in users.load():
+                print(f"{user.name}\t{user.role}")
+        else:
+            workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
+            with serve(users.path, home / "ui", workspace, args.host, args.port) as url:
+                print(f"Dagster UI behind the gateway: {url} (viewer: read-only, operator: full). Ctrl-C stops it.")
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except GatewayError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
