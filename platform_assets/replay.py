@@ -31,6 +31,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from platform_assets.core.service_tls import TLSFiles, verify
 from platform_assets.ml import schema, synthetic
 
 SHIFT_DELAY_MONTHS = 2
@@ -101,12 +102,13 @@ def replay(
     feedback_delay: float = 0.0,
     max_seconds: float = 300.0,
     client: httpx.Client | None = None,
+    tls: TLSFiles | None = None,
 ) -> ReplayStats:
     """Send ``frame``'s applications (raw columns, with the target) at about ``rate`` per second in batches,
     and post each outcome ``feedback_delay`` seconds after its prediction."""
     if rate <= 0 or batch_size <= 0:
         raise ValueError("rate and batch size must be positive")
-    http = client or httpx.Client(base_url=url.rstrip("/"), timeout=30)
+    http = client or httpx.Client(base_url=url.rstrip("/"), timeout=30, verify=verify(tls))
     stats, versions = ReplayStats(), Counter[str]()
     pending: deque[tuple[float, list[dict[str, Any]]]] = deque()
     start = time.monotonic()
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=50, help="applications per /predict request")
     parser.add_argument("--feedback-delay", type=float, default=5.0, help="seconds before an outcome is posted")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop sending after this long")
+    parser.add_argument("--tls-dir", type=Path, help="client certificate dir (ca.crt, tls.crt, tls.key) for mutual TLS")
     parser.add_argument("--seed", type=int, default=2027, help="sampling and shift seed")
     parser.add_argument("--day", type=date.fromisoformat, default=date(2027, 1, 1), help="synthetic: first day")
     args = parser.parse_args(argv)
@@ -216,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch,
         feedback_delay=args.feedback_delay,
         max_seconds=args.max_seconds,
+        tls=TLSFiles(args.tls_dir).check() if args.tls_dir else None,
     )
     print(json.dumps(asdict(stats), indent=2))
     return 0 if stats.predict_failures == 0 and stats.feedback_failures == 0 else 1

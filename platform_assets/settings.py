@@ -66,6 +66,10 @@ class PlatformSettings(BaseSettings):
     deploy_target: Literal["local", "kubernetes"] | None = Field(default=None, description="Override of the target.")
     service_port: int = Field(default=3001, description="Port of the local service.")
     service_workers: int = Field(default=2, ge=1, description="Worker processes of the local service.")
+    service_tls_dir: Path | None = Field(
+        default=None,
+        description="Mutual TLS with the service: service/ and client/ (ca.crt, tls.crt, tls.key) below it.",
+    )
     rollout_strategy: Literal["replace", "canary"] = Field(default="replace", description="How a new version ships.")
     first_canary_weight: float = Field(default=10.0, gt=0, le=100, description="First canary step, percent.")
     k8s_overlay: str | None = Field(default=None, description="Override of the kustomize overlay.")

@@ -56,6 +56,7 @@ def _response(reply: Any) -> Response:
     traffic={"timeout": 60},
     logging={"access": {"enabled": SERVER.access_log}},
     tracing={} if SERVER.tracing else {"excluded_urls": list(API_ROUTES)},
+    ssl=SERVER.bentoml_ssl(),  # mutual TLS when CREDIT_RISK_TLS_DIR is set
     metrics=SERVER.bentoml_metrics(),
     envs=[{"name": "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "value": "false"}],  # model downloads: no progress bars
 )

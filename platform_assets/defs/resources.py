@@ -49,14 +49,16 @@ def signer(config: settings.PlatformSettings) -> ModelSigner:
 
 def live_monitoring(config: settings.PlatformSettings, topology: settings.Topology) -> LiveMonitoring:
     local = topology.deploy_target == "local"
+    scheme = "https" if config.service_tls_dir else "http"
     service_url = config.loop_service_url
     if service_url is None:
-        service_url = f"http://127.0.0.1:{config.service_port}" if local else ""
+        service_url = f"{scheme}://127.0.0.1:{config.service_port}" if local else ""
     password: Any = dg.EnvVar(topology.inference_db_password_env) if topology.inference_db_password_env else ""
     return LiveMonitoring(
         inference_db=topology.inference_db,
         inference_db_password=password,
         service_url=service_url,
+        tls_client_dir=str(config.service_tls_dir / "client") if config.service_tls_dir else None,
         window_hours=config.loop_window_hours,
         drop_mode=config.loop_drop_mode,
         accuracy_floor=config.loop_accuracy_floor,
@@ -111,6 +113,7 @@ def resources_for(config: settings.PlatformSettings) -> dict[str, Any]:
             tracking_uri=topology.mlflow_tracking_uri,
             port=config.service_port,
             workers=config.service_workers,
+            tls_dir=str(config.service_tls_dir) if config.service_tls_dir else None,
             strategy=config.rollout_strategy,
             first_canary_weight=config.first_canary_weight,
             k8s_overlay=topology.k8s_overlay,

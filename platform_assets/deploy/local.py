@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 import psutil
 
+from platform_assets.core.service_tls import TLSFiles, scheme, verify
 from platform_assets.deploy.supervisor import kill_marked, marked
 
 
@@ -45,10 +46,12 @@ class ServiceState:
     marker: str = ""
     #: The supervisor's JSON status: server pid, restarts, exits.
     status_file: str = ""
+    #: ``https`` when the service requires client certificates (``core.service_tls``).
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
 
 #: ``serving``: supervisor and service alive; ``unsupervised``: the supervisor died and the service is
@@ -77,11 +80,20 @@ def _port_open(host: str, port: int) -> bool:
 class LocalServiceManager:
     """Starts, checks and stops the service on ``host:port``; state lives in ``state_dir``."""
 
-    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = 3001, python: str = sys.executable):
+    def __init__(
+        self,
+        state_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 3001,
+        python: str = sys.executable,
+        tls: TLSFiles | None = None,
+    ):
         self.state_dir = state_dir
         self.host = host
         self.port = port
         self.python = python
+        #: The manager's own client certificate, when the service requires one.
+        self.tls = tls
         self.state_file = state_dir / "service.json"
         self.pid_file = state_dir / "service.pid"
         self.desired_file = state_dir / "desired.json"
@@ -180,6 +192,7 @@ class LocalServiceManager:
             log_file=str(log_file),
             marker=marker,
             status_file=str(status_file),
+            scheme=scheme(self.tls),
         )
         self._remember(state)
         return state
@@ -191,7 +204,7 @@ class LocalServiceManager:
             if not _alive(state.pid):
                 raise DeploymentFailed(f"service {state.bento} exited during start-up:\n{self._tail(state)}")
             try:
-                if httpx.get(f"{state.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{state.url}/readyz", timeout=2, verify=verify(self.tls)).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -11,6 +11,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
+from platform_assets.core.service_tls import TLSFiles, verify
 from platform_assets.deploy.local import DeploymentFailed, LocalServiceManager, ServiceState
 from platform_assets.deploy.rollout import RolloutPlan, Strategy
 
@@ -24,6 +25,9 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
     host: str = Field(default="127.0.0.1", description="Interface the local service listens on.")
     port: int = Field(default=3001, description="Port of the local service.")
     workers: int = Field(default=2, ge=1, description="Workers of the local service; with 2+ a dead one costs nothing.")
+    tls_dir: str | None = Field(
+        default=None, description="Mutual TLS: service/ and client/ (ca.crt, tls.crt, tls.key) below it; none: HTTP."
+    )
     strategy: Strategy = Field(default="replace", description="replace the champion, or start a canary.")
     first_canary_weight: float = Field(default=10.0, description="Challenger traffic share when a canary starts.")
     ready_timeout_seconds: float = Field(default=180.0, description="How long a new service may take to be ready.")
@@ -41,8 +45,12 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
     def bentoml_home(self) -> Path:
         return Path(self.platform_home) / "bentoml"
 
+    def client_tls(self) -> TLSFiles | None:
+        """The deployer's client certificate (``<tls_dir>/client``) when the service requires one."""
+        return TLSFiles(Path(self.tls_dir) / "client").check() if self.tls_dir else None
+
     def local_manager(self) -> LocalServiceManager:
-        return LocalServiceManager(self.state_dir(), host=self.host, port=self.port)
+        return LocalServiceManager(self.state_dir(), host=self.host, port=self.port, tls=self.client_tls())
 
     def admin_key(self) -> str:
         """The deployer's own admin key (created once, file mode 0600); only its hash is in the key file."""
@@ -67,6 +75,7 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
             "CREDIT_RISK_API_KEYS_FILE": str(self.api_keys_file()),
             "CREDIT_RISK_REFRESH_SECONDS": str(self.refresh_seconds),
             "CREDIT_RISK_WORKERS": str(self.workers),
+            **({"CREDIT_RISK_TLS_DIR": str(Path(self.tls_dir) / "service")} if self.tls_dir else {}),
         }
 
     def deploy_local(self, bento: str, code_version: str, bentoml_home: Path) -> tuple[ServiceState, bool]:
@@ -88,7 +97,13 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             try:
-                response = httpx.post(f"{state.url}/admin/status", json={"refresh": True}, headers=headers, timeout=30)
+                response = httpx.post(
+                    f"{state.url}/admin/status",
+                    json={"refresh": True},
+                    headers=headers,
+                    timeout=30,
+                    verify=verify(self.client_tls()),
+                )
                 status = response.json() if response.status_code == 200 else {"http_status": response.status_code}
             except httpx.TransportError as error:
                 status = {"error": str(error)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from platform_assets.core import slo
+from platform_assets.core.service_tls import TLSFiles, verify
 from platform_assets.core.slo import DropMode
 from platform_assets.ml.canary import CanaryPolicy
 from platform_assets.ml.live_quality import DropPolicy
@@ -29,6 +31,9 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
     inference_db_password: str = Field(default="", description="Its password (a dg.EnvVar in staging and prod).")
     service_url: str = Field(
         default="", description="Service whose /metrics give each version's 5xx share and p99; empty: not used."
+    )
+    tls_client_dir: str | None = Field(
+        default=None, description="Client certificate for a service that requires one (ca.crt, tls.crt, tls.key)."
     )
     window_hours: float = Field(default=24.0, description="Live metrics cover predictions of the last N hours.")
     drop_mode: DropMode = Field(default=slo.ACCURACY_DROP.mode, description="relative, absolute or either.")
@@ -137,6 +142,7 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
     def _metrics_text(self, timeout: float) -> str | None:
         if not self.service_url:
             return None
-        response = httpx.get(f"{self.service_url.rstrip('/')}/metrics", timeout=timeout)
+        tls = TLSFiles(Path(self.tls_client_dir)) if self.tls_client_dir else None
+        response = httpx.get(f"{self.service_url.rstrip('/')}/metrics", timeout=timeout, verify=verify(tls))
         response.raise_for_status()
         return response.text

@@ -25,6 +25,7 @@ from platform_assets.core import slo
 from platform_assets.core.environment import Environment
 from platform_assets.core.inference_log.schema import inference_db_under
 from platform_assets.core.registry import MODEL_NAME
+from platform_assets.core.service_tls import TLSFiles, TLSFilesError
 
 ENV_PREFIX: Final = "CREDIT_RISK_"
 #: Bytes of JSON allowed per application when CREDIT_RISK_MAX_BODY_BYTES is not set (plus 1 KiB).
@@ -62,6 +63,8 @@ class ServerSettings(BaseSettings):
     CREDIT_RISK_WORKERS           worker processes of ``bentoml serve``                         ``1``
     CREDIT_RISK_ACCESS_LOG        one log line per request (BentoML's access log)               ``false``
     CREDIT_RISK_TRACING           run BentoML's tracing middleware on the API routes            ``false``
+    CREDIT_RISK_TLS_DIR           serve HTTPS and require client certificates: ``ca.crt``,      (plain HTTP)
+                                  ``tls.crt``, ``tls.key`` (``core.service_tls``)
     ============================  ============================================================  ===========
 
     Booleans take true/false, 1/0, yes/no, on/off (any case); anything else is an error.
@@ -85,6 +88,21 @@ class ServerSettings(BaseSettings):
     #: load. The API routes skip it unless this is true (then configure exporter and sample rate the
     #: BentoML way).
     tracing: bool = Field(default=False, description="Run BentoML's tracing middleware on the API routes.")
+    tls_dir: Path | None = Field(default=None, description="Mutual TLS: directory with ca.crt, tls.crt, tls.key.")
+
+    @field_validator("tls_dir")
+    @classmethod
+    def _tls_files_exist(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                TLSFiles(value).check()
+            except TLSFilesError as error:
+                raise ValueError(str(error)) from None
+        return value
+
+    def bentoml_ssl(self) -> dict[str, Any]:
+        """BentoML's ``ssl`` service config: HTTPS requiring client certificates, or off."""
+        return TLSFiles(self.tls_dir).bentoml_ssl() if self.tls_dir is not None else {"enabled": False}
 
     def bentoml_metrics(self) -> dict[str, Any]:
         """BentoML's ``metrics`` service config: its request-duration histogram with the millisecond buckets
