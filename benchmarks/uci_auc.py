@@ -1,10 +1,11 @@
 """Model quality on the real UCI data: the whole graph over all 30 replay days, CNN vs baselines, over seeds.
 
-    PLATFORM_UCI_CSV=../shared/data/uci_credit_default_taiwan.csv .venv/bin/python benchmarks/uci_auc.py
+    PLATFORM_UCI_CSV=../shared/data/uci_credit_default_taiwan.csv .venv/bin/python benchmarks/uci_auc.py [--seeds 1,2]
 
 Runs the graph once (ingest, features, one model version with its evaluation: that table is printed
 first), then retrains the CNN and both baselines with the production training code and the training
-asset's default config for each of ``SEEDS`` on that version's split (same rows for every seed) and prints
+asset's default config for each of ``SEEDS`` (or ``--seeds``) on that version's split (same rows for every
+seed) and prints
 the mean and standard deviation over the seeds of test ROC AUC, ECE and Brier score, calibrated and
 uncalibrated, with the targets of issue 12, the wall time and the machine. The test split is only scored,
 never used to choose anything. Uses a throw-away PLATFORM_HOME unless one is given.
@@ -12,6 +13,7 @@ never used to choose anything. Uses a throw-away PLATFORM_HOME unless one is giv
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
@@ -41,19 +43,21 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
-def seed_metrics(splits: dict[str, Any], seed: int) -> dict[str, dict[str, float]]:
-    """Train the CNN and the baselines with ``seed`` (else the training asset's defaults); score the test split."""
-    from platform_assets.defs.training.assets import CNNTrainingConfig
+def seed_metrics(data: Any, splits: dict[str, Any], seed: int) -> dict[str, dict[str, float]]:
+    """Train the CNN (streaming the training split) and the baselines (on their sample of it) with ``seed``, else
+    the training assets' defaults; score the test split."""
+    from platform_assets.defs.training.assets import BaselineConfig, CNNTrainingConfig
     from platform_assets.ml import calibration, evaluate
     from platform_assets.ml.train import predict_cnn, train_baselines, train_cnn
 
     config = CNNTrainingConfig(seed=seed).to_train_config()
-    test = splits["test"]
-    cnn = train_cnn(splits, config)
+    test, validation = splits["test"], splits["validation"]
+    cnn = train_cnn(data, config, validation=validation)
     scores = {"cnn": predict_cnn(cnn.model, test.keras_inputs())}
     raw = {"cnn": calibration.raw_logits(cnn.model, test.keras_inputs())}
     thresholds = {"cnn": cnn.threshold}
-    for name, baseline in train_baselines(splits["train"], splits["validation"], seed, config.policy).items():
+    sample = data.sample("train", BaselineConfig().max_train_rows, seed=seed)
+    for name, baseline in train_baselines(sample, validation, seed, config.policy).items():
         raw[name] = baseline.model.decision_function(test.flat())
         scores[name] = calibration.apply(baseline.calibration, raw[name])
         thresholds[name] = baseline.threshold
@@ -76,6 +80,9 @@ def seeds_table(runs: list[dict[str, dict[str, float]]]) -> str:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated training seeds")
+    seeds = [int(s) for s in parser.parse_args().seeds.split(",")]
     csv = Path(os.environ.get("PLATFORM_UCI_CSV") or REPO.parent / "shared/data/uci_credit_default_taiwan.csv")
     if not csv.is_file():
         print(f"UCI CSV not found at {csv}: set PLATFORM_UCI_CSV", file=sys.stderr)
@@ -101,15 +108,17 @@ def main() -> int:
     print(metrics_table(report["metrics"]))
 
     lake = (resources().resources or {})["lake"]
-    splits = model_store.load_splits(lake, model_store.load_record(lake, report["model_version"]))
+    record = model_store.load_record(lake, report["model_version"])
+    data = model_store.open_dataset(lake, record)
+    splits = {name: data.materialize(name) for name in ("validation", "test")}
     runs = []
-    for seed in SEEDS:
-        runs.append(seed_metrics(splits, seed))
+    for seed in seeds:
+        runs.append(seed_metrics(data, splits, seed))
         print(
             f"seed {seed}: " + ", ".join(f"{n} AUC {m['roc_auc']:.4f} ECE {m['ece']:.4f}" for n, m in runs[-1].items())
         )
     elapsed = time.perf_counter() - began
-    print(f"\nTest split ({len(splits['test'])} rows), mean ± std over seeds {list(SEEDS)}, same split:")
+    print(f"\nTest split ({len(splits['test'])} rows), mean ± std over seeds {seeds}, same split:")
     print(seeds_table(runs))
 
     def mean(model: str, column: str) -> float:

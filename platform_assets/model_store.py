@@ -16,7 +16,7 @@ from typing import Any
 from platform_assets.core import lake_keys
 from platform_assets.core.model_version import MODEL_FILE, RECORD_FILE, BaselineSet, ModelVersion, version_label
 from platform_assets.core.registry import MODEL_NAME
-from platform_assets.ml.dataset import Split, split_dataset
+from platform_assets.ml.dataset import ModellingDataset, Split
 from platform_assets.resources.lake import LakeStorage, content_hash
 
 BASELINES_FILE = "baselines.json"
@@ -98,29 +98,39 @@ def artifact_bytes(lake: LakeStorage, record: ModelVersion) -> dict[str, bytes]:
     return out
 
 
-def load_splits(lake: LakeStorage, record: ModelVersion | BaselineSet) -> dict[str, Split]:
-    """The exact train/validation/test rows ``record`` was trained on; a partition that changed since
+def open_dataset(lake: LakeStorage, record: ModelVersion | BaselineSet) -> ModellingDataset:
+    """The exact rows ``record`` was trained on, split as it was (read on demand); a partition that changed since
     fails with "retrain first"."""
-    from platform_assets.resources.training_data import load_partitions
+    from platform_assets.resources.training_data import open_partitions
 
-    rows = load_partitions(lake, record.data_versions)
-    return split_dataset(rows, record.split.validation, record.split.test, record.split.seed)
+    return open_partitions(lake, record.data_versions, record.split)
+
+
+def load_splits(
+    lake: LakeStorage, record: ModelVersion | BaselineSet, names: tuple[str, ...] = ("validation", "test")
+) -> dict[str, Split]:
+    """The splits ``names`` of ``record``'s rows in memory (the held-out ones by default: their size is bounded
+    by the split spec; the training split is read as a stream, see ``open_dataset``)."""
+    data = open_dataset(lake, record)
+    return {name: data.materialize(name) for name in names}
 
 
 @dataclass(frozen=True)
 class LoadedVersion:
-    """A model version with its Keras model (bytes verified) and its splits."""
+    """A model version with its Keras model (bytes verified) and the held-out splits asked for."""
 
     record: ModelVersion
     model: Any
     splits: dict[str, Split]
 
 
-def load_version(lake: LakeStorage, version: str, model: str = MODEL_NAME) -> LoadedVersion:
-    """The one loader every per-version asset uses: record, verified model, exact splits."""
+def load_version(
+    lake: LakeStorage, version: str, model: str = MODEL_NAME, splits: tuple[str, ...] = ("test",)
+) -> LoadedVersion:
+    """The one loader every per-version asset uses: record, verified model, exact ``splits`` (the test split)."""
     record = load_record(lake, version, model)
     data = read_verified(lake, version_key(record.version, MODEL_FILE, model), record.model_sha256)
-    return LoadedVersion(record=record, model=keras_from_bytes(data), splits=load_splits(lake, record))
+    return LoadedVersion(record=record, model=keras_from_bytes(data), splits=load_splits(lake, record, splits))
 
 
 def publish_baselines(lake: LakeStorage, baselines: BaselineSet, model: str = MODEL_NAME) -> str:

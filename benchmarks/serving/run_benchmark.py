@@ -87,13 +87,14 @@ def prepare(home: Path) -> dict[str, Any]:
         start = date(2026, 10, 1)
         days = [synthetic.generate_partition(start + timedelta(days=d), 1000, 7) for d in range(3)]
         rows = features.featurize_rows(pd.concat(days, ignore_index=True))
-        splits = dataset.split_dataset(rows[rows[features.REASON].isna()], validation=0.15, test=0.15, seed=7)
-        trained = train_cnn(splits, TrainConfig(epochs=1, seed=1, cnn=CNNConfig()))
+        data = dataset.ModellingDataset.planned(dataset.FrameSource(rows), validation=0.15, test=0.15, seed=7)
+        validation = data.materialize("validation")
+        trained = train_cnn(data, TrainConfig(epochs=1, seed=1, cnn=CNNConfig()), validation=validation)
         with mlflow.start_run():
             registered = register_keras_model(
                 trained.model,
                 threshold=trained.threshold,
-                example_inputs={k: v[:5] for k, v in splits["train"].keras_inputs().items()},
+                example_inputs={k: v[:5] for k, v in validation.keras_inputs().items()},
                 dagster_run_id="serving-benchmark",
             )
         registry.set_alias(registry.CHAMPION, registered.version, tracking_uri=uri)

@@ -43,6 +43,14 @@ class SplitSpec(_Frozen):
     validation: float = Field(gt=0, lt=1, description="Share of rows for early stopping and the threshold.")
     test: float = Field(gt=0, lt=1, description="Share of rows held out for evaluation.")
     seed: int = Field(description="Seed of the ID hash.")
+    max_holdout_rows: int | None = Field(
+        default=None,
+        ge=2,
+        description=(
+            "Cap on the validation and on the test split, rows each: per class min(round(n_c x fraction), "
+            "floor(n_c x cap / n)); the rest train. None: the fractions alone."
+        ),
+    )
 
 
 class Calibration(_Frozen):
@@ -159,6 +167,15 @@ class ModelVersion(_Frozen):
             raise ValueError(f"{source} is not a valid model-version record: {fields}") from None
 
 
+class TrainingSample(_Frozen):
+    """Which training rows a model was fitted on: all of the split, or a seeded sample of ``max_rows`` of them."""
+
+    rows: int = Field(gt=0, description="Rows fitted on.")
+    split_rows: int = Field(gt=0, description="Rows in the training split.")
+    max_rows: int = Field(gt=0, description="The cap: a split with more rows is sampled to this many.")
+    seed: int = Field(description="Seed of the ID hash that picks the sampled rows.")
+
+
 class BaselineSet(_Frozen):
     """The comparison models trained for one model version, on its data and split."""
 
@@ -171,6 +188,9 @@ class BaselineSet(_Frozen):
     validation_roc_auc: dict[str, float]
     data_versions: dict[str, str]
     split: SplitSpec
+    training_sample: TrainingSample | None = Field(
+        default=None, description="The training rows the baselines were fitted on (None: the whole split)."
+    )
 
 
 def version_label(value: str | int) -> str:

@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -137,8 +137,8 @@ def read_manifest(store: ObjectStore, folder: str) -> Manifest:
     return Manifest.from_json(text, _named(store, key))
 
 
-def read_part(store: ObjectStore, folder: str, part: Part) -> pa.Table:
-    """One listed part, checked against its sha256; ``PartitionError`` naming the object otherwise."""
+def _verified_bytes(store: ObjectStore, folder: str, part: Part) -> tuple[bytes, str]:
+    """A listed part's bytes, checked against its sha256, and its name for messages."""
     key = lake_keys.part(folder, part.name)
     name = _named(store, key)
     try:
@@ -153,6 +153,12 @@ def read_part(store: ObjectStore, folder: str, part: Part) -> pa.Table:
             f"{name} is corrupt or was changed after its commit "
             f"(sha256 {actual[:12]} != {part.sha256[:12]} in the manifest)"
         )
+    return data, name
+
+
+def read_part(store: ObjectStore, folder: str, part: Part) -> pa.Table:
+    """One listed part, checked against its sha256; ``PartitionError`` naming the object otherwise."""
+    data, name = _verified_bytes(store, folder, part)
     try:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as error:
@@ -160,6 +166,41 @@ def read_part(store: ObjectStore, folder: str, part: Part) -> pa.Table:
     if table.num_rows != part.rows:
         raise PartitionError(f"{name} holds {table.num_rows} rows, its manifest says {part.rows}")
     return table
+
+
+def iter_part_batches(
+    store: ObjectStore, folder: str, part: Part, columns: Sequence[str] | None = None, batch_rows: int = 65_536
+) -> Iterator[pa.RecordBatch]:
+    """One listed part (checked against its sha256) as record batches of at most ``batch_rows`` rows, decoded
+    row group by row group: memory is the part's encoded bytes plus one batch."""
+    data, name = _verified_bytes(store, folder, part)
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        if parquet.metadata.num_rows != part.rows:
+            raise PartitionError(f"{name} holds {parquet.metadata.num_rows} rows, its manifest says {part.rows}")
+        yield from parquet.iter_batches(batch_size=batch_rows, columns=None if columns is None else list(columns))
+    except (pa.ArrowException, OSError) as error:
+        raise PartitionError(f"{name} is not a readable Parquet file: {error}") from None
+
+
+@dataclass(frozen=True)
+class PartsSource:
+    """Committed parts of one or more partitions as pieces read batch by batch (a ``dataset.TensorSource``)."""
+
+    store: ObjectStore
+    parts: tuple[tuple[str, Part], ...]  # (partition folder, part)
+
+    @classmethod
+    def of(cls, store: ObjectStore, manifests: dict[str, Manifest]) -> PartsSource:
+        """Every part ``{folder: manifest}`` lists, folder by folder in key order."""
+        return cls(store, tuple((folder, part) for folder in sorted(manifests) for part in manifests[folder].parts))
+
+    def pieces(self) -> int:
+        return len(self.parts)
+
+    def read(self, piece: int, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        folder, part = self.parts[piece]
+        return iter_part_batches(self.store, folder, part, columns)
 
 
 def iter_partition(store: ObjectStore, folder: str, manifest: Manifest | None = None) -> Iterator[pd.DataFrame]:

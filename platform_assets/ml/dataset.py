@@ -1,21 +1,47 @@
-"""The modelling dataset: valid tensor rows from chosen partitions, split deterministically."""
+"""The modelling dataset: the valid tensor rows of a source, split by a ``SplitPlan``, read as a stream.
+
+A ``TensorSource`` hands out its rows piece by piece (the lake's Parquet parts), each in record batches of
+bounded size. ``ModellingDataset`` reads a split as a stream of ``Chunk``s (what training iterates over),
+materializes a split (validation and test, bounded by the fractions and ``max_holdout_rows``) or a seeded
+sample of it (the baselines' training rows). Materialized splits are in client-ID order.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from platform_assets.ml import schema
-from platform_assets.ml.features import FeatureBatch, batch_from_rows
+from platform_assets.ml.features import CHANNELS, HISTORY, REASON, STATIC, FeatureBatch
+from platform_assets.ml.splits import SPLITS, SplitPlan, assign_splits, plan_splits, split_hash
 
-SPLITS = ("train", "validation", "test")
+__all__ = ["SPLITS", "Chunk", "FrameSource", "ModellingDataset", "Split", "TensorSource", "assign_splits"]
+
+INDEX_COLUMNS = (schema.ID, schema.TARGET, REASON)
+#: Mixed into the sampling seed so a sample is not the split's own hash order (the head of a class).
+_SAMPLE_SALT = 0x5EED
+
+
+class TensorSource(Protocol):
+    """Tensor rows (columns of ``credit_history_tensors``) in pieces read as record batches of bounded size."""
+
+    def pieces(self) -> int: ...
+
+    def read(self, piece: int, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Piece ``piece``'s rows, all columns or ``columns``, a record batch (row group) at a time."""
+        ...
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split's inputs, labels (0/1) and client IDs, aligned row by row."""
+    """One split's inputs, labels (0/1) and client IDs, aligned row by row; ``frame`` has the scalar columns
+    (ID, label, protected attributes, ...) of the same rows."""
 
     features: FeatureBatch
     labels: np.ndarray
@@ -33,55 +59,143 @@ class Split:
         return {"history": self.features.tensor, "static": self.features.static}
 
 
-def _mix(ids: np.ndarray, seed: int) -> np.ndarray:
-    """A seeded 64-bit hash of each ID (splitmix64 finaliser): uniform, and different per seed."""
-    z = ids.astype("uint64") + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return z
+@dataclass(frozen=True)
+class Chunk:
+    """Valid rows of one record batch: IDs, labels and inputs (and the scalar columns when asked for)."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    features: FeatureBatch
+    frame: pd.DataFrame | None
 
 
-def assign_splits(ids: np.ndarray, labels: np.ndarray, validation: float, test: float, seed: int) -> np.ndarray:
-    """Stratified, deterministic split names per row.
+@dataclass(frozen=True)
+class FrameSource:
+    """Tensor rows already in memory (a ``featurize_rows`` frame) as a source of ``piece_rows``-row pieces."""
 
-    Within each class, rows are ranked by a seeded hash of their ID and cut at the fractions, so the
-    class balance is exactly the same in each split and the same rows always give the same split.
-    """
-    if not (0 < validation < 1 and 0 < test < 1 and validation + test < 1):
-        raise ValueError(f"validation ({validation}) and test ({test}) fractions must be in (0, 1) with sum < 1")
-    with np.errstate(over="ignore"):  # the hash multiplies modulo 2**64 on purpose
-        hashed = _mix(ids, seed)
-    out = np.empty(len(ids), dtype=object)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        ordered = members[np.argsort(hashed[members], kind="stable")]
-        n_test = round(len(ordered) * test)
-        n_validation = round(len(ordered) * validation)
-        out[ordered[:n_test]] = "test"
-        out[ordered[n_test : n_test + n_validation]] = "validation"
-        out[ordered[n_test + n_validation :]] = "train"
-    return out
+    frame: pd.DataFrame
+    piece_rows: int = 65_536
+
+    def pieces(self) -> int:
+        return max(1, -(-len(self.frame) // self.piece_rows))
+
+    def read(self, piece: int, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        rows = self.frame.iloc[piece * self.piece_rows : (piece + 1) * self.piece_rows]
+        yield from pa.Table.from_pandas(
+            rows if columns is None else rows[list(columns)], preserve_index=False
+        ).to_batches()
 
 
-def split_dataset(rows: pd.DataFrame, validation: float, test: float, seed: int) -> dict[str, Split]:
-    """Split valid tensor rows (quarantined rows must already be removed) into train/validation/test."""
-    if rows.empty:
-        raise ValueError("no valid rows to train on: materialize credit_history_tensors first")
-    rows = rows.sort_values(schema.ID).reset_index(drop=True)
-    labels = rows[schema.TARGET].to_numpy(dtype="int64")
-    if len(np.unique(labels)) < 2:
-        raise ValueError(f"{schema.TARGET!r} has a single class in {len(rows)} rows: cannot train or evaluate")
-    names = assign_splits(rows[schema.ID].to_numpy(), labels, validation, test, seed)
-    splits = {}
-    for name in SPLITS:
-        part = rows[names == name].reset_index(drop=True)
-        splits[name] = Split(
-            features=batch_from_rows(part),
-            labels=part[schema.TARGET].to_numpy(dtype="int64"),
-            ids=part[schema.ID].to_numpy(),
-            frame=part,
-        )
-    return splits
+def _valid(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch.filter(pc.is_null(batch.column(REASON)))
+
+
+def _list_values(column: pa.Array, n: int) -> np.ndarray:
+    """A list<float> column of ``n`` equally long lists as an (n, width) float32 matrix."""
+    values: np.ndarray = column.flatten().to_numpy(zero_copy_only=False).astype("float32", copy=False)
+    return values.reshape(n, -1) if n else values.reshape(0, 0)
+
+
+def _chunk(batch: pa.RecordBatch, with_frame: bool) -> Chunk:
+    n = batch.num_rows
+    tensor = _list_values(batch.column(HISTORY), n).reshape(n, schema.N_MONTHS, len(CHANNELS))
+    scalars = [name for name in batch.schema.names if name not in (HISTORY, STATIC)]
+    return Chunk(
+        ids=batch.column(schema.ID).to_numpy(),
+        labels=batch.column(schema.TARGET).to_numpy().astype("int64"),
+        features=FeatureBatch(tensor=tensor, static=_list_values(batch.column(STATIC), n)),
+        frame=batch.select(scalars).to_pandas() if with_frame else None,
+    )
+
+
+@dataclass(frozen=True)
+class ModellingDataset:
+    """The valid rows of ``source`` assigned to splits by ``plan``."""
+
+    source: TensorSource
+    plan: SplitPlan
+
+    @classmethod
+    def planned(
+        cls, source: TensorSource, validation: float, test: float, seed: int, max_holdout_rows: int | None = None
+    ) -> ModellingDataset:
+        """Plan the splits of ``source`` (two passes over its IDs and labels only)."""
+
+        def index() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for piece in range(source.pieces()):
+                for batch in source.read(piece, INDEX_COLUMNS):
+                    valid = _valid(batch)
+                    yield valid.column(schema.ID).to_numpy(), valid.column(schema.TARGET).to_numpy()
+
+        return cls(source, plan_splits(index, validation, test, seed, max_holdout_rows))
+
+    def rows(self) -> dict[str, int]:
+        """Rows per split."""
+        return {name: self.plan.total(name) for name in SPLITS}
+
+    def chunks(self, split: str, order: Sequence[int] | None = None, with_frame: bool = False) -> Iterator[Chunk]:
+        """The rows of ``split``, record batch by record batch, over the pieces in ``order`` (default: as stored)."""
+        code = SPLITS.index(split)
+        columns = None if with_frame else (*INDEX_COLUMNS, HISTORY, STATIC)
+        for piece in range(self.source.pieces()) if order is None else order:
+            for batch in self.source.read(piece, columns):
+                valid = _valid(batch)
+                ids, labels = valid.column(schema.ID).to_numpy(), valid.column(schema.TARGET).to_numpy()
+                mine = valid.filter(pa.array(self.plan.codes(ids, labels) == code))
+                if mine.num_rows:
+                    yield _chunk(mine, with_frame)
+
+    def materialize(self, split: str) -> Split:
+        """Every row of ``split`` in memory, in ID order: ``rows()[split]`` rows."""
+        return _concat(list(self.chunks(split, with_frame=True)))
+
+    def sample(self, split: str, max_rows: int, seed: int) -> Split:
+        """``max_rows`` rows of ``split`` (all of them when it has fewer), chosen by a seeded hash of the ID:
+        the same rows for the same seed whatever the reading order. Memory: about 2 x ``max_rows`` rows."""
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be positive, got {max_rows}")
+        kept: list[Chunk | Split] = []
+        for chunk in self.chunks(split, with_frame=True):
+            kept.append(chunk)
+            if sum(len(c.ids) for c in kept) > 2 * max_rows:
+                kept = [_smallest_hashes(_concat(kept), max_rows, seed)]
+        split_rows = _concat(kept)
+        return _smallest_hashes(split_rows, max_rows, seed) if len(split_rows) > max_rows else split_rows
+
+
+def _concat(chunks: Sequence[Chunk | Split]) -> Split:
+    """Chunks as one split in ID order."""
+    if not chunks:
+        raise ValueError("the split has no rows")
+    ids = np.concatenate([c.ids for c in chunks])
+    order = np.argsort(ids, kind="stable")
+    frames = [c.frame for c in chunks if c.frame is not None]
+    return Split(
+        features=FeatureBatch(
+            tensor=np.concatenate([c.features.tensor for c in chunks])[order],
+            static=np.concatenate([c.features.static for c in chunks])[order],
+        ),
+        labels=np.concatenate([c.labels for c in chunks])[order],
+        ids=ids[order],
+        frame=pd.concat(frames, ignore_index=True).iloc[order].reset_index(drop=True) if frames else pd.DataFrame(),
+    )
+
+
+def _smallest_hashes(split: Split, rows: int, seed: int) -> Split:
+    """The ``rows`` rows of ``split`` with the smallest sampling hash, in ID order."""
+    hashes = split_hash(split.ids, seed ^ _SAMPLE_SALT)
+    keep = np.sort(np.lexsort((split.ids, hashes))[:rows])
+    return Split(
+        features=FeatureBatch(tensor=split.features.tensor[keep], static=split.features.static[keep]),
+        labels=split.labels[keep],
+        ids=split.ids[keep],
+        frame=split.frame.iloc[keep].reset_index(drop=True),
+    )
+
+
+def split_dataset(
+    rows: pd.DataFrame, validation: float, test: float, seed: int, max_holdout_rows: int | None = None
+) -> dict[str, Split]:
+    """Tensor rows in memory (a ``featurize_rows`` frame; quarantined rows are left out) as the three splits."""
+    data = ModellingDataset.planned(FrameSource(rows), validation, test, seed, max_holdout_rows)
+    return {name: data.materialize(name) for name in SPLITS}

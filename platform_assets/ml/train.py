@@ -1,5 +1,11 @@
 """Training: the CNN with class weighting and early stopping, and the two baselines, each calibrated on the
-validation split, with the decision threshold set by the version's threshold policy."""
+validation split, with the decision threshold set by the version's threshold policy.
+
+The CNN reads its training split as a stream (``training_stream``): the pieces of the source in a seeded order
+per epoch, record batch by record batch, through a shuffle buffer of ``TrainConfig.shuffle_rows`` rows, so its
+memory does not grow with the training rows. The validation split is materialized (calibration and the
+threshold need all of it at once); its size is bounded by the split fraction and ``max_holdout_rows``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from platform_assets.core.model_version import Calibration, ThresholdPolicy
 from platform_assets.ml import calibration
-from platform_assets.ml.dataset import Split
+from platform_assets.ml.dataset import ModellingDataset, Split
 from platform_assets.ml.model import CNNConfig, build_cnn
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -38,6 +44,8 @@ class TrainConfig:
     batch_size: int = 256
     patience: int = 8
     seed: int = 42
+    #: Rows in the shuffle buffer of the training stream: the whole training split when it has fewer rows.
+    shuffle_rows: int = 65_536
     cnn: CNNConfig = field(default_factory=CNNConfig)
     policy: ThresholdPolicy = DEFAULT_POLICY
     #: "platt" or "isotonic" to force a calibration method; None chooses by cross-validated log-loss.
@@ -94,8 +102,13 @@ def policy_threshold(policy: ThresholdPolicy, validation_probabilities: np.ndarr
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
     """Balanced weights: each class contributes half of the loss whatever its share of rows."""
-    n = len(labels)
     positives = int(labels.sum())
+    return balanced_weights({0: len(labels) - positives, 1: positives})
+
+
+def balanced_weights(rows: dict[int, int]) -> dict[int, float]:
+    """Balanced weights from the rows per class (0 and 1)."""
+    n, positives = sum(rows.values()), rows.get(1, 0)
     if positives in (0, n):
         raise ValueError("class weighting needs both classes in the training labels")
     return {0: n / (2.0 * (n - positives)), 1: n / (2.0 * positives)}
@@ -125,15 +138,55 @@ def predict_cnn(model: Any, features: dict[str, np.ndarray], batch_size: int = 4
     return np.concatenate(out) if out else np.empty(0, dtype="float32")
 
 
-def train_cnn(splits: dict[str, Split], config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainedCNN:
-    """Fit the CNN on ``train``, stop early on validation AUC, calibrate it on validation and set the threshold
-    by ``config.policy``. The returned model outputs the calibrated probability."""
+def training_stream(data: ModellingDataset, config: TrainConfig) -> Any:
+    """The training split as a ``tf.data.Dataset`` of ``(inputs, labels)`` batches, reshuffled every epoch.
+
+    Each epoch reads the source's pieces in an order drawn from ``config.seed`` and the epoch, and shuffles rows
+    through a buffer of ``config.shuffle_rows``: deterministic for a seed, bounded in memory.
+    """
+    import tensorflow as tf
+
+    sample = next(data.chunks("train"), None)
+    if sample is None:
+        raise ValueError("the training split has no rows")
+    months, channels = sample.features.tensor.shape[1:]
+    epochs = iter(range(2**31))
+
+    def batches() -> Any:
+        order = np.random.default_rng([config.seed, next(epochs)]).permutation(data.source.pieces())
+        for chunk in data.chunks("train", order=order.tolist()):
+            yield {"history": chunk.features.tensor, "static": chunk.features.static}, chunk.labels
+
+    signature = (
+        {
+            "history": tf.TensorSpec((None, months, channels), tf.float32),
+            "static": tf.TensorSpec((None, sample.features.static.shape[1]), tf.float32),
+        },
+        tf.TensorSpec((None,), tf.int64),
+    )
+    n = data.plan.total("train")
+    rows = tf.data.Dataset.from_generator(batches, output_signature=signature).unbatch()
+    shuffled = rows.shuffle(min(config.shuffle_rows, n), seed=config.seed).batch(config.batch_size)
+    # A known length lets Keras count steps (and fails the epoch if the stream yields another number of rows).
+    steps = -(-n // config.batch_size)
+    return shuffled.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+
+
+def train_cnn(
+    data: ModellingDataset,
+    config: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+    validation: Split | None = None,
+) -> TrainedCNN:
+    """Fit the CNN on the ``train`` stream, stop early on validation AUC, calibrate it on validation and set the
+    threshold by ``config.policy``. The returned model outputs the calibrated probability. ``validation`` is
+    ``data``'s validation split when the caller already holds it (else it is read here)."""
     import keras
 
     make_deterministic(config.seed)
-    train, validation = splits["train"], splits["validation"]
-    tensor_shape = train.features.tensor.shape
-    model = build_cnn(tensor_shape[1], tensor_shape[2], train.features.static.shape[1], config.cnn)
+    validation = data.materialize("validation") if validation is None else validation
+    tensor_shape = validation.features.tensor.shape
+    model = build_cnn(tensor_shape[1], tensor_shape[2], validation.features.static.shape[1], config.cnn)
 
     class _Report(keras.callbacks.Callback):  # type: ignore[misc]
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -144,12 +197,11 @@ def train_cnn(splits: dict[str, Split], config: TrainConfig, on_epoch: EpochCall
         monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True
     )
     fit = model.fit(
-        train.keras_inputs(),
-        train.labels,
+        training_stream(data, config),
         validation_data=(validation.keras_inputs(), validation.labels),
         epochs=config.epochs,
-        batch_size=config.batch_size,
-        class_weight=class_weights(train.labels),
+        shuffle=False,  # the stream shuffles itself
+        class_weight=balanced_weights(data.plan.rows["train"]),
         callbacks=[stopper, _Report()],
         verbose=0,
     )

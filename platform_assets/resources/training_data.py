@@ -7,8 +7,9 @@ import pandas as pd
 from pydantic import Field
 
 from platform_assets.core import lake_keys
+from platform_assets.core.model_version import SplitSpec
 from platform_assets.dataplane import partitions as lake_partitions
-from platform_assets.ml.dataset import Split, split_dataset
+from platform_assets.ml.dataset import ModellingDataset
 from platform_assets.ml.features import REASON
 from platform_assets.resources.lake import LakeStorage
 
@@ -20,6 +21,13 @@ class TrainingData(dg.ConfigurableResource["TrainingData"]):
     validation_fraction: float = Field(default=0.1, description="Share of rows for early stopping/thresholds.")
     test_fraction: float = Field(default=0.2, description="Share of rows held out for evaluation.")
     split_seed: int = Field(default=42, description="Seed of the ID hash that assigns rows to splits.")
+    max_holdout_rows: int | None = Field(
+        default=500_000,
+        description=(
+            "Most rows in the validation split and in the test split each (both are held in memory by training "
+            "and evaluation, about 200 bytes a row); beyond it the extra rows train. None: no cap."
+        ),
+    )
 
     def available_partitions(self, lake: LakeStorage) -> list[str]:
         # Committed partitions only: a folder without its manifest is a run that has not finished (or failed).
@@ -34,23 +42,41 @@ class TrainingData(dg.ConfigurableResource["TrainingData"]):
             raise ValueError("no credit_history_tensors partitions in the lake: materialize them first")
         return partitions[-self.window_days :] if self.window_days > 0 else partitions
 
+    def split_spec(self) -> SplitSpec:
+        return SplitSpec(
+            validation=self.validation_fraction,
+            test=self.test_fraction,
+            seed=self.split_seed,
+            max_holdout_rows=self.max_holdout_rows,
+        )
+
+    def open(self, lake: LakeStorage) -> tuple[ModellingDataset, dict[str, str]]:
+        """The training window's rows, split (not read yet), and ``{partition: digest}`` of what they are."""
+        source, versions = _tensor_parts(lake, self.available_partitions(lake), expected=None)
+        return planned(source, self.split_spec()), versions
+
     def load(self, lake: LakeStorage) -> tuple[pd.DataFrame, dict[str, str]]:
-        """Valid tensor rows of the training window and ``{partition: digest}`` of what was read."""
-        return _read_partitions(lake, self.available_partitions(lake), expected=None)
-
-    def splits(self, rows: pd.DataFrame) -> dict[str, Split]:
-        return split_dataset(rows, self.validation_fraction, self.test_fraction, self.split_seed)
-
-
-def load_partitions(lake: LakeStorage, data_versions: dict[str, str]) -> pd.DataFrame:
-    """Valid tensor rows of exactly the partitions in ``data_versions``; fails if any changed since."""
-    return _read_partitions(lake, sorted(data_versions), expected=data_versions)[0]
+        """Every valid tensor row of the window in memory, and ``{partition: digest}`` (for a few partitions:
+        the drift window)."""
+        source, versions = _tensor_parts(lake, self.available_partitions(lake), expected=None)
+        frames = [b.to_pandas() for piece in range(source.pieces()) for b in source.read(piece)]
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[REASON])
+        return rows[rows[REASON].isna()].reset_index(drop=True), versions
 
 
-def _read_partitions(
+def open_partitions(lake: LakeStorage, data_versions: dict[str, str], split: SplitSpec) -> ModellingDataset:
+    """Exactly the partitions in ``data_versions``, split by ``split``; fails if any changed since."""
+    return planned(_tensor_parts(lake, sorted(data_versions), expected=data_versions)[0], split)
+
+
+def planned(source: lake_partitions.PartsSource, split: SplitSpec) -> ModellingDataset:
+    return ModellingDataset.planned(source, split.validation, split.test, split.seed, split.max_holdout_rows)
+
+
+def _tensor_parts(
     lake: LakeStorage, partitions: list[str], expected: dict[str, str] | None
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    frames, versions = [], {}
+) -> tuple[lake_partitions.PartsSource, dict[str, str]]:
+    manifests, versions = {}, {}
     for partition in partitions:
         folder = lake_keys.tensors(partition)
         manifest = lake_partitions.read_manifest(lake, folder)
@@ -60,7 +86,6 @@ def _read_partitions(
                 f"credit_history_tensors partition {partition} changed since training "
                 f"(digest {versions[partition][:12]} != {expected[partition][:12]}): retrain first"
             )
-        # Each part is checked against the manifest's sha256 as it is read.
-        frames.append(lake_partitions.read_partition(lake, folder, manifest))
-    rows = pd.concat(frames, ignore_index=True)
-    return rows[rows[REASON].isna()].reset_index(drop=True), versions
+        manifests[folder] = manifest
+    # Executors' view of the lake: picklable, and the same objects the lake resource reads.
+    return lake_partitions.PartsSource.of(lake.executor_store(), manifests), versions

@@ -98,3 +98,25 @@ def test_single_class_raises(rows: pd.DataFrame) -> None:
 def test_no_rows_raises(rows: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="no valid rows"):
         dataset.split_dataset(rows.iloc[:0], 0.1, 0.2, seed=42)
+
+
+def test_a_sample_is_seeded_and_independent_of_the_reading_order(rows: pd.DataFrame) -> None:
+    """The baselines' sample: the same rows for a seed, however the source is cut into pieces or ordered."""
+    data = dataset.ModellingDataset.planned(dataset.FrameSource(rows, piece_rows=700), 0.1, 0.2, seed=42)
+    shuffled = rows.sample(frac=1.0, random_state=3)
+    again = dataset.ModellingDataset.planned(dataset.FrameSource(shuffled, piece_rows=1500), 0.1, 0.2, seed=42)
+    train = data.materialize("train")
+    sample = data.sample("train", 1000, seed=3)
+    assert len(sample) == 1000 and set(sample.ids) <= set(train.ids)
+    assert list(sample.ids) == sorted(sample.ids)
+    np.testing.assert_array_equal(again.sample("train", 1000, seed=3).ids, sample.ids)
+    in_train = np.searchsorted(train.ids, sample.ids)
+    np.testing.assert_array_equal(sample.flat(), train.flat()[in_train])
+    np.testing.assert_array_equal(sample.labels, sample.frame[schema.TARGET].to_numpy())
+    assert len(set(data.sample("train", 1000, seed=4).ids) & set(sample.ids)) < 300
+    # Not the head of the split's own hash order: the sample has the class balance of the split.
+    assert sample.labels.mean() == pytest.approx(train.labels.mean(), abs=0.04)
+    whole = data.sample("train", len(train) + 1, seed=3)
+    np.testing.assert_array_equal(whole.ids, train.ids)
+    with pytest.raises(ValueError, match="max_rows"):
+        data.sample("train", 0, seed=3)

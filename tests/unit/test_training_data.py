@@ -1,4 +1,4 @@
-"""TrainingData.load: valid tensor rows from the lake, pinned by content hashes."""
+"""TrainingData: valid tensor rows from the lake, pinned by content hashes, split as a stream."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 
 from platform_assets.core import lake_keys
 from platform_assets.dataplane.partitions import PartitionError, read_manifest, write_partition
-from platform_assets.ml import features, schema, synthetic
+from platform_assets.ml import dataset, features, schema, synthetic
 from platform_assets.resources.lake import LocalLake
-from platform_assets.resources.training_data import TrainingData, load_partitions
+from platform_assets.resources.training_data import TrainingData, open_partitions
 
 OLD, NEW = "2026-10-01", "2026-10-02"
 
@@ -47,11 +47,17 @@ def test_load_returns_valid_rows_and_partition_hashes(lake: LocalLake, tmp_path:
     assert list(rows.index) == list(range(len(rows)))
 
 
-def test_loaded_rows_split_into_model_inputs(lake: LocalLake) -> None:
+def test_opened_rows_split_into_model_inputs(lake: LocalLake) -> None:
     training_data = TrainingData(validation_fraction=0.1, test_fraction=0.2)
     rows, _ = training_data.load(lake)
-    splits = training_data.splits(rows)
-    assert sum(len(s) for s in splits.values()) == len(rows)
+    data, _ = training_data.open(lake)
+    splits = {name: data.materialize(name) for name in dataset.SPLITS}
+    assert {name: len(s) for name, s in splits.items()} == data.rows()
+    assert sorted(np.concatenate([s.ids for s in splits.values()])) == sorted(rows[schema.ID])
+    expected = dataset.split_dataset(rows, 0.1, 0.2, seed=42)  # the same rows in memory: the same splits
+    for name, split in splits.items():
+        np.testing.assert_array_equal(split.ids, expected[name].ids)
+        np.testing.assert_array_equal(split.flat(), expected[name].flat())
     train = splits["train"]
     assert train.features.tensor.shape == (len(train), schema.N_MONTHS, len(features.CHANNELS))
     assert np.isfinite(train.flat()).all()
@@ -65,19 +71,20 @@ def test_window_days_picks_the_newest_partitions(lake: LocalLake, tmp_path: Path
 
 
 def test_pinned_versions_reload_exactly_those_partitions(lake: LocalLake) -> None:
-    rows, versions = TrainingData().load(lake)
+    training_data = TrainingData()
+    data, versions = training_data.open(lake)
     write_partition(lake, lake_keys.tensors("2026-10-03"), [_tensor_rows("2026-10-03", 10)])  # arrives later
-    again = load_partitions(lake, versions)
-    pd.testing.assert_frame_equal(
-        again.drop(columns=[features.HISTORY, features.STATIC]), rows.drop(columns=[features.HISTORY, features.STATIC])
-    )
+    again = open_partitions(lake, versions, training_data.split_spec())
+    assert again.plan == data.plan
+    for name in dataset.SPLITS:
+        pd.testing.assert_frame_equal(again.materialize(name).frame, data.materialize(name).frame)
 
 
 def test_changed_partition_is_refused(lake: LocalLake) -> None:
     _, versions = TrainingData().load(lake)
     write_partition(lake, lake_keys.tensors(OLD), [_tensor_rows(OLD, 40, seed=99)])  # rewritten since training
     with pytest.raises(ValueError, match="changed since training") as error:
-        load_partitions(lake, versions)
+        open_partitions(lake, versions, TrainingData().split_spec())
     assert OLD in str(error.value)
 
 
@@ -97,4 +104,4 @@ def test_a_corrupt_part_fails_naming_it(lake: LocalLake) -> None:
     [part, _] = read_manifest(lake, lake_keys.tensors(NEW)).parts
     lake.write_bytes(f"{lake_keys.tensors(NEW)}/{part.name}", b"not parquet")
     with pytest.raises(PartitionError, match=f"{part.name} is corrupt"):
-        load_partitions(lake, versions)
+        open_partitions(lake, versions, TrainingData().split_spec())

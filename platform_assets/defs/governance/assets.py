@@ -149,11 +149,15 @@ class DriftConfig(dg.Config):
     )
     threshold: float | None = Field(default=None, description="Drift threshold of that test; None uses its default.")
     drift_share: float = Field(default=0.5, description="Share of drifted features that counts as dataset drift.")
+    reference_rows: int = Field(
+        default=100_000,
+        gt=0,
+        description="Most rows of the model's training split in the reference: a seeded sample of a larger split.",
+    )
 
 
-def scored_frame(model: Any, rows: pd.DataFrame, static_names: list[str]) -> pd.DataFrame:
-    """The model's inputs of valid tensor rows as named columns (see ``drift.feature_frame``), and its score."""
-    batch = features.batch_from_rows(rows)
+def scored_frame(model: Any, batch: features.FeatureBatch, static_names: list[str]) -> pd.DataFrame:
+    """The model's inputs as named columns (see ``drift.feature_frame``), and its score."""
     frame = drift.feature_frame(batch, static_names)
     frame[drift.SCORE] = predict_cnn(model, {"history": batch.tensor, "static": batch.static})
     return frame
@@ -178,8 +182,11 @@ def data_drift_report(
     if config.window_partitions < 1:
         raise ValueError(f"window_partitions must be at least 1, got {config.window_partitions}")
     with fail_fast():
-        loaded = model_store.load_version(lake, context.partition_key)
-    info = loaded.record
+        loaded = model_store.load_version(lake, context.partition_key, splits=())
+        info = loaded.record
+        training_rows = model_store.open_dataset(lake, info).sample(
+            "train", config.reference_rows, seed=info.split.seed
+        )
     window = TrainingData(window_days=config.window_partitions)
     partitions = window.available_partitions(lake)
     current_rows, current_versions = window.load(lake)
@@ -189,8 +196,8 @@ def data_drift_report(
             "materialize newer credit_history_tensors partitions or widen window_partitions"
         )
     static_names = list(info.feature_spec.static)
-    reference = scored_frame(loaded.model, loaded.splits["train"].frame, static_names)
-    current = scored_frame(loaded.model, current_rows, static_names)
+    reference = scored_frame(loaded.model, training_rows.features, static_names)
+    current = scored_frame(loaded.model, features.batch_from_rows(current_rows), static_names)
     columns = [c for c in reference.columns if c != drift.SCORE]
     result = drift.drift_report(
         reference, current, columns, method=config.method, threshold=config.threshold, drift_share=config.drift_share
@@ -199,7 +206,7 @@ def data_drift_report(
     report = {
         **result.summary,
         "model_version": info.version,
-        "reference": "train split of the model",
+        "reference": f"train split of the model ({len(reference)} rows, at most {config.reference_rows})",
         "window": {"partitions": partitions, "data_versions": current_versions, "in_training_data": overlap},
         "computed_at": datetime.now(UTC).isoformat(),
     }

@@ -23,8 +23,8 @@ from platform_assets.core.model_version import (
     BaselineSet,
     FeatureSpec,
     ModelVersion,
-    SplitSpec,
     ThresholdPolicy,
+    TrainingSample,
 )
 from platform_assets.core.registry import MODEL_NAME
 from platform_assets.defs.features.assets import credit_history_tensors
@@ -129,12 +129,6 @@ def tensor_feature_spec(instance: dg.DagsterInstance, partitions: list[str]) -> 
     return next(iter(specs))
 
 
-def split_spec(training_data: TrainingData) -> SplitSpec:
-    return SplitSpec(
-        validation=training_data.validation_fraction, test=training_data.test_fraction, seed=training_data.split_seed
-    )
-
-
 def version_record(context: dg.AssetExecutionContext, lake: LakeStorage) -> ModelVersion:
     """The record of the version this run's partition key names (a missing one is not retried)."""
     with fail_fast():
@@ -164,18 +158,18 @@ def default_risk_model(
 
     with fail_fast():
         train_config = config.to_train_config()
-        rows, data_versions = training_data.load(lake)
+        data, data_versions = training_data.open(lake)
         spec = tensor_feature_spec(context.instance, sorted(data_versions))
-        splits = training_data.splits(rows)
-        static_width = splits["train"].features.static.shape[1]
+        validation = data.materialize("validation")
+        static_width = validation.features.static.shape[1]
         if static_width != len(spec.static):
             raise ValueError(
                 f"credit_history_tensors carry {static_width} static features but their feature_spec names "
                 f"{len(spec.static)} ({list(spec.static)}): rematerialize the partitions"
             )
+    rows = data.rows()
     context.log.info(
-        f"training on {len(data_versions)} partitions: "
-        + ", ".join(f"{name}={len(split)}" for name, split in splits.items())
+        f"training on {len(data_versions)} partitions: " + ", ".join(f"{name}={n}" for name, n in rows.items())
     )
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -188,8 +182,7 @@ def default_risk_model(
         )
         mlflow.log_dict(spec.model_dump(mode="json"), "feature_spec.json")
         mlflow.log_dict(data_versions, "data_versions.json")
-        trained = train_cnn(splits, train_config, on_epoch=on_epoch)
-        validation = splits["validation"]
+        trained = train_cnn(data, train_config, on_epoch=on_epoch, validation=validation)
         val_metrics = evaluate.classification_metrics(
             validation.labels, predict_cnn(trained.model, validation.keras_inputs()), trained.threshold
         )
@@ -197,7 +190,7 @@ def default_risk_model(
         registered = register_keras_model(
             trained.model,
             threshold=trained.threshold,
-            example_inputs={k: v[:5] for k, v in splits["train"].keras_inputs().items()},
+            example_inputs={k: v[:5] for k, v in validation.keras_inputs().items()},
             model_name=MODEL_NAME,
             dagster_run_id=context.run.run_id,
         )
@@ -218,8 +211,8 @@ def default_risk_model(
         best_epoch=trained.best_epoch,
         feature_spec=spec,
         data_versions=data_versions,
-        split=split_spec(training_data),
-        rows={name: len(split) for name, split in splits.items()},
+        split=training_data.split_spec(),
+        rows=rows,
         validation_metrics=val_metrics,
         training_config=config.model_dump(),
     )
@@ -238,13 +231,27 @@ def default_risk_model(
             "validation_log_loss": dg.MetadataValue.json(trained.calibration.validation_log_loss),
             "best_epoch": trained.best_epoch,
             "validation_roc_auc": val_metrics["roc_auc"],
-            "train_rows": len(splits["train"]),
+            "train_rows": rows["train"],
             "feature_spec_version": spec.version,
             "partitions": dg.MetadataValue.json(data_versions),
             "sha256": model_sha,
             "path": dg.MetadataValue.path(lake.uri(model_store.version_key(record.version, MODEL_FILE))),
         },
     )
+
+
+class BaselineConfig(dg.Config):
+    """Knobs of the baselines' fit."""
+
+    max_train_rows: int = Field(
+        default=200_000,
+        gt=0,
+        description=(
+            "Most training-split rows the baselines are fitted on: a larger split is sampled to this many rows by "
+            "a seeded hash of the client ID (same rows for the same seed); memory is about 2 x this x 200 bytes."
+        ),
+    )
+    seed: int = Field(default=42, description="Seed of the baselines' fits and of the training-row sample.")
 
 
 @dg.asset(
@@ -254,23 +261,29 @@ def default_risk_model(
     kinds={"scikitlearn", "mlflow"},
     retry_policy=io_retry_policy(),
     description=(
-        "Logistic regression and HistGradientBoosting for one model version, on exactly its partitions and split, "
-        "each calibrated on the validation split and thresholded by the version's policy."
+        "Logistic regression and HistGradientBoosting for one model version, on its partitions and split (the "
+        "training split sampled to at most max_train_rows), each calibrated on the validation split and "
+        "thresholded by the version's policy."
     ),
 )
 def baseline_models(
-    context: dg.AssetExecutionContext, lake: LakeStorage, mlflow_tracker: dg.ResourceParam[MlFlow]
+    context: dg.AssetExecutionContext,
+    config: BaselineConfig,
+    lake: LakeStorage,
+    mlflow_tracker: dg.ResourceParam[MlFlow],
 ) -> dg.MaterializeResult[Any]:
     import mlflow
     import skops.io
 
     record = version_record(context, lake)
     with fail_fast():
-        splits = model_store.load_splits(lake, record)
+        data = model_store.open_dataset(lake, record)
+        train = data.sample("train", config.max_train_rows, seed=config.seed)
+        validation = data.materialize("validation")
     artifacts, thresholds, calibrations, val_auc = {}, {}, {}, {}
-    validation = splits["validation"]
     with tracking_run(mlflow_tracker) as run_id:
-        fitted = train_baselines(splits["train"], validation, seed=42, policy=record.threshold_policy)
+        mlflow.log_params({**config.model_dump(), "train_rows": len(train)})
+        fitted = train_baselines(train, validation, seed=config.seed, policy=record.threshold_policy)
         for name, baseline in fitted.items():
             key = model_store.version_key(record.version, f"baselines/{name}.skops")
             artifacts[f"{name}.skops"] = lake.write_bytes(key, skops.io.dumps(baseline.model))
@@ -280,6 +293,9 @@ def baseline_models(
                 "roc_auc"
             ]
             mlflow.log_metric(f"baseline_{name}_val_roc_auc", val_auc[name])
+    sample = TrainingSample(
+        rows=len(train), split_rows=data.rows()["train"], max_rows=config.max_train_rows, seed=config.seed
+    )
     baselines = BaselineSet(
         model_version=record.version,
         mlflow_run_id=run_id,
@@ -290,6 +306,7 @@ def baseline_models(
         validation_roc_auc=val_auc,
         data_versions=record.data_versions,
         split=record.split,
+        training_sample=sample,
     )
     model_store.publish_baselines(lake, baselines)
     return dg.MaterializeResult(
@@ -298,6 +315,10 @@ def baseline_models(
             "model_version": record.version,
             **{f"{name}_validation_roc_auc": auc for name, auc in val_auc.items()},
             "partitions": dg.MetadataValue.json(record.data_versions),
+            "train_rows": sample.rows,
+            "train_split_rows": sample.split_rows,
+            "max_train_rows": sample.max_rows,
+            "sample_seed": sample.seed,
         },
     )
 
