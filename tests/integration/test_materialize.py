@@ -12,7 +12,7 @@ from record_support import model_version
 
 from platform_assets import model_store, settings
 from platform_assets.core import lake_keys, registry
-from platform_assets.core.model_version import BaselineSet
+from platform_assets.core.model_version import BaselineSet, TrainingSample
 from platform_assets.dataplane.partitions import read_manifest, read_partition
 from platform_assets.definitions import bound_to, defs
 from platform_assets.demo import trained_version
@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 PARTITIONS = ["2026-10-05", "2026-10-06"]
 FAST_TRAINING = {"ops": {"default_risk_model": {"config": {"epochs": 4, "patience": 2}}}}
+#: Fewer than the ~840 training rows: the baselines fit on a seeded sample of the training split.
+BASELINE_SAMPLE = {"ops": {"baseline_models": {"config": {"max_train_rows": 400, "seed": 9}}}}
 
 
 def data_version(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> str:
@@ -58,7 +60,10 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
         assert training.success
         trained = trained_version(training)
         evaluated = definitions.resolve_job_def("model_version_job").execute_in_process(
-            instance=instance, partition_key=trained, asset_selection=[dg.AssetKey("baseline_models"), EVALUATION]
+            instance=instance,
+            partition_key=trained,
+            asset_selection=[dg.AssetKey("baseline_models"), EVALUATION],
+            run_config=BASELINE_SAMPLE,
         )
         assert evaluated.success
         gate = {e.check_name: e for e in evaluated.get_asset_check_evaluations()}
@@ -69,6 +74,8 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
         assert any(m.startswith("epoch 1: ") and "val_auc=" in m for m in logs)
 
     info = model_store.load_record(lake, trained)
+    baselines, _ = model_store.load_baselines(lake, trained)
+    assert baselines.training_sample == TrainingSample(rows=400, split_rows=info.rows["train"], max_rows=400, seed=9)
     assert info.data_versions == {p: read_manifest(lake, lake_keys.tensors(p)).digest for p in PARTITIONS}
     model_bytes = lake.read_bytes(f"{lake_keys.model_dir(registry.MODEL_NAME, info.version)}/model.keras")
     assert model_bytes[:2] == b"PK", "native .keras (zip) format expected"
