@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -95,18 +94,6 @@ def train(root: str, mode: str, epochs: int, holdout_rows: int) -> dict[str, flo
     return {"train_rows": data.plan.total("train"), "rss_before_mb": before, "peak_mb": peak, "s_per_epoch": seconds}
 
 
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", default="100000,1000000", help="comma-separated rows per partition")
@@ -121,6 +108,7 @@ def main() -> int:
 
     import keras
     import tensorflow as tf
+    from uci_auc import machine  # the sibling script's description of the machine (this folder is on sys.path)
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     results = []

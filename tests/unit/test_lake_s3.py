@@ -24,6 +24,7 @@ from platform_assets.dataplane import tensors
 from platform_assets.dataplane.objects import S3Objects
 from platform_assets.dataplane.partitions import commit, read_manifest, read_partition, write_partition
 from platform_assets.ml import features, schema, synthetic, uci
+from platform_assets.ml.dataset import split_dataset
 from platform_assets.resources.lake import S3Lake, lake_from_uri
 from platform_assets.resources.source import CreditHistorySource
 from platform_assets.resources.training_data import TrainingData
@@ -204,6 +205,12 @@ def test_model_store_and_training_data_work_on_s3(lake: S3Lake) -> None:
     rows, versions = TrainingData().load(lake)
     assert len(rows) == 60
     assert sorted(versions) == ["2026-10-01", "2026-10-02"]
+    # Training reads the same rows from S3 as a stream of parts, split exactly as in memory.
+    data, _ = TrainingData().open(lake)
+    expected = split_dataset(rows, 0.1, 0.2, seed=42)
+    for name in ("train", "validation", "test"):
+        assert list(data.materialize(name).ids) == list(expected[name].ids)
+    assert sum(len(chunk.ids) for chunk in data.chunks("train")) == len(expected["train"])
 
 
 def test_credit_history_source_reads_a_csv_from_s3(moto_server: MotoServer, prefix: str) -> None:
