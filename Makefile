@@ -9,14 +9,14 @@ ROLE ?= predict
 export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
 .PHONY: demo test install system-packages lint check-defs materialize ui ui-secure loop-demo service-status \
-        service-stop api-key signing-keys bench-uci bench-serving clean image
+        service-stop api-key signing-keys bench-uci bench-serving bench-soak clean image
 
 # What the suite drives for real, as `program:Debian package`. kubectl (the ops tests' kustomize) comes
 # with the machine image: Debian's kubernetes-client is 1.20, older than the kustomize v5 k8s/ needs. npm
 # installs the Argo Rollouts schemas (k8s-validate; they need node >= 14), from Debian where it is missing.
 # dockerd and debootstrap build and run the service's image (`make image`, tests/prod/test_prod_image.py).
 SYSTEM_PACKAGES := prometheus:prometheus promtool:prometheus /usr/bin/chromium:chromium java:openjdk-17-jre-headless \
-                   npm:npm /usr/sbin/nginx:nginx-light /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap
+                   npm:npm /usr/sbin/nginx:nginx-light wrk:wrk /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap
 
 $(BIN)/activate: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -150,6 +150,10 @@ bench-uci: install
 
 bench-serving: install
 	$(BIN)/python benchmarks/serving/run_benchmark.py
+
+## make bench-soak: 64 connections until 1,000,000 requests, worker RSS printed along the way (a few minutes).
+bench-soak: install
+	$(BIN)/python benchmarks/serving/soak.py
 
 clean:
 	-$(BIN)/python -m platform_assets.deploy.local stop
