@@ -1,7 +1,8 @@
 """The credit-risk Bento: one BentoML service class; the behaviour lives in ``platform_assets.serving``.
 
 Endpoints (POST): ``/predict`` (role predict), ``/feedback`` (role feedback), ``/admin/status`` (role
-admin); BentoML's own ``/livez``, ``/readyz`` and ``/metrics`` stay open; OpenAPI at ``/docs``
+admin); BentoML's own ``/livez``, ``/readyz`` (a 503 names what is missing: the inference log, the
+registry, a verified champion) and ``/metrics`` stay open; OpenAPI at ``/docs``
 (Swagger UI at ``/``, spec at ``/docs.json``). Configuration: environment variables, read once into
 ``platform_assets.serving.settings.ServingSettings`` when a worker starts. Run from this folder::
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import bentoml
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from platform_assets.serving import bentoml_fixes
@@ -98,7 +100,11 @@ class CreditRiskService:
         return _response(await run_in_threadpool(self.engine.status, body.get("refresh", False)))
 
     def __is_ready__(self) -> bool:
-        return self.engine.ready()
+        # BentoML's /readyz turns an HTTPException into its answer: the 503 names what is missing.
+        reasons = self.engine.not_ready_reasons()
+        if reasons:
+            raise HTTPException(503, detail="not ready: " + "; ".join(reasons))
+        return True
 
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def shutdown(self) -> None:

@@ -46,6 +46,11 @@ requires-python = ">=3.11,<3.12"
 include = ["platform_assets*"]
 """
 WHEEL = "credit_risk_serving-0.1.0-py3-none-any.whl"
+#: Folders of scripts that a module runs by path rather than imports (Alembic's revisions), shipped whole
+#: with that module.
+SCRIPT_FOLDERS = {
+    Path(PACKAGE, "core", "inference_log", "migrate.py"): Path(PACKAGE, "core", "inference_log", "migrations")
+}
 
 
 def _module_file(module: str, repo: Path) -> Path | None:
@@ -79,6 +84,8 @@ def runtime_files(repo: Path = REPO) -> list[Path]:
         if path in files:
             continue
         files.add(path)
+        if path.is_relative_to(repo) and (folder := SCRIPT_FOLDERS.get(path.relative_to(repo))) is not None:
+            pending += [p for p in (repo / folder).rglob("*.py") if "__pycache__" not in p.parts]
         for module in _imports(path):
             parts = module.split(".")
             for depth in range(1, len(parts) + 1):  # the packages on the way, then the module itself

@@ -158,6 +158,7 @@ def archive_inference_log(
     """Archive and delete inference-log predictions and feedback older than ``cutoff`` (UTC midnight)."""
     import sqlalchemy as sa
 
+    from platform_assets.core.inference_log import migrate
     from platform_assets.core.inference_log import schema as inference_log
 
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not Path(url[len("sqlite:///") :]).is_file():
@@ -167,7 +168,9 @@ def archive_inference_log(
     stamp = (today or datetime.now(UTC).date()).isoformat()
     result = InferenceLogResult()
     try:
-        inference_log.create_tables(engine)
+        # The control plane reads a server database as the operator migrated it, and upgrades only an
+        # embedded SQLite file (as the service that owns it would).
+        migrate.prepare(engine, migrate=migrate.owns_schema(url))
         tables = (
             ("predictions", inference_log.predictions, inference_log.predictions.c.created_at),
             ("feedback", inference_log.feedback, inference_log.feedback.c.received_at),

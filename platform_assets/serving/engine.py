@@ -17,6 +17,7 @@ import numpy as np
 import pydantic_core
 import threadpoolctl
 
+from platform_assets.core.inference_log.migrate import SchemaNotCurrent
 from platform_assets.core.inference_log.schema import PROTECTED_LOG_COLUMNS, new_prediction_ids, utcnow
 from platform_assets.ml import schema
 from platform_assets.serving import metrics, routing
@@ -115,8 +116,23 @@ class CreditRiskEngine:
             freeze_heap()  # loading a model would have frozen the heap (_on_swap)
         self.models.start()
 
+    def not_ready_reasons(self) -> list[str]:
+        """Why this worker must not take traffic yet (empty when it may): the inference log cannot be
+        written, or no champion model is loaded (the registry is unreachable, or nothing verified)."""
+        reasons = [] if self.log.ready else [self.log.problem or "the inference log is not ready"]
+        if self.models.current.champion is None:
+            status = self.models.status()
+            if status["last_error"]:
+                reasons.append(f"the model registry {self.settings.tracking_uri} failed: {status['last_error']}")
+            elif status["refused"]:
+                refused = "; ".join(f"{v}: {why}" for v, why in status["refused"].items())
+                reasons.append(f"no verified champion model: refused {refused}")
+            else:
+                reasons.append(f"no version of {self.settings.model_name!r} has the alias 'champion'")
+        return reasons
+
     def ready(self) -> bool:
-        return self.models.current.champion is not None
+        return self.log.ready and self.models.current.champion is not None
 
     def close(self) -> None:
         """Stop polling and scoring, then write every queued prediction."""
@@ -168,6 +184,8 @@ class CreditRiskEngine:
         served = None
         try:
             apps = parse_predict(body, self.max_batch)
+            if not self.log.ready:  # a prediction that cannot be logged cannot get its outcome later
+                raise RequestError(503, f"not serving: {self.log.problem}", reason="inference_log_unavailable")
             snapshot = self.models.current  # one read: the whole request uses this set
             if snapshot.champion is None:
                 raise RequestError(
@@ -251,6 +269,8 @@ class CreditRiskEngine:
             return Reply(exc.status, exc.body(), exc.reason)
         try:
             results = self.log.record_feedback(items)
+        except SchemaNotCurrent as exc:
+            return Reply(503, {"error": f"feedback not stored, retry later: {exc}"}, "inference_log_unavailable")
         except Exception as exc:
             logger.exception("storing %d feedback record(s) failed", len(items))
             return Reply(503, {"error": f"feedback not stored, retry later: {type(exc).__name__}"}, "storage_error")
@@ -285,6 +305,9 @@ class CreditRiskEngine:
             200,
             {
                 **self.models.status(),
+                "ready": self.ready(),
+                "not_ready_reasons": self.not_ready_reasons(),
+                "inference_log_ready": self.log.ready,
                 "inference_log_pending": self.log.pending,
                 "inference_log_dropped": self.log.dropped,
                 "live_bias": self.bias.snapshot(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from platform_assets.serving.settings import ServingSettings
 from platform_assets.serving.signature import VerifyKey
 
 logger = logging.getLogger(__name__)
+
+#: MLflow client settings (environment variables, the only way MLflow takes them): one retry, 30-s timeout.
+REGISTRY_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,12 @@ class ModelManager:
     def client(self) -> Any:
         if self._client is None:
             import mlflow
+
+            # MLflow retries an unreachable server 7 times with a doubling backoff (minutes) before it
+            # raises; the registry is polled every few seconds anyway, so a poll fails fast and says why
+            # (`not_ready_reasons`). An operator's own values win.
+            for variable, value in REGISTRY_HTTP_DEFAULTS.items():
+                os.environ.setdefault(variable, value)
 
             self._client = mlflow.MlflowClient(
                 tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri

@@ -113,7 +113,9 @@ class StatusOutput(bentoml.IODescriptor):  # type: ignore[misc]
     champion: str | None
     challenger: str | None
     challenger_weight_percent: float
-    ready: bool
+    ready: bool = Field(description="whether this worker takes traffic (what /readyz answers)")
+    not_ready_reasons: list[str] = Field(description="why it does not: inference log or registry, named")
+    inference_log_ready: bool = Field(description="the inference log answers and its schema is current")
     models: dict[str, Any]
     refused: dict[str, str]
     inference_log_pending: int = Field(description="predictions queued in this worker, not yet committed")

@@ -82,12 +82,13 @@ def test_wrong_key_is_reported_not_verified(signed_lake: tuple[LocalLake, ModelS
 def test_chain_from_a_prediction_in_the_inference_log(
     signed_lake: tuple[LocalLake, ModelSigner], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from platform_assets.core.inference_log import migrate
     from platform_assets.core.inference_log import schema as inference_log
 
     lake, signer = signed_lake
     url = f"sqlite:///{tmp_path / 'log.db'}"
     engine = inference_log.make_engine(url)
-    inference_log.create_tables(engine)
+    migrate.upgrade(engine)
     with engine.begin() as connection:
         connection.execute(
             sa.insert(inference_log.predictions).values(

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from platform_assets.core import lake_keys
-from platform_assets.core.inference_log import reader
+from platform_assets.core.inference_log import migrate, reader
 from platform_assets.core.inference_log import schema as inference_log
 from platform_assets.dataplane.partitions import is_committed, read_partition, write_partition
 from platform_assets.defs.governance.retention import data_retention
@@ -53,7 +53,7 @@ def _lake(root: Path, referenced_run: str) -> LocalLake:
 
 def _inference_log(url: str) -> None:
     engine = inference_log.make_engine(url)
-    inference_log.create_tables(engine)
+    migrate.upgrade(engine)
     row = {"role": "champion", "probability": 0.3, "threshold": 0.5, "decision": "approve", "model_version": "v1"}
     with engine.begin() as connection:
         connection.execute(

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from record_support import model_version
 
 from platform_assets import model_store
-from platform_assets.core.inference_log.schema import create_tables, feedback, make_engine, predictions, utcnow
+from platform_assets.core.inference_log.migrate import upgrade
+from platform_assets.core.inference_log.schema import feedback, make_engine, predictions, utcnow
 from platform_assets.core.registry import MODEL_NAME
 from platform_assets.resources.lake import LakeStorage, LocalLake
 from platform_assets.resources.mlflow import ModelRegistry
@@ -84,7 +85,7 @@ def log_outcomes(
         for p in probability
     ]
     engine = make_engine(db)
-    create_tables(engine)
+    upgrade(engine)
     with engine.begin() as connection:
         connection.execute(predictions.insert(), rows)
         take = n if labelled is None else labelled
@@ -106,7 +107,7 @@ def log_outcomes(
 
 def empty_log(db: str) -> None:
     engine = make_engine(db)
-    create_tables(engine)
+    upgrade(engine)
     with engine.begin() as connection:
         connection.execute(sa.delete(feedback))
         connection.execute(sa.delete(predictions))

@@ -80,7 +80,8 @@ def test_the_service_opens_the_inference_log_with_its_rendered_url_and_pgpasswor
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from platform_assets.core.inference_log.schema import create_tables, make_engine
+    from platform_assets.core.inference_log.migrate import upgrade
+    from platform_assets.core.inference_log.schema import make_engine
 
     rendered = kustomize_build(K8S / "overlays" / "prod")
     rollout = one(rendered, "Rollout", "credit-risk-service")
@@ -98,7 +99,7 @@ def test_the_service_opens_the_inference_log_with_its_rendered_url_and_pgpasswor
     monkeypatch.setenv("PGPASSWORD", PASSWORD)  # what the Rollout sets from credit-risk-inference-db
     engine = make_engine(local)
     try:
-        create_tables(engine)
+        upgrade(engine)
         assert "predictions" in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()

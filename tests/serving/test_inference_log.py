@@ -148,3 +148,29 @@ def test_log_rows_end_with_the_protected_columns_in_engine_order() -> None:
         "threshold",
         "decision",
     )
+
+
+def test_an_unreachable_database_leaves_the_log_not_ready_with_the_reason() -> None:
+    from net_support import free_port
+
+    from platform_assets.core.inference_log.migrate import SchemaNotCurrent
+
+    log = writer.InferenceLog(f"postgresql+psycopg2://credit_risk@127.0.0.1:{free_port()}/log", retry_seconds=0.2)
+    try:
+        assert not log.wait_ready(timeout=3)
+        assert log.problem is not None and "is unreachable: OperationalError" in log.problem, log.problem
+        with pytest.raises(SchemaNotCurrent, match="unreachable"):
+            log.record_feedback([{"application_id": 1, "defaulted": 0}])
+    finally:
+        log.close(timeout=5)
+
+
+def test_the_services_own_sqlite_log_is_migrated_when_it_opens(tmp_path: Path) -> None:
+    from platform_assets.core.inference_log import migrate
+
+    log = writer.InferenceLog(f"sqlite:///{tmp_path / 'log.db'}")
+    try:
+        assert log.wait_ready(timeout=30) and log.problem is None
+        assert migrate.current_revision(log.engine) == migrate.head_revision()
+    finally:
+        log.close()

@@ -39,6 +39,11 @@ def test_the_runtime_wheel_imports_on_its_own_without_dagster(tmp_path: Path) ->
         "for name in modules: importlib.import_module(name)\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_mlflow', 'pyspark'))\n"
         "assert not loaded, loaded\n"
+        # The schema revisions travel with the runtime: the service can upgrade its own SQLite log.
+        "from platform_assets.core.inference_log import migrate, schema\n"
+        "engine = schema.make_engine('sqlite:///' + sys.argv[1] + '/log.db')\n"
+        "migrate.upgrade(engine)\n"
+        "assert migrate.schema_problem(engine) is None\n"
         "print(len(modules))\n"
     )
     site = str(tmp_path / "site")

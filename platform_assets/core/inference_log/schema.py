@@ -1,4 +1,8 @@
-"""The inference log's tables, the field order of a prediction row, id and time formats, and the store."""
+"""The inference log's tables, the field order of a prediction row, id and time formats, and the store.
+
+The tables here are what the code reads and writes; the database gets them from the Alembic revisions that
+``migrate`` runs (a test checks that both agree).
+"""
 
 from __future__ import annotations
 
@@ -77,10 +81,18 @@ def inference_db_under(platform_home: Path) -> str:
     return f"sqlite:///{platform_home / 'serving' / 'inference_log.db'}"
 
 
+#: Seconds a PostgreSQL connection attempt may take before it fails.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; for SQLite: the folder created, WAL journal, full fsync, a busy timeout."""
+    """An engine for ``url``; for PostgreSQL with a connect timeout; for SQLite: the folder created, WAL
+    journal, full fsync, a busy timeout."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("postgresql"):
+        # A host that drops packets would otherwise hold a connect (and whoever waits on it) for minutes.
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -94,15 +106,3 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
-
-
-def create_tables(engine: Engine) -> None:
-    """Create the tables if missing; tolerate another worker creating them at the same moment."""
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except sa.exc.OperationalError:
-            if attempt == 2:
-                raise
-            time.sleep(0.2)

@@ -14,10 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from platform_assets.core.inference_log import migrate
 from platform_assets.core.inference_log.schema import (
     FLOAT_COLUMNS,
     ROW_COLUMNS,
-    create_tables,
     feedback,
     make_engine,
     predictions,
@@ -87,14 +87,30 @@ class _Insert:
 
 
 class InferenceLog:
-    """Writes predictions in the background and feedback synchronously to one SQL store."""
+    """Writes predictions in the background and feedback synchronously to one SQL store.
+
+    Opening it never waits for the database: the writer thread first makes sure the schema is usable
+    (``migrate.prepare``: an embedded SQLite file is upgraded, a server database must already be at the head
+    revision) and retries every ``retry_seconds`` until it is; until then ``problem`` says why it is not
+    ``ready``, predictions wait in the queue and feedback is refused.
+    """
 
     def __init__(
-        self, url: str, *, batch_size: int = 2000, linger_seconds: float = 0.05, max_pending: int = 1_000_000
+        self,
+        url: str,
+        *,
+        batch_size: int = 2000,
+        linger_seconds: float = 0.05,
+        max_pending: int = 1_000_000,
+        retry_seconds: float = 2.0,
     ) -> None:
         self.url = url
         self.engine = make_engine(url)
-        create_tables(self.engine)
+        self._migrate = migrate.owns_schema(url)
+        self._retry_seconds = retry_seconds
+        self._schema_checked = threading.Event()
+        self._first_check = threading.Event()  # set once the first attempt has an answer, either way
+        self.problem: str | None = "the inference log's schema has not been checked yet"
         self._batch_size = batch_size
         self._linger = linger_seconds  # gather a busy service's predictions into fewer transactions
         self._flush_requested = threading.Event()
@@ -155,7 +171,51 @@ class InferenceLog:
             self._flush_requested.set()
             return self._cond.wait_for(lambda: self._written >= target, timeout=timeout)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the database answers and its schema is the head revision (or was upgraded to it)."""
+        return self._schema_checked.is_set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``ready``."""
+        return self._schema_checked.wait(timeout)
+
+    def _check_schema(self) -> None:
+        """Until the schema is usable or the log is closed: try, record why not, wait ``retry_seconds``."""
+        url = self.engine.url.render_as_string(hide_password=True)
+        while True:
+            try:
+                migrate.prepare(self.engine, migrate=self._migrate)
+            except migrate.SchemaNotCurrent as exc:
+                self.problem = str(exc)
+            except sa.exc.SQLAlchemyError as exc:
+                cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                self.problem = f"the inference log {url} is unreachable: {type(exc).__name__}: {cause}"
+            else:
+                self.problem = None
+                self._schema_checked.set()
+                self._first_check.set()
+                logger.info("inference log %s ready (revision %s)", url, migrate.head_revision())
+                return
+            self._first_check.set()
+            logger.error("%s; retrying in %g s", self.problem, self._retry_seconds)
+            with self._cond:
+                if self._closed or self._cond.wait_for(lambda: self._closed, timeout=self._retry_seconds):
+                    return
+
     def _run(self) -> None:
+        self._check_schema()
+        if not self.ready:  # closed before the database was usable: what is queued cannot be written
+            with self._cond:
+                if self._pending_rows:
+                    self.dropped += self._pending_rows
+                    logger.error(
+                        "inference log never became ready (%s): dropped %d rows", self.problem, self._pending_rows
+                    )
+                self._pending_rows = 0
+                self._written = self._enqueued
+                self._cond.notify_all()
+            return
         while True:
             item = self._queue.get()
             if item is None:
@@ -207,8 +267,12 @@ class InferenceLog:
         """Store outcomes (keys ``prediction_id`` and/or ``application_id``, ``defaulted``) and commit.
 
         Predictions still queued are flushed first so that an outcome for a prediction made a moment
-        ago is matched. Unknown IDs are stored with ``known = False``.
+        ago is matched. Unknown IDs are stored with ``known = False``. Raises ``SchemaNotCurrent`` (with
+        ``problem``) while the log is not ready.
         """
+        self._first_check.wait(timeout=30)  # a log opened a moment ago: its first check is under way
+        if not self.ready:
+            raise migrate.SchemaNotCurrent(self.problem or "the inference log is not ready")
         self.flush()
         now = utcnow()
         out: list[FeedbackResult] = []
@@ -253,6 +317,7 @@ class InferenceLog:
             if self._closed:
                 return
             self._closed = True
+            self._cond.notify_all()  # a writer still waiting for the database gives up
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
