@@ -2,7 +2,9 @@
 cluster on loopback that asks TCP clients for their password): the `dagster-instance-migrate` Job's command,
 with the rendered dagster.yaml and the pipeline ConfigMap's DAGSTER_PG_* settings, creates Dagster's run,
 event and schedule storage, and running it again (an upgrade with nothing to do) succeeds too; the service
-opens the inference log with its rendered URL and the password in PGPASSWORD, and not without it."""
+opens the inference log with its rendered URL and the password in PGPASSWORD, and not without it, once the
+`inference-log-migrate` Job's command (the pipeline's settings and the service's password Secret) has
+brought its schema to the service's revision."""
 
 from __future__ import annotations
 
@@ -74,13 +76,13 @@ def test_the_migrate_job_creates_and_upgrades_dagster_storage(postgres: Postgres
     assert {"runs", "event_logs", "alembic_version", "jobs", "instance_info"} <= tables
 
 
-def test_the_service_opens_the_inference_log_with_its_rendered_url_and_pgpassword(
+def test_the_inference_log_job_migrates_what_the_service_then_opens_with_its_rendered_url_and_pgpassword(
     postgres: Postgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from platform_assets.core.inference_log.migrate import upgrade
+    from platform_assets.core.inference_log import migrate
     from platform_assets.core.inference_log.schema import make_engine
 
     rendered = kustomize_build(K8S / "overlays" / "prod")
@@ -89,6 +91,11 @@ def test_the_service_opens_the_inference_log_with_its_rendered_url_and_pgpasswor
     ref = env_value(container, "CREDIT_RISK_INFERENCE_DB")["valueFrom"]["configMapKeyRef"]
     url = make_url(one(rendered, "ConfigMap", ref["name"])["data"][ref["key"]])
     assert url.password is None
+    job_spec = one(rendered, "Job", "inference-log-migrate")["spec"]["template"]["spec"]
+    (job,) = job_spec["containers"]
+    pipeline_env = one(rendered, "ConfigMap", "credit-risk-pipeline-env")["data"]
+    password_ref = env_value(job, "PLATFORM_INFERENCE_DB_PASSWORD")["valueFrom"]["secretKeyRef"]
+    assert password_ref == env_value(container, "PGPASSWORD")["valueFrom"]["secretKeyRef"]  # one secret, both sides
     # The database step of k8s/README.md, then the pod's URL with this server's address.
     _sql(postgres, f"CREATE ROLE {url.username} LOGIN PASSWORD '{PASSWORD}'")
     _sql(postgres, f"CREATE DATABASE {url.database} OWNER {url.username}")
@@ -96,10 +103,22 @@ def test_the_service_opens_the_inference_log_with_its_rendered_url_and_pgpasswor
     monkeypatch.delenv("PGPASSWORD", raising=False)
     with pytest.raises(sa.exc.OperationalError, match="password"):
         make_engine(local).connect().close()
-    monkeypatch.setenv("PGPASSWORD", PASSWORD)  # what the Rollout sets from credit-risk-inference-db
     engine = make_engine(local)
     try:
-        upgrade(engine)
-        assert "predictions" in sa.inspect(engine).get_table_names()
+        monkeypatch.setenv("PGPASSWORD", PASSWORD)  # what the Rollout and the Job set from credit-risk-inference-db
+        problem = migrate.schema_problem(engine)
+        assert problem is not None and migrate.COMMAND in problem  # the service stays not ready, saying why
+        # The Job's command with the pod's environment: the pipeline's ConfigMap (PLATFORM_ENV=prod: the table
+        # names the database) and the Secret's password; only the server's address is this test's.
+        assert job["command"][:3] == ["python", "-m", "platform_assets.migrate"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PLATFORM_", "CREDIT_RISK_", "MLFLOW_", "PG"))}
+        env |= pipeline_env | {"PLATFORM_INFERENCE_DB": local, "PLATFORM_INFERENCE_DB_PASSWORD": PASSWORD}
+        assert pipeline_env["PLATFORM_ENV"] == "prod" and "PLATFORM_INFERENCE_DB" not in pipeline_env
+        for attempt in ("first install", "upgrade with nothing to do"):
+            result = subprocess.run(
+                [sys.executable, *job["command"][1:]], env=env, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert result.returncode == 0, f"{attempt}: {result.stdout}\n{result.stderr}"
+        assert migrate.schema_problem(engine) is None
     finally:
         engine.dispose()

@@ -1,8 +1,8 @@
 """Schema creation and upgrades of the inference log, through Alembic (revisions in ``migrations/versions``).
 
 Who migrates: a server database (PostgreSQL, shared by every replica and read by the control plane) is
-migrated by its operator, once per release, before the new service starts: ``python -m
-platform_assets.core.inference_log.migrate upgrade`` (the ``inference-log-migrate`` Job in k8s/). The service
+migrated by its operator, once per release, before the new service starts: ``python -m platform_assets.migrate
+upgrade`` (the environment's table; the ``inference-log-migrate`` Job in k8s/dagster runs it). The service
 only checks that database and stays not-ready, naming the revision it needs, until it is at the head. An
 embedded SQLite file belongs to the one service that opens it and is upgraded by that service when it starts
 (the local default), under a file lock so that its workers do not race.
@@ -12,8 +12,8 @@ A database created before Alembic (the two tables, no version table) is recognis
 and ``down_revision``, write ``upgrade`` and ``downgrade``, and change ``schema.py``'s tables to match (a
 test compares them).
 
-Command line (URL from ``--url``, else ``CREDIT_RISK_INFERENCE_DB`` or ``PLATFORM_INFERENCE_DB``; a
-PostgreSQL password from ``PGPASSWORD``, as libpq reads it)::
+Command line without the control plane (URL from ``--url``, else ``CREDIT_RISK_INFERENCE_DB`` or
+``PLATFORM_INFERENCE_DB``; a PostgreSQL password from ``PGPASSWORD``, as libpq reads it)::
 
     python -m platform_assets.core.inference_log.migrate upgrade|check|current|downgrade REVISION
 """
@@ -43,7 +43,7 @@ VERSION_TABLE = "inference_log_version"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: The revision a database created before Alembic is at.
 BASELINE = "0001"
-COMMAND = "python -m platform_assets.core.inference_log.migrate upgrade"
+COMMAND = "python -m platform_assets.migrate upgrade"
 #: A PostgreSQL advisory lock key (any fixed number): two migrations at once wait for each other.
 MIGRATION_LOCK = 0x1FE2E4C06
 
