@@ -13,6 +13,9 @@ TENSORS_PREFIX = "features/credit_history_tensors"
 QUARANTINE_PREFIX = "quarantine/credit_history_tensors"
 MODELS_PREFIX = "models"
 MANIFEST_FILE = "_manifest.json"
+#: ``_inflight-<run token>.json``: a run writing parts into the folder (see ``dataplane.partitions.writing``).
+IN_FLIGHT_PREFIX = "_inflight-"
+_PART_PREFIX, _PART_SUFFIX = "part-", ".parquet"
 
 
 def raw(partition: str) -> str:
@@ -37,7 +40,20 @@ def manifest(folder: str) -> str:
 
 def part_name(run_token: str, index: int) -> str:
     """A part file's name inside its partition folder: unique per writing run."""
-    return f"part-{run_token}-{index:05d}.parquet"
+    return f"{_PART_PREFIX}{run_token}-{index:05d}{_PART_SUFFIX}"
+
+
+def run_token_of(name: str) -> str | None:
+    """The writing run's token in a part file's name (``part_name``'s inverse), None for any other file."""
+    if not (name.startswith(_PART_PREFIX) and name.endswith(_PART_SUFFIX)):
+        return None
+    token, _, index = name[len(_PART_PREFIX) : -len(_PART_SUFFIX)].rpartition("-")
+    return token if token and index.isdigit() else None
+
+
+def in_flight(folder: str, run_token: str) -> str:
+    """The marker of a run writing into ``folder``: its parts are not garbage while the marker lives."""
+    return f"{folder}/{IN_FLIGHT_PREFIX}{run_token}.json"
 
 
 def part(folder: str, name: str) -> str:

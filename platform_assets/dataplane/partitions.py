@@ -3,10 +3,12 @@
 ``<folder>/part-<run token>-<index>.parquet`` are the parts; ``<folder>/_manifest.json`` lists each
 part's name, rows and sha256 and the partition digest. Writing the manifest is the commit (one atomic
 object write); until then no reader sees a new part, and since part names carry the writing run's token,
-a failed run never overwrites a committed part. After a commit the files no manifest lists (older runs,
-failed runs) are removed. The digest combines the parts' sha256s in order, not their names, so the same
-rows written twice give the same digest: it is the partition's Dagster data version and what a model
-version records in ``data_versions``.
+a failed run never overwrites a committed part. After a commit the files of runs that are neither
+committed nor still writing are removed: a writing run marks itself in the folder first
+(``_inflight-<token>.json``, see ``writing``), so two runs writing the same partition at once never delete
+each other's parts and the last commit wins whole. The digest combines the parts' sha256s in order, not
+their names, so the same rows written twice give the same digest: it is the partition's Dagster data
+version and what a model version records in ``data_versions``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -27,6 +31,10 @@ from platform_assets.core import lake_keys
 from platform_assets.dataplane.objects import ObjectStore, content_hash
 
 FORMAT_VERSION = 1
+#: How long a run's in-flight marker protects its uncommitted parts, seconds. A marker older than this is
+#: a run that died without cleaning up (a killed process): its parts become garbage for the next commit.
+#: Far above any partition write (minutes at 10M rows), since expiring a live run would lose its parts.
+IN_FLIGHT_LEASE_SECONDS = 24 * 3600
 
 
 class PartitionError(ValueError):
@@ -105,15 +113,127 @@ def write_part(store: ObjectStore, folder: str, name: str, table: pa.Table | pd.
     return Part(name=name, rows=len(table), sha256=digest)
 
 
+@contextmanager
+def writing(
+    store: ObjectStore, folders: Sequence[str], run_token: str | None = None, *, now: float | None = None
+) -> Iterator[str]:
+    """Mark a run as writing into ``folders`` for the ``with`` block, which gets the run's token.
+
+    The marker goes first, before any part, so a concurrent commit's sweep spares the run's parts; it is
+    removed when the block ends. A block that raises also removes the run's parts that no manifest lists.
+    """
+    token = run_token or new_run_token()
+    started = time.time() if now is None else now
+    marker = json.dumps({"run_token": token, "started_at": started, "expires_at": started + IN_FLIGHT_LEASE_SECONDS})
+    for folder in folders:
+        store.write_bytes(lake_keys.in_flight(folder, token), marker.encode())
+    try:
+        yield token
+    except BaseException:
+        for folder in folders:
+            _remove_uncommitted(store, folder, token)
+        raise
+    finally:
+        for folder in folders:
+            store.delete(lake_keys.in_flight(folder, token))
+
+
+@contextmanager
+def reading(store: ObjectStore, folder: str, *, attempts: int = 20) -> Iterator[Manifest]:
+    """The committed manifest of ``folder``, its parts spared by every sweep for the ``with`` block.
+
+    A reader marks the manifest's run in flight under a token of its own, then reads the manifest again: if
+    it is still the same, any later commit's sweep lists the marker (its manifest write would have shown in
+    the second read), so the parts stay until the block ends; if not, it tries the newer manifest.
+    """
+    reader = new_run_token()
+    marker = lake_keys.in_flight(folder, reader)
+    manifest = read_manifest(store, folder)
+    for _ in range(attempts):
+        expires = time.time() + IN_FLIGHT_LEASE_SECONDS
+        store.write_bytes(marker, json.dumps({"run_token": manifest.run_token, "expires_at": expires}).encode())
+        again = read_manifest(store, folder)
+        if again == manifest:
+            break
+        manifest = again
+    else:
+        store.delete(marker)
+        raise PartitionError(f"partition {folder} was recommitted {attempts} times while a reader opened it")
+    try:
+        yield manifest
+    finally:
+        store.delete(marker)
+
+
 def commit(store: ObjectStore, folder: str, parts: Iterable[Part], run_token: str) -> Manifest:
-    """Write the manifest (the commit), then remove the folder's files it does not list."""
+    """Write the manifest (the commit), then sweep the folder (``sweep``)."""
     manifest = Manifest(parts=tuple(parts), run_token=run_token)
     store.write_bytes(lake_keys.manifest(folder), manifest.to_json().encode())
-    keep = {lake_keys.manifest(folder), *(lake_keys.part(folder, p.name) for p in manifest.parts)}
-    for key in store.list_keys(folder):
-        if key not in keep:
-            store.delete(key)
+    sweep(store, folder, committed_by=run_token)
     return manifest
+
+
+def sweep(store: ObjectStore, folder: str, committed_by: str | None = None, *, now: float | None = None) -> list[str]:
+    """Delete the committed folder's files that belong to no live run: not listed by the current manifest,
+    not written by a run whose in-flight marker is live (expired markers go too). Returns the deleted keys.
+
+    ``committed_by``: the run that just committed; its own parts the current manifest does not list (another
+    run committed after it) are garbage at once, since no one else commits its token.
+    """
+    # The order matters for concurrent writers: a part seen in the first listing was marked before it was
+    # written, so its marker is in the second listing unless its run ended, and a run ends only after its
+    # commit, which the manifest read last then shows (or a later one).
+    keys = store.list_keys(folder)
+    # The committing run's own marker does not spare its parts: it has committed (readers' markers still do).
+    own = lake_keys.in_flight(folder, committed_by) if committed_by else None
+    live, expired = _in_flight(store, folder, time.time() if now is None else now, ignore=own)
+    manifest_key = lake_keys.manifest(folder)
+    listed = {lake_keys.part(folder, p.name) for p in read_manifest(store, folder).parts}
+    deleted = []
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        if key == manifest_key or key in listed or name.startswith(lake_keys.IN_FLIGHT_PREFIX):
+            continue
+        token = lake_keys.run_token_of(name)
+        if token is not None and token in live:
+            continue
+        store.delete(key)
+        deleted.append(key)
+    for marker in expired:
+        store.delete(marker)
+    return deleted
+
+
+def _in_flight(store: ObjectStore, folder: str, now: float, ignore: str | None) -> tuple[set[str], list[str]]:
+    """The run tokens that live markers in ``folder`` spare (but ``ignore``'s), and the expired markers' keys."""
+    live: set[str] = set()
+    expired: list[str] = []
+    for key in store.list_keys(folder):
+        if key == ignore or not key.rsplit("/", 1)[-1].startswith(lake_keys.IN_FLIGHT_PREFIX):
+            continue
+        try:
+            marker = json.loads(store.read_bytes(key))
+            token, expires = str(marker["run_token"]), float(marker["expires_at"])
+        except FileNotFoundError:
+            continue  # the run just ended: its commit is what the manifest shows
+        except (ValueError, KeyError, TypeError):
+            expired.append(key)  # unreadable: no run can rely on it
+            continue
+        if expires > now:
+            live.add(token)
+        else:
+            expired.append(key)
+    return live, expired
+
+
+def _remove_uncommitted(store: ObjectStore, folder: str, run_token: str) -> None:
+    """A failed run's own parts, unless a manifest already lists them."""
+    current = read_manifest(store, folder) if store.exists(lake_keys.manifest(folder)) else None
+    if current is not None and current.run_token == run_token:
+        return
+    for key in store.list_keys(folder):
+        if lake_keys.run_token_of(key.rsplit("/", 1)[-1]) == run_token:
+            store.delete(key)
 
 
 def is_committed(store: ObjectStore, folder: str) -> bool:
@@ -219,7 +339,7 @@ def read_partition(store: ObjectStore, folder: str, manifest: Manifest | None = 
 def write_partition(
     store: ObjectStore, folder: str, frames: Iterable[pd.DataFrame], run_token: str | None = None
 ) -> Manifest:
-    """Write ``frames`` as the parts of ``folder`` and commit them."""
-    token = run_token or new_run_token()
-    parts = [write_part(store, folder, lake_keys.part_name(token, i), f) for i, f in enumerate(frames)]
-    return commit(store, folder, parts, token)
+    """Write ``frames`` as the parts of ``folder`` and commit them (marked in flight meanwhile)."""
+    with writing(store, [folder], run_token) as token:
+        parts = [write_part(store, folder, lake_keys.part_name(token, i), f) for i, f in enumerate(frames)]
+        return commit(store, folder, parts, token)

@@ -9,7 +9,6 @@ summary rows (per written file: rows and sha256; per quarantine reason: a count)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,10 +22,11 @@ from platform_assets.dataplane.partitions import (
     Part,
     PartitionError,
     new_run_token,
-    read_manifest,
     read_part,
+    reading,
     write_part,
 )
+from platform_assets.dataplane.tasks import Summary, run_part_tasks
 from platform_assets.ml import features, schema
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ QUARANTINE_COLUMNS = (*schema.RAW_COLUMNS, features.REASON)
 BATCH_ROWS = 65_536
 
 TENSORS, QUARANTINE, REASONS = "tensors", "quarantine", "reason"
-_SUMMARY_SCHEMA = "output string, name string, sha256 string, reason string, rows long"
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def featurize_part(
     outputs: tuple[str, str],
     run_token: str,
     include_protected: bool,
-) -> list[tuple[str, str, str, str | None, int]]:
+) -> list[Summary]:
     """One Spark task: raw part ``index`` -> a tensor part and maybe a quarantine part; summary rows back."""
     tensor_folder, quarantine_folder = outputs
     raw = read_part(store, raw_folder, raw_part)
@@ -119,25 +118,14 @@ def featurize_part(
     del raw
     name = lake_keys.part_name(run_token, index)
     tensor_part = write_part(store, tensor_folder, name, pa.concat_tables([t for t, _ in pieces]))
-    summary: list[tuple[str, str, str, str | None, int]] = [
-        (TENSORS, tensor_part.name, tensor_part.sha256, None, tensor_part.rows)
-    ]
+    summary = [Summary(TENSORS, tensor_part.name, tensor_part.sha256, None, tensor_part.rows)]
     quarantined = pa.concat_tables([q for _, q in pieces])
     if quarantined.num_rows:
         part = write_part(store, quarantine_folder, name, quarantined)
-        summary.append((QUARANTINE, part.name, part.sha256, None, part.rows))
+        summary.append(Summary(QUARANTINE, part.name, part.sha256, None, part.rows))
         reasons, counts = np.unique(np.asarray(quarantined.column(features.REASON).to_pylist()), return_counts=True)
-        summary.extend((REASONS, "", "", str(r), int(c)) for r, c in zip(reasons, counts, strict=True))
+        summary.extend(Summary(REASONS, "", "", str(r), int(c)) for r, c in zip(reasons, counts, strict=True))
     return summary
-
-
-_TASK_ERROR = re.compile(r"(?:PartitionError|FileNotFoundError|RawSchemaError): (.+)")
-
-
-def _named_failure(error: Exception) -> Exception:
-    """The task's own message (it names the object) instead of only a Java stack trace."""
-    found = _TASK_ERROR.findall(str(error))
-    return PartitionError(found[-1].strip()) if found else error
 
 
 def featurize_partition(
@@ -149,27 +137,21 @@ def featurize_partition(
     run_token: str | None = None,
 ) -> FeaturizedPartition:
     """Featurize the committed raw partition on ``spark``'s executors; the outputs are written, not committed."""
-    from pyspark.sql import functions as F
-
     raw_folder = lake_keys.raw(partition)
-    manifest = read_manifest(store, raw_folder)
-    if not manifest.parts:
-        raise PartitionError(f"raw partition {partition} is committed with no rows: {store.uri(raw_folder)}")
     token = run_token or new_run_token()
     outputs = (lake_keys.tensors(partition), lake_keys.quarantine(partition))
-    tasks = list(enumerate(manifest.parts))
-    written = spark.sparkContext.parallelize(tasks, len(tasks)).flatMap(
-        lambda task: featurize_part(store, raw_folder, task[1], task[0], outputs, token, include_protected)
-    )
-    summary = spark.createDataFrame(written, _SUMMARY_SCHEMA)
-    try:
-        totals = summary.groupBy("output", "name", "sha256", "reason").agg(F.sum("rows").alias("rows")).collect()
-    except Exception as error:
-        raise _named_failure(error) from error
-    files = sorted((r["output"], r["name"], r["sha256"], int(r["rows"])) for r in totals if r["output"] != REASONS)
+    # Spared by a concurrent raw commit's sweep while the tasks read it.
+    with reading(store, raw_folder) as manifest:
+        if not manifest.parts:
+            raise PartitionError(f"raw partition {partition} is committed with no rows: {store.uri(raw_folder)}")
+        totals = run_part_tasks(
+            spark,
+            list(enumerate(manifest.parts)),
+            lambda task: featurize_part(store, raw_folder, task[1], task[0], outputs, token, include_protected),
+        )
     return FeaturizedPartition(
         run_token=token,
-        tensor_parts=tuple(Part(n, rows, sha) for out, n, sha, rows in files if out == TENSORS),
-        quarantine_parts=tuple(Part(n, rows, sha) for out, n, sha, rows in files if out == QUARANTINE),
-        reasons={str(r["reason"]): int(r["rows"]) for r in totals if r["output"] == REASONS},
+        tensor_parts=tuple(Part(t.name, t.rows, t.sha256) for t in totals if t.output == TENSORS),
+        quarantine_parts=tuple(Part(t.name, t.rows, t.sha256) for t in totals if t.output == QUARANTINE),
+        reasons={str(t.reason): t.rows for t in totals if t.output == REASONS},
     )

@@ -58,24 +58,41 @@ def generate_partition(day: date, rows: int, seed: int) -> pd.DataFrame:
     return pd.concat(list(generate_chunks(day, rows, seed)), ignore_index=True)
 
 
-def generate_chunks(day: date, rows: int, seed: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """``rows`` raw records for ``day`` as frames of at most ``chunk_rows`` rows, in ID order.
+def chunk_count(rows: int, chunk_rows: int = CHUNK_ROWS) -> int:
+    """How many chunks (lake parts, Spark tasks) a day of ``rows`` rows comes in."""
+    _check_sizes(rows, chunk_rows)
+    return -(-rows // chunk_rows)
 
-    Chunk k draws from its own generator seeded by (seed, day, k), so any chunk can be produced alone
-    and a day's rows depend only on ``seed``, ``day`` and ``chunk_rows``.
+
+def generate_chunks(day: date, rows: int, seed: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """``rows`` raw records for ``day`` as frames of at most ``chunk_rows`` rows, in ID order."""
+    for chunk in range(chunk_count(rows, chunk_rows)):
+        yield generate_chunk(day, rows, seed, chunk, chunk_rows)
+
+
+def generate_chunk(day: date, rows: int, seed: int, chunk: int, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+    """Chunk ``chunk`` (from 0) of the ``rows`` records of ``day``: IDs ``chunk * chunk_rows + 1`` on.
+
+    Chunk k draws from its own generator seeded by (seed, day, k), so any chunk can be produced alone (one
+    Spark task each) and a day's rows depend only on ``seed``, ``day`` and ``chunk_rows``.
     """
+    if not 0 <= chunk < chunk_count(rows, chunk_rows):
+        raise ValueError(f"chunk must be in [0, {chunk_count(rows, chunk_rows)}) for {rows} rows, got {chunk}")
+    base_id = int(day.strftime("%Y%m%d")) * ID_DAY_FACTOR
+    start = chunk * chunk_rows
+    # Chunk 0 keeps the seeding of the one-frame generator, so small days are the rows they were.
+    entropy = [seed, day.toordinal()] if chunk == 0 else [seed, day.toordinal(), chunk]
+    n = min(chunk_rows, rows - start)
+    return _generate(np.random.default_rng(entropy), n, first_id=base_id + start + 1)
+
+
+def _check_sizes(rows: int, chunk_rows: int) -> None:
     if rows <= 0:
         raise ValueError(f"rows must be positive, got {rows}")
     if rows >= ID_DAY_FACTOR:
         raise ValueError(f"rows must be below {ID_DAY_FACTOR} per day to keep IDs unique, got {rows}")
     if chunk_rows <= 0:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
-    base_id = int(day.strftime("%Y%m%d")) * ID_DAY_FACTOR
-    for chunk, start in enumerate(range(0, rows, chunk_rows)):
-        # Chunk 0 keeps the seeding of the one-frame generator, so small days are the rows they were.
-        entropy = [seed, day.toordinal()] if chunk == 0 else [seed, day.toordinal(), chunk]
-        n = min(chunk_rows, rows - start)
-        yield _generate(np.random.default_rng(entropy), n, first_id=base_id + start + 1)
 
 
 def _generate(rng: np.random.Generator, n: int, first_id: int) -> pd.DataFrame:

@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import ingest_support
 import psutil
 import pyspark
 import pytest
+from net_support import free_port
 
 from platform_assets.core import lake_keys
 from platform_assets.ml import synthetic
@@ -27,39 +26,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"
 PARTITION = "2026-10-05"
-
-#: Runs in its own process so that its SparkSession is the cluster's, not the suite's local one.
-MATERIALIZE = """
-import json, sys
-import dagster as dg
-from platform_assets.core import lake_keys
-from platform_assets.dataplane.partitions import read_manifest
-from platform_assets.definitions import bound_to
-from platform_assets.settings import PlatformSettings
-
-master, rows, partition = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-definitions = bound_to(PlatformSettings(spark_master=master, rows_per_day=rows))
-with dg.DagsterInstance.ephemeral() as instance:
-    job = definitions.resolve_job_def("daily_ingest_job")
-    result = job.execute_in_process(partition_key=partition, instance=instance)
-    tensors = instance.get_latest_materialization_event(dg.AssetKey("credit_history_tensors")).asset_materialization
-lake = definitions.resources["lake"]
-manifest = read_manifest(lake, lake_keys.tensors(partition))
-print(json.dumps({
-    "success": result.success,
-    "spark_master": tensors.metadata["spark_master"].value,
-    "rows": manifest.rows,
-    "parts": len(manifest.parts),
-    "data_version": tensors.tags["dagster/data_version"],
-    "digest": manifest.digest,
-}))
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _master_state(ui_port: int) -> dict[str, object] | None:
@@ -89,7 +55,7 @@ class Cluster:
 def standalone_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A master with two 1-core workers on 127.0.0.1 (free ports); every daemon stopped at the end."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(tmp_path / "work")}
-    port, ui_port = _free_port(), _free_port()
+    port, ui_port = free_port(), free_port()
     master_url = f"spark://127.0.0.1:{port}"
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -98,7 +64,7 @@ def standalone_cluster(tmp_path: Path) -> Iterator[Cluster]:
         + ["--webui-port", str(ui_port)],
         **{
             f"worker{n}": ["org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1"]
-            + ["--cores", "1", "--memory", "1g", "--webui-port", str(_free_port())]
+            + ["--cores", "1", "--memory", "1g", "--webui-port", str(free_port())]
             for n in (1, 2)
         },
     }
@@ -128,23 +94,6 @@ def standalone_cluster(tmp_path: Path) -> Iterator[Cluster]:
             _stop(process)
 
 
-def _materialize(master_url: str, rows: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", MATERIALIZE, master_url, str(rows), PARTITION],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
-    )
-
-
-def _report(run: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
-    """The run's summary line and its log (stderr)."""
-    stdout, stderr = run.communicate(timeout=900)
-    assert run.returncode == 0, stderr[-4000:]
-    return dict(json.loads(stdout.strip().splitlines()[-1])), stderr
-
-
 def _runs_python_task(executor: psutil.Process) -> bool:
     """Whether the executor's Python workers (pyspark.daemon and its forks) are running a task's code."""
     try:
@@ -156,8 +105,10 @@ def _runs_python_task(executor: psutil.Process) -> bool:
 def test_tensor_asset_materializes_on_a_standalone_cluster(platform_home: Path, standalone_cluster: Cluster) -> None:
     # Three raw parts (synthetic.CHUNK_ROWS each): three tasks on the two workers.
     rows = 3 * synthetic.CHUNK_ROWS
-    report, _ = _report(_materialize(standalone_cluster.master_url, rows))
+    report, _ = ingest_support.report(ingest_support.materialize(standalone_cluster.master_url, rows, PARTITION))
     assert report["success"] and report["spark_master"] == standalone_cluster.master_url
+    # The raw partition is landed by the cluster's executors too.
+    assert report["raw_spark_master"] == standalone_cluster.master_url
     assert report["rows"] == rows and report["parts"] == 3
     assert report["data_version"] == report["digest"]
 
@@ -167,7 +118,7 @@ def test_an_executor_killed_mid_task_is_retried_and_the_partition_is_whole(
 ) -> None:
     """SIGKILL an executor while its Python task runs: Spark reruns the task elsewhere, the commit is whole."""
     rows = 5 * synthetic.CHUNK_ROWS
-    run = _materialize(standalone_cluster.master_url, rows)
+    run = ingest_support.materialize(standalone_cluster.master_url, rows, PARTITION)
     workers = [psutil.Process(pid) for pid in standalone_cluster.workers]
     deadline = time.monotonic() + 300
     victim = None
@@ -181,7 +132,7 @@ def test_an_executor_killed_mid_task_is_retried_and_the_partition_is_whole(
         time.sleep(0.05)
     victim.kill()
 
-    report, log = _report(run)
+    report, log = ingest_support.report(run)
     assert "Lost task" in log, "the kill was expected to cost Spark a running task"
     assert report["success"] and report["rows"] == rows and report["parts"] == 5
     tensors = platform_home / "lake" / lake_keys.tensors(PARTITION)

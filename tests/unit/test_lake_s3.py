@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
+import partition_races
 import pytest
 from record_support import model_version
 
@@ -281,3 +282,15 @@ def test_spark_executors_featurize_a_partition_on_s3(lake: S3Lake) -> None:
     committed = commit(lake, lake_keys.tensors("2026-10-01"), written.tensor_parts, written.run_token)
     rows, versions = TrainingData().load(lake)
     assert len(rows) == 2_998 and versions == {"2026-10-01": committed.digest}
+
+
+def test_a_commit_on_s3_spares_the_parts_of_a_run_still_writing(lake: S3Lake) -> None:
+    partition_races.a_commit_spares_the_parts_of_a_run_still_writing(lake.executor_store())
+
+
+def test_a_reader_on_s3_keeps_its_partition_through_a_newer_commit(lake: S3Lake) -> None:
+    partition_races.a_reader_s_partition_outlives_a_newer_commit(lake.executor_store())
+
+
+def test_concurrent_writers_on_s3_leave_one_whole_commit(lake: S3Lake) -> None:
+    partition_races.concurrent_writers_leave_one_whole_commit(lake.executor_store(), writers=3, rounds=3)

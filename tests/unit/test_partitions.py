@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
+import partition_races
 import pytest
 
 from platform_assets.core import lake_keys
@@ -75,3 +77,56 @@ def test_a_hand_edited_manifest_is_refused(store: LocalObjects) -> None:
     store.write_bytes(key, b"{not json")
     with pytest.raises(partitions.PartitionError, match="_manifest.json: not a readable partition manifest"):
         partitions.read_manifest(store, FOLDER)
+
+
+def test_a_commit_spares_the_parts_of_a_run_still_writing(store: LocalObjects) -> None:
+    partition_races.a_commit_spares_the_parts_of_a_run_still_writing(store)
+
+
+def test_a_reader_s_partition_outlives_a_newer_commit(store: LocalObjects) -> None:
+    partition_races.a_reader_s_partition_outlives_a_newer_commit(store)
+
+
+def test_concurrent_writers_leave_one_whole_commit(store: LocalObjects) -> None:
+    partition_races.concurrent_writers_leave_one_whole_commit(store)
+
+
+def test_a_dead_run_s_parts_are_swept_once_its_lease_expires(store: LocalObjects) -> None:
+    """A run killed mid-write leaves its marker; its parts are spared until the lease runs out, then swept."""
+    partitions.write_partition(store, FOLDER, frames(), run_token="committed")
+    started = time.time()
+    for token in ("dead", "alive"):
+        store.write_bytes(
+            lake_keys.in_flight(FOLDER, token),
+            json.dumps({"run_token": token, "started_at": started, "expires_at": started + 60}).encode(),
+        )
+        partitions.write_part(store, FOLDER, lake_keys.part_name(token, 0), frames()[0])
+    assert partitions.sweep(store, FOLDER, now=started + 1) == []
+    store.write_bytes(
+        lake_keys.in_flight(FOLDER, "alive"), json.dumps({"run_token": "alive", "expires_at": started + 600}).encode()
+    )
+    assert partitions.sweep(store, FOLDER, now=started + 61) == [lake_keys.part(FOLDER, lake_keys.part_name("dead", 0))]
+    assert not store.exists(lake_keys.in_flight(FOLDER, "dead"))
+    assert store.exists(lake_keys.part(FOLDER, lake_keys.part_name("alive", 0)))
+    assert partitions.read_partition(store, FOLDER)["ID"].tolist() == [1, 2, 3]
+
+
+def test_a_failed_run_removes_its_parts_and_its_marker(store: LocalObjects) -> None:
+    committed = partitions.write_partition(store, FOLDER, frames())
+    with pytest.raises(RuntimeError, match="task lost"), partitions.writing(store, [FOLDER]) as token:
+        partitions.write_part(store, FOLDER, lake_keys.part_name(token, 0), frames()[0])
+        assert store.exists(lake_keys.in_flight(FOLDER, token))
+        raise RuntimeError("task lost")
+    assert partitions.read_manifest(store, FOLDER) == committed
+    assert store.list_keys(FOLDER) == sorted(
+        [lake_keys.manifest(FOLDER), *(lake_keys.part(FOLDER, p.name) for p in committed.parts)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "token"),
+    [("part-0a1b-00003.parquet", "0a1b"), ("part-failed-run-00000.parquet", "failed-run"), ("_manifest.json", None)]
+    + [("part-x.parquet", None), ("part--00001.parquet", None)],
+)
+def test_the_run_token_is_read_back_from_a_part_name(name: str, token: str | None) -> None:
+    assert lake_keys.run_token_of(name) == token

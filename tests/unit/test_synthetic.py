@@ -77,6 +77,11 @@ def test_a_day_of_any_size_comes_in_bounded_chunks_with_day_unique_ids() -> None
     pd.testing.assert_frame_equal(chunks[0], synthetic.generate_partition(DAY, 1_000, seed=1))
     # Later chunks are new draws, not copies of the first.
     assert not chunks[1]["LIMIT_BAL"].reset_index(drop=True).equals(chunks[0]["LIMIT_BAL"])
+    # Any chunk alone (one Spark task each) is the streamed chunk.
+    assert synthetic.chunk_count(2_500, chunk_rows=1_000) == 3
+    pd.testing.assert_frame_equal(synthetic.generate_chunk(DAY, 2_500, 1, 2, chunk_rows=1_000), chunks[2])
+    with pytest.raises(ValueError, match=r"chunk must be in \[0, 3\)"):
+        synthetic.generate_chunk(DAY, 2_500, 1, 3, chunk_rows=1_000)
 
 
 def _stream_digest(rows: int, seed: int) -> tuple[str, int]:

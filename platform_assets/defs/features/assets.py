@@ -41,19 +41,21 @@ def credit_history_tensors(
 ) -> dg.MaterializeResult[Any]:
     partition = context.partition_key
     store = lake.executor_store()
-    with fail_fast():  # a missing, corrupt or malformed raw partition will not fix itself
+    folders = [lake_keys.quarantine(partition), lake_keys.tensors(partition)]
+    # A concurrent run of the same partition spares this run's parts while it writes (and vice versa).
+    with fail_fast(), partitions.writing(store, folders) as token:  # bad raw data will not fix itself
         written = tensors.featurize_partition(
-            pyspark.spark_session, store, partition, include_protected=config.include_protected
+            pyspark.spark_session, store, partition, include_protected=config.include_protected, run_token=token
         )
-    if written.quarantined == written.rows:
-        # Nothing is committed: the partition stays as it was (or absent); the orphaned parts go at the next commit.
-        raise dg.Failure(
-            description=f"partition {partition}: all {written.rows} rows failed validation ({written.reasons})",
-            allow_retries=False,
-        )
-    quarantine = partitions.commit(store, lake_keys.quarantine(partition), written.quarantine_parts, written.run_token)
-    # The whole partition, quarantined rows included with their reason, is the asset's value.
-    committed = partitions.commit(store, lake_keys.tensors(partition), written.tensor_parts, written.run_token)
+        if written.quarantined == written.rows:
+            # Nothing is committed: the partition stays as it was (or absent), and this run's parts go.
+            raise dg.Failure(
+                description=f"partition {partition}: all {written.rows} rows failed validation ({written.reasons})",
+                allow_retries=False,
+            )
+        quarantine = partitions.commit(store, folders[0], written.quarantine_parts, token)
+        # The whole partition, quarantined rows included with their reason, is the asset's value.
+        committed = partitions.commit(store, folders[1], written.tensor_parts, token)
     if quarantine.rows:
         context.log.warning(f"{quarantine.rows} of {committed.rows} rows quarantined in {partition}")
     return dg.MaterializeResult(

@@ -1,15 +1,12 @@
 """Checks on the raw batches: out-of-range rows are counted here and quarantined downstream."""
 
-from collections import Counter
-
 import dagster as dg
 
-from platform_assets.core import lake_keys
-from platform_assets.dataplane import partitions
+from platform_assets.dataplane import raw
 from platform_assets.defs.ingestion.assets import raw_credit_applications
-from platform_assets.ml.features import quarantine_reasons
 from platform_assets.resources.gates import ModelGates
 from platform_assets.resources.lake import LakeStorage
+from platform_assets.resources.spark import CreditSparkResource
 
 
 @dg.asset_check(
@@ -22,13 +19,12 @@ from platform_assets.resources.lake import LakeStorage
     ),
 )
 def raw_values_in_range(
-    context: dg.AssetCheckExecutionContext, lake: LakeStorage, model_gates: ModelGates
+    context: dg.AssetCheckExecutionContext, lake: LakeStorage, pyspark: CreditSparkResource, model_gates: ModelGates
 ) -> dg.AssetCheckResult:
-    rows, counts = 0, Counter[str]()
-    # Part by part: memory bounded by one part at any rows per day.
-    for frame in partitions.iter_partition(lake, lake_keys.raw(context.partition_key)):
-        rows += len(frame)
-        counts.update({str(k): int(v) for k, v in quarantine_reasons(frame).value_counts().items()})
+    # Counted by Spark tasks, one per part: the driver's memory does not grow with the rows per day.
+    rows, counts = raw.count_out_of_range(pyspark.spark_session, lake.executor_store(), context.partition_key)
+    if not rows:
+        raise dg.Failure(description=f"raw partition {context.partition_key} is committed with no rows")
     invalid = sum(counts.values())
     share = invalid / rows
     severity = dg.AssetCheckSeverity.ERROR if share > model_gates.max_quarantine_share else dg.AssetCheckSeverity.WARN
