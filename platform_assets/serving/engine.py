@@ -310,6 +310,7 @@ class CreditRiskEngine:
                 "inference_log_ready": self.log.ready,
                 "inference_log_pending": self.log.pending,
                 "inference_log_dropped": self.log.dropped,
+                "inference_log_write_retries": self.log.write_retries,
                 "live_bias": self.bias.snapshot(),
             },
         )

@@ -120,4 +120,7 @@ class StatusOutput(bentoml.IODescriptor):  # type: ignore[misc]
     refused: dict[str, str]
     inference_log_pending: int = Field(description="predictions queued in this worker, not yet committed")
     inference_log_dropped: int = Field(description="predictions this worker could not log (backlog full)")
+    inference_log_write_retries: int = Field(
+        description="failed prediction writes a later try made good (the database was away for a while)"
+    )
     live_bias: dict[str, Any]

@@ -26,6 +26,11 @@ from platform_assets.core.inference_log.schema import (
 
 logger = logging.getLogger(__name__)
 
+#: Longest wait between two tries of a prediction write while the database is away (seconds).
+MAX_BACKOFF_SECONDS = 2.0
+#: Tries left for a write still failing when the writer closes (the service is stopping).
+CLOSING_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class FeedbackResult:
@@ -122,6 +127,8 @@ class InferenceLog:
         self._written = 0
         self._pending_rows = 0
         self.dropped = 0
+        #: Failed write attempts that a later try made good (a database restart shows here, not in ``dropped``).
+        self.write_retries = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
         self._thread.start()
@@ -251,16 +258,30 @@ class InferenceLog:
                 return
 
     def _write(self, batches: list[tuple[datetime, list[tuple[Any, ...]]]], rows: int) -> None:
-        for attempt in range(5):
+        """Write one gathered batch, retrying (backoff up to ``MAX_BACKOFF_SECONDS``) for as long as the
+        database is away: a restart or failover loses nothing. Meanwhile new predictions queue up to
+        ``max_pending`` rows (beyond that they are counted in ``dropped``). Only a closing writer gives up,
+        after ``CLOSING_ATTEMPTS`` more tries, and counts the rows it could not write."""
+        attempt, closing_attempts = 0, 0
+        while True:
             try:
                 with self.engine.begin() as connection:
                     self._insert(connection, batches)
+                if attempt:
+                    logger.warning("wrote %d predictions after %d failed attempt(s)", rows, attempt)
+                    self.write_retries += attempt
                 return
             except sa.exc.SQLAlchemyError as exc:
-                logger.warning("writing %d predictions failed (attempt %d): %s", rows, attempt + 1, exc)
-                time.sleep(0.2 * 2**attempt)
+                attempt += 1
+                if self._closed:
+                    closing_attempts += 1
+                    if closing_attempts > CLOSING_ATTEMPTS:
+                        break
+                if attempt == 1 or attempt % 10 == 0:
+                    logger.warning("writing %d predictions failed (attempt %d), retrying: %s", rows, attempt, exc)
+                time.sleep(min(0.2 * 2 ** min(attempt - 1, 10), MAX_BACKOFF_SECONDS))
         self.dropped += rows
-        logger.error("dropped %d predictions after 5 failed writes", rows)
+        logger.error("closing with the database unreachable: dropped %d predictions", rows)
 
     # -- feedback: synchronous ------------------------------------------------------------------
     def record_feedback(self, items: Sequence[dict[str, Any]]) -> list[FeedbackResult]:
