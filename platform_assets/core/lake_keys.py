@@ -11,6 +11,7 @@ from __future__ import annotations
 RAW_PREFIX = "raw/credit_applications"
 TENSORS_PREFIX = "features/credit_history_tensors"
 QUARANTINE_PREFIX = "quarantine/credit_history_tensors"
+PORTFOLIO_SCORES_PREFIX = "scores/portfolio_scores"
 MODELS_PREFIX = "models"
 MANIFEST_FILE = "_manifest.json"
 #: ``_inflight-<run token>.json``: a run writing parts into the folder (see ``dataplane.partitions.writing``).
@@ -31,6 +32,11 @@ def tensors(partition: str) -> str:
 def quarantine(partition: str) -> str:
     """The folder of one day's quarantined raw rows."""
     return f"{QUARANTINE_PREFIX}/date={partition}"
+
+
+def portfolio_scores(version: str, partition: str) -> str:
+    """The folder of one day's scores by one model version (each version's scores side by side)."""
+    return f"{PORTFOLIO_SCORES_PREFIX}/model_version={version}/date={partition}"
 
 
 def manifest(folder: str) -> str:

@@ -30,7 +30,7 @@ class Summary(NamedTuple):
 
 
 _SUMMARY_SCHEMA = "output string, name string, sha256 string, reason string, rows long"
-_TASK_ERROR = re.compile(r"(?:PartitionError|FileNotFoundError|RawSchemaError|ValueError): (.+)")
+_TASK_ERROR = re.compile(r"(?:PartitionError|FileNotFoundError|RawSchemaError|OnnxModelError|ValueError): (.+)")
 
 
 def named_failure(error: Exception) -> Exception:
