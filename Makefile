@@ -9,7 +9,7 @@ ROLE ?= predict
 export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
 .PHONY: demo test install system-packages lint check-defs materialize ui ui-secure loop-demo service-status \
-        service-stop api-key signing-keys bench-uci bench-serving bench-soak clean image
+        service-stop api-key signing-keys bench-uci bench-serving bench-soak bench-pipeline clean image
 
 # What the suite drives for real, as `program:Debian package`. kubectl (the ops tests' kustomize) comes
 # with the machine image: Debian's kubernetes-client is 1.20, older than the kustomize v5 k8s/ needs. npm
@@ -155,6 +155,13 @@ bench-serving: install
 ## make bench-soak: 64 connections until 1,000,000 requests, worker RSS printed along the way (a few minutes).
 bench-soak: install
 	$(BIN)/python benchmarks/serving/soak.py
+
+## make bench-pipeline [BENCH_PIPELINE_FLAGS=--huge]: per asset and 10k/100k/1M rows a day (10M with --huge),
+## this tree beside a baseline commit: wall time, rows/s, Spark session start, driver and executor peak RSS;
+## one task's CPU profile; then the cold UCI graph and seconds per epoch (PLATFORM_UCI_CSV).
+BENCH_PIPELINE_FLAGS ?=
+bench-pipeline: install
+	$(BIN)/python benchmarks/pipeline/run_benchmark.py $(BENCH_PIPELINE_FLAGS)
 
 clean:
 	-$(BIN)/python -m platform_assets.deploy.local stop
