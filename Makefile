@@ -15,8 +15,10 @@ export PLATFORM_ROLLOUT_STRATEGY ?= canary
 # with the machine image: Debian's kubernetes-client is 1.20, older than the kustomize v5 k8s/ needs. npm
 # installs the Argo Rollouts schemas (k8s-validate; they need node >= 14), from Debian where it is missing.
 # dockerd and debootstrap build and run the service's image (`make image`, tests/prod/test_prod_image.py).
+# PostgreSQL 15 (bookworm's): the prod_profile tests and `make prod-local` run throwaway clusters of it.
 SYSTEM_PACKAGES := prometheus:prometheus promtool:prometheus /usr/bin/chromium:chromium java:openjdk-17-jre-headless \
-                   npm:npm /usr/sbin/nginx:nginx-light wrk:wrk /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap
+                   npm:npm /usr/sbin/nginx:nginx-light wrk:wrk /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap \
+                   /usr/lib/postgresql/15/bin/initdb:postgresql
 
 $(BIN)/activate: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -145,6 +147,17 @@ signing-keys: install
 ## with its data under /var/tmp/credit-risk-platform/docker and stops it after the build.
 image: install system-packages
 	$(BIN)/python -m platform_assets.deploy.image build --bentoml-home $(PLATFORM_HOME)/bentoml
+
+## make prod-local: the production profile on this machine until Ctrl-C (README, "Deploy to a cluster"):
+## PostgreSQL, moto S3, an MLflow server, the pipeline once with PLATFORM_ENV=prod, two service replicas
+## (3001, 3002) and the Dagster UI (3000) on them; state under $(PLATFORM_HOME)/prod-local.
+## make prod-local-stop: stops it from another shell.
+.PHONY: prod-local prod-local-stop
+prod-local: install system-packages
+	$(BIN)/python tests/prod_support.py run --root $(PLATFORM_HOME)/prod-local
+
+prod-local-stop: install
+	$(BIN)/python tests/prod_support.py stop --root $(PLATFORM_HOME)/prod-local
 
 bench-uci: install
 	$(BIN)/python benchmarks/uci_auc.py

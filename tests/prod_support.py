@@ -11,7 +11,11 @@ machine's own programs, each in a folder of its own and stopped however the call
   backend store in PostgreSQL and artifacts proxied to S3.
 * ``prod_stores(root)``: all three wired together the way the cluster is (databases ``inference_log`` and
   ``mlflow``, buckets ``credit-risk-lake`` and ``mlflow-artifacts``); ``ProdStores.env()`` is the
-  environment a process (the service, Dagster, a container) needs to use them.
+  environment a process (the service, Dagster, a container) needs to use them, ``ProdStores.platform_env``
+  adds a Dagster home on PostgreSQL and a manifest key pair: the whole control plane with ``PLATFORM_ENV=prod``.
+
+``python tests/prod_support.py run|stop`` is ``make prod-local``/``make prod-local-stop``: the profile for a
+person, with the pipeline run once, two replicas and the Dagster UI (see ``run_local``).
 
 Every server can be stopped and started again on the same port (``stop()``/``start()``), for tests of a
 store that goes away and comes back. Nothing downloads: the programs are the machine's and the venv's.
@@ -23,6 +27,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,10 +132,12 @@ class Postgres:
 
 @contextmanager
 def postgres_server(root: Path | None = None) -> Iterator[Postgres]:
-    """A new cluster in ``root/postgres`` (a fresh temporary folder when ``root`` is None), started on a
-    free port; stopped and, when temporary, deleted on exit."""
+    """A new cluster in ``root/postgres`` (a fresh temporary folder when ``root`` is None; a cluster left
+    there by an earlier run is replaced), started on a free port; stopped and, when temporary, deleted on exit."""
     temporary = root is None
     data = Path(tempfile.mkdtemp(prefix="credit-risk-pg-")) if root is None else root / "postgres"
+    if not temporary:
+        shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True, exist_ok=True)
     as_postgres: tuple[str, ...] = ()
     if os.geteuid() == 0:
@@ -307,13 +314,39 @@ class ProdStores:
             "PLATFORM_INFERENCE_DB_PASSWORD": self.inference_db_password,
         }
 
+    def platform_env(self, home: Path) -> dict[str, str]:
+        """``env()`` for the control plane and its services with ``PLATFORM_ENV=prod``: the platform home
+        ``home``, a Dagster home whose storage is this PostgreSQL (database ``dagster``, as ``k8s/dagster``
+        has it), a manifest-signing key pair under ``home/keys``, and the settings' overrides that point the
+        prod table's stores here. The deploy target stays ``kubernetes`` unless the caller overrides it."""
+        from platform_assets.core import signing
+
+        dagster_url = self.postgres.create_database("dagster", "dagster", "dagster-password")
+        dagster_home = home / "dagster"
+        dagster_home.mkdir(parents=True, exist_ok=True)
+        instance = f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {dagster_url}\n"
+        (dagster_home / "dagster.yaml").write_text(instance)
+        private_key, public_key = signing.write_key_pair(home / "keys", overwrite=True)
+        env = self.env()
+        del env["PGPASSWORD"]  # the control plane's password is PLATFORM_INFERENCE_DB_PASSWORD, as in a pod
+        return env | {
+            "PLATFORM_HOME": str(home),
+            "DAGSTER_HOME": str(dagster_home),
+            "PLATFORM_INFERENCE_DB": self.inference_db_without_password,
+            "PLATFORM_SIGNING_KEY_FILE": str(private_key),
+            "PLATFORM_VERIFY_KEY_FILE": str(public_key),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        }
+
 
 @contextmanager
-def prod_stores(root: Path) -> Iterator[ProdStores]:
+def prod_stores(root: Path, *, keep_database_in_root: bool = False) -> Iterator[ProdStores]:
     """PostgreSQL (databases ``inference_log`` and ``mlflow``), moto S3 (buckets ``credit-risk-lake`` and
-    ``mlflow-artifacts``) and an MLflow server on them, with state and logs under ``root``."""
+    ``mlflow-artifacts``) and an MLflow server on them, with logs under ``root`` (the database cluster too
+    with ``keep_database_in_root``, else in a temporary folder deleted on exit)."""
     with ExitStack() as stack:
-        postgres = stack.enter_context(postgres_server())
+        postgres = stack.enter_context(postgres_server(root if keep_database_in_root else None))
         inference_password = "inference-log-password"
         inference_db = postgres.create_database("inference_log", "credit_risk", inference_password)
         inference_db_without_password = postgres.url("credit_risk", "inference_log")
@@ -323,3 +356,103 @@ def prod_stores(root: Path) -> Iterator[ProdStores]:
         s3.create_bucket(ARTIFACT_BUCKET)
         mlflow = stack.enter_context(mlflow_server(root, mlflow_db, f"s3://{ARTIFACT_BUCKET}", s3))
         yield ProdStores(root, postgres, s3, mlflow, inference_db, inference_password, inference_db_without_password)
+
+
+# -- make prod-local ------------------------------------------------------------------------------------
+
+LOCAL_SERVICE_PORTS = (3001, 3002)
+DAGSTER_UI_PORT = 3000
+
+
+def run_local(root: Path) -> None:
+    """The production profile for a person, until SIGTERM (``make prod-local-stop``) or Ctrl-C: the stores
+    (state and logs under ``root``), the inference log's migration, the pipeline once with ``PLATFORM_ENV=prod``
+    (``platform_assets.demo``: ingest, train, gates, signed manifest, Bento, deployed by the local deployer as
+    replica A on port 3001), replica B of the same Bento on 3002, both on the shared inference log and
+    registry, and the Dagster UI and daemon on 3000 with the same settings (its sensors and schedules drive
+    the loop from there)."""
+    from net_support import dagster_webserver
+
+    from platform_assets.deploy.local import LocalServiceManager
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "prod-local.pid").write_text(str(os.getpid()))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds every context below: servers stop
+    replicas: list[tuple[LocalServiceManager, Any]] = []
+    try:
+        with prod_stores(root, keep_database_in_root=True) as stores:
+            home = root / "platform_home"
+            env = stores.platform_env(home) | {
+                "PLATFORM_DEPLOY_TARGET": "local",  # no cluster here: the local deployer runs replica A
+                "PLATFORM_SERVICE_PORT": str(LOCAL_SERVICE_PORTS[0]),
+                "SPARK_MASTER": "local[2]",
+                "PYSPARK_PYTHON": sys.executable,
+            }
+            os.environ.update(env)
+            # The admin's step of a first release (the service only checks the inference log's schema).
+            subprocess.run([sys.executable, "-m", "platform_assets.migrate", "upgrade"], check=True)
+            subprocess.run([sys.executable, "-m", "platform_assets.demo", "--days", "3"], check=True)
+            from platform_assets.definitions import bound_to
+            from platform_assets.settings import PlatformSettings
+
+            deployer = bound_to(PlatformSettings()).resources["deployer"].process_config_and_initialize()
+            replica_a = deployer.local_manager()
+            state_a = replica_a.current()
+            if state_a is None:
+                raise ServerFailed(f"the deployment left no service running; see {home / 'serving'}")
+            replicas.append((replica_a, state_a))
+            replica_b = LocalServiceManager(root / "replica_b", port=LOCAL_SERVICE_PORTS[1])
+            state_b, _ = replica_b.deploy(state_a.bento, deployer.service_env(deployer.bentoml_home()), 240)
+            replicas.append((replica_b, state_b))
+            with dagster_webserver(dict(os.environ), root / "dagster-dev.log", dev=True, timeout=300) as ui:
+                print(
+                    f"\nprod-local is up (state under {root}):\n"
+                    f"  Dagster UI         {ui}\n"
+                    f"  service replicas   {state_a.url}  {state_b.url}  (API keys: make api-key)\n"
+                    f"  MLflow server      {stores.mlflow.url}\n"
+                    f"  S3 (moto)          {stores.s3.endpoint_url}  lake {stores.lake_uri}\n"
+                    f"  PostgreSQL         127.0.0.1:{stores.postgres.port} (inference_log, mlflow, dagster)\n"
+                    "Stop with `make prod-local-stop` (or Ctrl-C).",
+                    flush=True,
+                )
+                signal.pause()
+    finally:
+        for manager, state in replicas:
+            manager.stop(state)
+        (root / "prod-local.pid").unlink(missing_ok=True)
+
+
+def stop_local(root: Path) -> int:
+    """Ask a running ``run_local(root)`` to stop, and wait for it (up to two minutes)."""
+    pid_file = root / "prod-local.pid"
+    if not pid_file.is_file():
+        print(f"prod-local is not running (no {pid_file})")
+        return 0
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        print(f"prod-local (pid {pid}) was not running; removed {pid_file}")
+        return 0
+    deadline = time.monotonic() + 120
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if pid_file.exists():
+        print(f"prod-local (pid {pid}) did not stop within 120 s", file=sys.stderr)
+        return 1
+    print("prod-local stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="make prod-local / make prod-local-stop")
+    parser.add_argument("action", choices=["run", "stop"])
+    parser.add_argument("--root", type=Path, required=True, help="state folder, e.g. $(PLATFORM_HOME)/prod-local")
+    arguments = parser.parse_args()
+    root = arguments.root.resolve()
+    if arguments.action == "stop":
+        raise SystemExit(stop_local(root))
+    run_local(root)

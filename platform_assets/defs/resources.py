@@ -47,16 +47,20 @@ def signer(config: settings.PlatformSettings) -> ModelSigner:
     )
 
 
+def inference_db_password(topology: settings.Topology) -> Any:
+    """The inference log's password as a ``dg.EnvVar`` (resolved when a run starts), ``""`` when it has none."""
+    return dg.EnvVar(topology.inference_db_password_env) if topology.inference_db_password_env else ""
+
+
 def live_monitoring(config: settings.PlatformSettings, topology: settings.Topology) -> LiveMonitoring:
     local = topology.deploy_target == "local"
     scheme = "https" if config.service_tls_dir else "http"
     service_url = config.loop_service_url
     if service_url is None:
         service_url = f"{scheme}://127.0.0.1:{config.service_port}" if local else ""
-    password: Any = dg.EnvVar(topology.inference_db_password_env) if topology.inference_db_password_env else ""
     return LiveMonitoring(
         inference_db=topology.inference_db,
-        inference_db_password=password,
+        inference_db_password=inference_db_password(topology),
         service_url=service_url,
         tls_client_dir=str(config.service_tls_dir / "client") if config.service_tls_dir else None,
         window_hours=config.loop_window_hours,
@@ -111,6 +115,10 @@ def resources_for(config: settings.PlatformSettings) -> dict[str, Any]:
             target=topology.deploy_target,
             platform_home=str(config.home_dir),
             tracking_uri=topology.mlflow_tracking_uri,
+            environment=config.env.value,
+            inference_db=topology.inference_db,
+            inference_db_password=inference_db_password(topology),
+            verify_key_file=config.verify_key_file,
             port=config.service_port,
             workers=config.service_workers,
             tls_dir=str(config.service_tls_dir) if config.service_tls_dir else None,

@@ -22,6 +22,10 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
     target: Literal["local", "kubernetes"] = Field(default="local", description="local process or Kubernetes.")
     platform_home: str = Field(description="Local state: serving/ (pid, keys) and bentoml/ live below it.")
     tracking_uri: str = Field(description="MLflow tracking URI the service reads its registry from.")
+    environment: str = Field(default="local", description="PLATFORM_ENV of the service (prod refuses unverified).")
+    inference_db: str = Field(default="", description="Inference log URL (no password) the service writes.")
+    inference_db_password: str = Field(default="", description="Its password (a dg.EnvVar), PGPASSWORD.")
+    verify_key_file: str | None = Field(default=None, description="Public key the service verifies manifests with.")
     host: str = Field(default="127.0.0.1", description="Interface the local service listens on.")
     port: int = Field(default=3001, description="Port of the local service.")
     workers: int = Field(default=2, ge=1, description="Workers of the local service; with 2+ a dead one costs nothing.")
@@ -66,8 +70,17 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
         return secret.read_text().strip()
 
     def service_env(self, bentoml_home: Path) -> dict[str, str]:
+        """The local service's environment: the same registry, inference log and verify key as the pipeline's
+        table (so what it logs is what monitoring reads), and the service's own keys and BentoML home."""
         self.admin_key()  # the key file must exist before the service reads it
+        stores = {"CREDIT_RISK_INFERENCE_DB": self.inference_db} if self.inference_db else {}
+        if self.inference_db_password:
+            stores["PGPASSWORD"] = self.inference_db_password  # libpq's variable, as the Rollout sets it
+        if self.verify_key_file:
+            stores["CREDIT_RISK_VERIFY_KEY_FILE"] = self.verify_key_file
         return {
+            **stores,
+            "PLATFORM_ENV": self.environment,
             "PLATFORM_HOME": self.platform_home,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "BENTOML_HOME": str(bentoml_home),
