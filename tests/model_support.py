@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from platform_assets.core.model_version import Calibration
+from platform_assets.core.reason_codes import ReasonCodes
 from platform_assets.core.registry import MODEL_NAME
 from platform_assets.ml import calibration, features, schema, synthetic
 from platform_assets.ml.model import CNNConfig, build_cnn
-from platform_assets.ml.train import choose_threshold, class_weights, predict_cnn
+from platform_assets.ml.train import choose_threshold, class_weights, fit_reason_codes, predict_cnn
 from platform_assets.resources.mlflow import RegisteredVersion, register_keras_model
 from platform_assets.settings import EXPERIMENT_NAME
 
@@ -40,11 +41,18 @@ def keras_inputs(raw: pd.DataFrame) -> dict[str, np.ndarray]:
 
 @dataclass
 class TinyModel:
-    """``model`` outputs the calibrated PD (``calibration`` built in, as training does), unless uncalibrated."""
+    """``model`` outputs the calibrated PD (``calibration`` built in, as training does), unless uncalibrated;
+    ``reason_codes`` against the reference applicant of its training rows, as training derives it."""
 
     model: Any
     threshold: float
+    reason_codes: ReasonCodes
     calibration: Calibration | None = None
+
+
+def reasons_of(model: Any, raw: pd.DataFrame, threshold: float) -> ReasonCodes:
+    """The reason section training records, for ``model`` trained on the raw rows ``raw``."""
+    return fit_reason_codes(model, raw, keras_inputs(raw), threshold, include_protected=False)
 
 
 def train_tiny(
@@ -66,11 +74,13 @@ def train_tiny(
     model = build_cnn(schema.N_MONTHS, len(features.CHANNELS), inputs["static"].shape[1], config)
     model.fit(inputs, labels, epochs=epochs, batch_size=256, class_weight=class_weights(labels), verbose=0)
     if calibration_method is None:
-        return TinyModel(model, choose_threshold(labels, predict_cnn(model, inputs)))
+        threshold = choose_threshold(labels, predict_cnn(model, inputs))
+        return TinyModel(model, threshold, reasons_of(model, raw, threshold))
     method = None if calibration_method == "auto" else calibration_method
     fitted = calibration.fit(calibration.logits_of(predict_cnn(model, inputs)), labels, method, seed=seed)
     served = calibration.calibrated_model(model, fitted)
-    return TinyModel(served, choose_threshold(labels, predict_cnn(served, inputs)), fitted)
+    threshold = choose_threshold(labels, predict_cnn(served, inputs))
+    return TinyModel(served, threshold, reasons_of(served, raw, threshold), fitted)
 
 
 def prepare_store(tracking_uri: str, artifact_root: Path) -> None:
@@ -98,6 +108,7 @@ def register_tiny(
         return register_keras_model(
             tiny.model,
             threshold=tiny.threshold,
+            reason_codes=tiny.reason_codes,
             example_inputs={k: v[:5] for k, v in example.items()},
             model_name=model_name,
             dagster_run_id="serving-fixture",

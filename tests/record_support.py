@@ -13,7 +13,7 @@ from platform_assets.core.model_version import (
     SplitSpec,
     ThresholdPolicy,
 )
-from platform_assets.ml import features
+from platform_assets.ml import features, reason_codes, schema
 
 MODEL = "default_risk_model"
 
@@ -37,6 +37,11 @@ def model_version(version: str = "v1", *, model_sha256: str = "0" * 64, **overri
         "threshold_policy": ThresholdPolicy(kind="approval_rate", target_approval_rate=0.7),
         "calibration": Calibration(
             method="platt", slope=0.9, intercept=-1.2, validation_log_loss={"platt": 0.45}, validation_rows=100
+        ),
+        "reason_codes": reason_codes.reason_codes(
+            {f: 0 if f in schema.PAY_COLUMNS else 20_000 for f in schema.FEATURE_COLUMNS},
+            0.12,
+            500,
         ),
         "best_epoch": 3,
         "feature_spec": feature_spec(),

@@ -74,7 +74,7 @@ def prepare(home: Path) -> dict[str, Any]:
         from platform_assets.core.api_keys import create_key
         from platform_assets.ml import dataset, features, schema, synthetic
         from platform_assets.ml.model import CNNConfig
-        from platform_assets.ml.train import TrainConfig, train_cnn
+        from platform_assets.ml.train import TrainConfig, fit_reason_codes, train_cnn
         from platform_assets.resources.mlflow import register_keras_model
         from platform_assets.settings import EXPERIMENT_NAME
 
@@ -90,10 +90,15 @@ def prepare(home: Path) -> dict[str, Any]:
         data = dataset.ModellingDataset.planned(dataset.FrameSource(rows), validation=0.15, test=0.15, seed=7)
         validation = data.materialize("validation")
         trained = train_cnn(data, TrainConfig(epochs=1, seed=1, cnn=CNNConfig()), validation=validation)
+        sample = data.sample("train", 10_000, 7)
+        reasons = fit_reason_codes(
+            trained.model, sample.frame, sample.keras_inputs(), trained.threshold, include_protected=False
+        )
         with mlflow.start_run():
             registered = register_keras_model(
                 trained.model,
                 threshold=trained.threshold,
+                reason_codes=reasons,
                 example_inputs={k: v[:5] for k, v in validation.keras_inputs().items()},
                 dagster_run_id="serving-benchmark",
             )

@@ -157,6 +157,8 @@ def build_manifest(
         "threshold_policy": record.threshold_policy.model_dump(mode="json"),
         # Built into the model artifact above; recorded so an auditor can recompute the served PD offline.
         "calibration": record.calibration.model_dump(mode="json"),
+        # What every decline's reasons are computed with; the service serves only this signed table.
+        "reason_codes": record.reason_codes.model_dump(mode="json"),
         "target": record.feature_spec.target,
         "feature_spec": spec,
         "feature_spec_version": record.feature_spec.version,

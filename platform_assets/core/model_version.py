@@ -14,6 +14,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from platform_assets.core.reason_codes import ReasonCodes
+
 #: The lake document of one version, beside its artifacts.
 RECORD_FILE: Final = "model_version.json"
 #: The Keras artifact of a version (its sha256 is in ``artifacts``).
@@ -123,6 +125,7 @@ class ModelVersion(_Frozen):
     threshold: float = Field(ge=0, le=1, description="Decision threshold on the calibrated probability of default.")
     threshold_policy: ThresholdPolicy
     calibration: Calibration = Field(description="Built into the served model: its output is the calibrated PD.")
+    reason_codes: ReasonCodes = Field(description="Adverse-action reason table, groups and reference applicant.")
     best_epoch: int = Field(ge=0)
     feature_spec: FeatureSpec
     data_versions: dict[str, str] = Field(

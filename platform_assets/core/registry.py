@@ -23,6 +23,10 @@ STEP_SINCE_TAG: Final = "challenger_step_since"
 THRESHOLD_TAG: Final = "threshold"
 FEATURE_SPEC_TAG: Final = "feature_spec_version"
 SHA_TAG: Final = "model_keras_sha256"
+#: Run artifact: the version's reason section (``core.reason_codes.ReasonCodes`` as JSON), and the version tag
+#: with its sha256; the service explains declines with exactly this document.
+REASON_CODES_FILE: Final = "reason_codes.json"
+REASON_CODES_SHA_TAG: Final = "reason_codes_sha256"
 #: Version tag: sha256 of the version's signed manifest.json (set by model_manifest).
 MANIFEST_SHA_TAG: Final = "manifest_sha256"
 #: Where MLflow's tensorflow flavor keeps the .keras file inside a logged model.

@@ -32,8 +32,9 @@ from platform_assets.ml import features, schema
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-#: Raw columns the tensor table carries along: the key, the label and the protected attributes (fairness audit).
-CARRIED_COLUMNS = (schema.ID, schema.TARGET, *schema.PROTECTED_COLUMNS)
+#: Raw columns the tensor table carries along: all of them. The key, the label, the protected attributes (fairness
+#: audit) and the raw inputs (a model version's reference applicant for reason codes is a set of raw values).
+CARRIED_COLUMNS = schema.RAW_COLUMNS
 TENSOR_COLUMNS = (
     *CARRIED_COLUMNS,
     features.REASON,

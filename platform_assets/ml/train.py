@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from platform_assets.core.model_version import Calibration, ThresholdPolicy
-from platform_assets.ml import calibration
+from platform_assets.core.reason_codes import ReasonCodes
+from platform_assets.ml import calibration, reason_codes
 from platform_assets.ml.dataset import ModellingDataset, Split
 from platform_assets.ml.model import CNNConfig, build_cnn
 
@@ -212,6 +214,19 @@ def train_cnn(
     served = calibration.calibrated_model(model, fitted)
     threshold = policy_threshold(config.policy, predict_cnn(served, validation.keras_inputs()))
     return TrainedCNN(model=served, threshold=threshold, history=history, best_epoch=best_epoch, calibration=fitted)
+
+
+def fit_reason_codes(
+    model: Any, frame: pd.DataFrame, inputs: dict[str, np.ndarray], threshold: float, *, include_protected: bool
+) -> ReasonCodes:
+    """The version's reason section (``reason_codes.fit``) for ``model`` trained on the rows of ``frame`` (raw
+    columns) whose model inputs are ``inputs``: the reference applicant comes from the rows it approves."""
+
+    def predict(tensor: np.ndarray, static: np.ndarray) -> np.ndarray:
+        return predict_cnn(model, {"history": tensor, "static": static})
+
+    raw = reason_codes.model_predictor(predict, reason_codes.LOG_COLUMNS, include_protected)
+    return reason_codes.fit(frame, predict_cnn(model, inputs), threshold, raw)
 
 
 def train_baselines(

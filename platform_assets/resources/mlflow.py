@@ -18,6 +18,7 @@ from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
 from platform_assets.core import registry
 from platform_assets.core.model_version import version_label
+from platform_assets.core.reason_codes import ReasonCodes
 from platform_assets.core.registry import WEIGHT_TAG as CHALLENGER_WEIGHT_TAG
 from platform_assets.deploy.rollout import RolloutPlan
 from platform_assets.ml import features
@@ -179,15 +180,17 @@ def register_keras_model(
     model: Any,
     *,
     threshold: float,
+    reason_codes: ReasonCodes,
     example_inputs: dict[str, Any],
     model_name: str = registry.MODEL_NAME,
     dagster_run_id: str = "",
     extra_tags: dict[str, str] | None = None,
 ) -> RegisteredVersion:
-    """Log ``model`` to the active MLflow run, register it and tag the version for serving.
+    """Log ``model`` and its ``reason_codes`` (``reason_codes.json``) to the active MLflow run, register the
+    model and tag the version for serving.
 
     Tags: ``threshold``, ``feature_spec_version``, ``model_keras_sha256`` (of the bytes MLflow stored),
-    ``lake_version`` and ``dagster_run_id``, plus ``extra_tags``.
+    ``reason_codes_sha256``, ``lake_version`` and ``dagster_run_id``, plus ``extra_tags``.
     """
     import mlflow
 
@@ -200,6 +203,8 @@ def register_keras_model(
         signature=mlflow.models.infer_signature(example_inputs, predict_cnn(model, example_inputs)),
     )
     version = str(logged.registered_model_version)
+    reasons = reason_codes.model_dump_json(indent=2)
+    mlflow.log_text(reasons, registry.REASON_CODES_FILE)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=tmp))
         model_bytes = (local / registry.MODEL_FILE).read_bytes()
@@ -208,6 +213,7 @@ def register_keras_model(
         registry.THRESHOLD_TAG: repr(float(threshold)),
         registry.FEATURE_SPEC_TAG: features.FEATURE_SPEC_VERSION,
         registry.SHA_TAG: sha,
+        registry.REASON_CODES_SHA_TAG: hashlib.sha256(reasons.encode("utf-8")).hexdigest(),
         "lake_version": version_label(version),
         "dagster_run_id": dagster_run_id,
         **(extra_tags or {}),

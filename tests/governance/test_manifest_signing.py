@@ -88,6 +88,13 @@ def test_a_changed_manifest_or_signature_is_a_bad_signature(key: Any) -> None:
     assert recalibrated != body
     with pytest.raises(manifests.BadSignatureError, match="altered after signing"):
         manifests.verify_manifest(recalibrated, signature, key.public_key(), {"model.keras": MODEL_BYTES})
+    # So is the reason-code table a decline is explained with (its wording and its reference applicant).
+    document = json.loads(body)
+    assert document["reason_codes"] == record().reason_codes.model_dump(mode="json")
+    reworded = body.replace(b"Payment delayed in the most recent month", b"Payment delayed recently")
+    assert reworded != body
+    with pytest.raises(manifests.BadSignatureError, match="altered after signing"):
+        manifests.verify_manifest(reworded, signature, key.public_key(), {"model.keras": MODEL_BYTES})
     forged = signing.sign(signing.generate_private_key(), body)
     with pytest.raises(manifests.BadSignatureError):
         manifests.verify_manifest(body, forged, key.public_key(), {"model.keras": MODEL_BYTES})

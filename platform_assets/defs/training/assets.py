@@ -28,12 +28,13 @@ from platform_assets.core.model_version import (
 )
 from platform_assets.core.registry import MODEL_NAME
 from platform_assets.defs.features.assets import credit_history_tensors
-from platform_assets.ml import calibration, evaluate
+from platform_assets.ml import calibration, evaluate, reason_codes
 from platform_assets.ml.model import CNNConfig
 from platform_assets.ml.train import (
     DEFAULT_LOSS_GIVEN_DEFAULT,
     DEFAULT_MARGIN,
     TrainConfig,
+    fit_reason_codes,
     predict_cnn,
     train_baselines,
     train_cnn,
@@ -187,9 +188,19 @@ def default_risk_model(
             validation.labels, predict_cnn(trained.model, validation.keras_inputs()), trained.threshold
         )
         mlflow.log_metrics({f"val_{k}": v for k, v in val_metrics.items()})
+        with fail_fast():  # a reference applicant the model declines cannot explain declines: not retried
+            sample = data.sample("train", reason_codes.REFERENCE_SAMPLE_ROWS, train_config.seed)
+            reasons = fit_reason_codes(
+                trained.model,
+                sample.frame,
+                sample.keras_inputs(),
+                trained.threshold,
+                include_protected=spec.include_protected,
+            )
         registered = register_keras_model(
             trained.model,
             threshold=trained.threshold,
+            reason_codes=reasons,
             example_inputs={k: v[:5] for k, v in validation.keras_inputs().items()},
             model_name=MODEL_NAME,
             dagster_run_id=context.run.run_id,
@@ -208,6 +219,7 @@ def default_risk_model(
         threshold=trained.threshold,
         threshold_policy=train_config.policy,
         calibration=trained.calibration,
+        reason_codes=reasons,
         best_epoch=trained.best_epoch,
         feature_spec=spec,
         data_versions=data_versions,
@@ -228,6 +240,8 @@ def default_risk_model(
             "threshold": trained.threshold,
             "threshold_policy": dg.MetadataValue.json(train_config.policy.model_dump(mode="json")),
             "calibration_method": trained.calibration.method,
+            "reason_codes_table": reasons.table_version,
+            "reference_applicant": dg.MetadataValue.json(reasons.reference.model_dump(mode="json")),
             "validation_log_loss": dg.MetadataValue.json(trained.calibration.validation_log_loss),
             "best_epoch": trained.best_epoch,
             "validation_roc_auc": val_metrics["roc_auc"],
