@@ -2,12 +2,18 @@
 
     python -m platform_assets.audit --model-version v3
     python -m platform_assets.audit --prediction-id <id>     # prediction -> model version -> ...
+    python -m platform_assets.audit --prediction-id <id> --recompute-reasons
+
+A prediction's adverse-action reasons are printed as the service gave them (from the inference log);
+``--recompute-reasons`` recomputes them from the logged application fields with the version's model and the
+reason-code table of its signed manifest, and says whether they are the same.
 
 Reads the lake (``PLATFORM_LAKE_URI`` / ``PLATFORM_HOME``) and verifies the manifest with the
 configured public key (``PLATFORM_VERIFY_KEY_FILE``; locally the demo key under
 ``$PLATFORM_HOME/keys``). The run ids and partitions printed come from the *signed* manifest, so
 they are only trusted when the signature line says ``VERIFIED``. Exit code 0 when the chain is
-complete and verified, 1 when it is printed but does not verify, 2 when it cannot be built.
+complete and verified (and recomputed reasons are the same), 1 when it is printed but does not verify (or the
+recomputed reasons differ), 2 when it cannot be built.
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ from typing import Any
 from platform_assets import model_store, settings
 from platform_assets.core import lake_keys, registry, signing
 from platform_assets.core import manifest as manifests
-from platform_assets.core.model_version import RECORD_FILE
+from platform_assets.core.model_version import MODEL_FILE, RECORD_FILE
+from platform_assets.core.reason_codes import ReasonCodes
 from platform_assets.defs.resources import signer as signer_for
+from platform_assets.ml import reason_codes
+from platform_assets.ml.train import predict_cnn
 from platform_assets.resources.lake import LakeStorage, lake_from_uri
 from platform_assets.resources.signer import ModelSigner
 
@@ -42,12 +51,15 @@ class AuditChain:
     signature_status: str
     manifest: dict[str, Any]
     prediction: dict[str, Any] | None = None
+    #: "identical" or what differs, when the prediction's reasons were recomputed.
+    reasons_recomputed: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         lineage, data = self.manifest.get("lineage", {}), self.manifest.get("data", {})
         return {
             "prediction": self.prediction,
+            "reasons_recomputed": self.reasons_recomputed,
             "model": self.model,
             "model_version": self.model_version,
             "manifest": self.manifest_uri,
@@ -136,12 +148,36 @@ def lookup_prediction(prediction_id: str) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dict(row).items()}
 
 
-def audit_prediction(prediction_id: str, **kwargs: Any) -> AuditChain:
-    """prediction -> model version -> manifest -> runs -> data."""
+def audit_prediction(prediction_id: str, *, recompute_reasons: bool = False, **kwargs: Any) -> AuditChain:
+    """prediction -> model version -> manifest -> runs -> data; with ``recompute_reasons`` the prediction's
+    reasons are recomputed offline from the log and compared with the served ones."""
     prediction = lookup_prediction(prediction_id)
     chain = audit_model_version(str(prediction["model_version"]), **kwargs)
     chain.prediction = prediction
+    if recompute_reasons:
+        chain.reasons_recomputed = recompute(prediction, chain, kwargs.get("lake") or default_lake())
     return chain
+
+
+def recompute(prediction: dict[str, Any], chain: AuditChain, lake: LakeStorage) -> str:
+    """Recompute a logged prediction's reasons with its version's verified model and signed reason table."""
+    if not prediction.get("reasons"):
+        raise AuditError(f"prediction {prediction['prediction_id']} was not explained (an approval that did not ask)")
+    if not chain.verified:
+        raise AuditError("the manifest does not verify: its reason-code table cannot be trusted to recompute")
+    record = model_store.load_record(lake, chain.model_version, chain.model)
+    key = model_store.version_key(record.version, MODEL_FILE, record.model)
+    model = model_store.keras_from_bytes(model_store.read_verified(lake, key, record.model_sha256))
+    codes = ReasonCodes.model_validate(chain.manifest["reason_codes"])
+
+    def predict(tensor: Any, static: Any) -> Any:
+        return predict_cnn(model, {"history": tensor, "static": static})
+
+    (recomputed,) = reason_codes.recompute_from_log(
+        [prediction], codes, predict, include_protected=record.feature_spec.include_protected
+    )
+    difference = reason_codes.difference(json.loads(prediction["reasons"]), recomputed)
+    return "identical" if difference is None else f"DIFFERENT: {difference}"
 
 
 def format_chain(chain: AuditChain) -> str:
@@ -152,6 +188,12 @@ def format_chain(chain: AuditChain) -> str:
         lines += [
             f"prediction     {p['prediction_id']} at {p.get('created_at')}: probability {p.get('probability')}, "
             f"decision {p.get('decision')} (application {p.get('application_id')}, served as {p.get('role')})",
+            *[
+                f"  reason       {r['code']} {r['text']} (+{r['contribution']:.4f}): "
+                + ", ".join(f"{k}={v} (reference {r['reference'][k]})" for k, v in r["fields"].items())
+                for r in json.loads(p.get("reasons") or "[]")
+            ],
+            *([f"  recomputed   {chain.reasons_recomputed}"] if chain.reasons_recomputed else []),
             "  -> model version",
         ]
     lines += [
@@ -173,17 +215,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.add_argument("--model-version", help="model version, e.g. v3")
     target.add_argument("--prediction-id", help="a prediction id from the inference log")
     parser.add_argument("--json", action="store_true", help="print the chain as JSON")
+    parser.add_argument(
+        "--recompute-reasons", action="store_true", help="recompute the prediction's reasons offline and compare"
+    )
     args = parser.parse_args(argv)
+    if args.recompute_reasons and not args.prediction_id:
+        parser.error("--recompute-reasons needs --prediction-id")
     try:
         if args.prediction_id:
-            chain = audit_prediction(args.prediction_id)
+            chain = audit_prediction(args.prediction_id, recompute_reasons=args.recompute_reasons)
         else:
             chain = audit_model_version(args.model_version)
     except (AuditError, signing.SigningKeyError) as error:
         print(f"audit: {error}", file=sys.stderr)
         return 2
     print(json.dumps(chain.as_dict(), indent=2, sort_keys=True) if args.json else format_chain(chain))
-    return 0 if chain.verified else 1
+    return 0 if chain.verified and not (chain.reasons_recomputed or "").startswith("DIFFERENT") else 1
 
 
 if __name__ == "__main__":

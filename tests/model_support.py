@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,17 @@ def keras_inputs(raw: pd.DataFrame) -> dict[str, np.ndarray]:
 @dataclass
 class TinyModel:
     """``model`` outputs the calibrated PD (``calibration`` built in, as training does), unless uncalibrated;
-    ``reason_codes`` against the reference applicant of its training rows, as training derives it."""
+    ``rows`` are the raw rows it was trained on."""
 
     model: Any
     threshold: float
-    reason_codes: ReasonCodes
+    rows: pd.DataFrame
     calibration: Calibration | None = None
+
+    @cached_property
+    def reason_codes(self) -> ReasonCodes:
+        """Against the reference applicant of its training rows, as training derives it (registering needs it)."""
+        return reasons_of(self.model, self.rows, self.threshold)
 
 
 def reasons_of(model: Any, raw: pd.DataFrame, threshold: float) -> ReasonCodes:
@@ -74,13 +80,11 @@ def train_tiny(
     model = build_cnn(schema.N_MONTHS, len(features.CHANNELS), inputs["static"].shape[1], config)
     model.fit(inputs, labels, epochs=epochs, batch_size=256, class_weight=class_weights(labels), verbose=0)
     if calibration_method is None:
-        threshold = choose_threshold(labels, predict_cnn(model, inputs))
-        return TinyModel(model, threshold, reasons_of(model, raw, threshold))
+        return TinyModel(model, choose_threshold(labels, predict_cnn(model, inputs)), raw)
     method = None if calibration_method == "auto" else calibration_method
     fitted = calibration.fit(calibration.logits_of(predict_cnn(model, inputs)), labels, method, seed=seed)
     served = calibration.calibrated_model(model, fitted)
-    threshold = choose_threshold(labels, predict_cnn(served, inputs))
-    return TinyModel(served, threshold, reasons_of(served, raw, threshold), fitted)
+    return TinyModel(served, choose_threshold(labels, predict_cnn(served, inputs)), raw, fitted)
 
 
 def prepare_store(tracking_uri: str, artifact_root: Path) -> None:

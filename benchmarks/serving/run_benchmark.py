@@ -62,19 +62,39 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "wrk": (wrk or ["?"])[0]}
 
 
+def train_model() -> tuple[Any, float, Any, dict[str, Any]]:
+    """The production CNN architecture trained with the production training function on synthetic data (one
+    epoch, seconds): the calibrated model, its threshold, its reason-code section as training records it, and
+    five rows of model inputs."""
+    import pandas as pd
+
+    from platform_assets.ml import dataset, features, synthetic
+    from platform_assets.ml.model import CNNConfig
+    from platform_assets.ml.train import TrainConfig, fit_reason_codes, train_cnn
+
+    start = date(2026, 10, 1)
+    days = [synthetic.generate_partition(start + timedelta(days=d), 1000, 7) for d in range(3)]
+    rows = features.featurize_rows(pd.concat(days, ignore_index=True))
+    data = dataset.ModellingDataset.planned(dataset.FrameSource(rows), validation=0.15, test=0.15, seed=7)
+    validation = data.materialize("validation")
+    trained = train_cnn(data, TrainConfig(epochs=1, seed=1, cnn=CNNConfig()), validation=validation)
+    sample = data.sample("train", 10_000, 7)
+    reasons = fit_reason_codes(
+        trained.model, sample.frame, sample.keras_inputs(), trained.threshold, include_protected=False
+    )
+    return trained.model, trained.threshold, reasons, {k: v[:5] for k, v in validation.keras_inputs().items()}
+
+
 def prepare(home: Path) -> dict[str, Any]:
     """Train a model with the production CNN architecture and training function on synthetic data (one
     epoch, seconds), register it in a new MLflow store as the training asset does; create the keys."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import mlflow
-        import pandas as pd
 
         from platform_assets.core import registry
         from platform_assets.core.api_keys import create_key
-        from platform_assets.ml import dataset, features, schema, synthetic
-        from platform_assets.ml.model import CNNConfig
-        from platform_assets.ml.train import TrainConfig, fit_reason_codes, train_cnn
+        from platform_assets.ml import schema, synthetic
         from platform_assets.resources.mlflow import register_keras_model
         from platform_assets.settings import EXPERIMENT_NAME
 
@@ -84,22 +104,14 @@ def prepare(home: Path) -> dict[str, Any]:
         mlflow.set_registry_uri(uri)
         artifacts = (home / "mlflow" / "artifacts").as_uri()
         mlflow.set_experiment(experiment_id=mlflow.MlflowClient().create_experiment(EXPERIMENT_NAME, artifacts))
+        model, threshold, reasons, example = train_model()
         start = date(2026, 10, 1)
-        days = [synthetic.generate_partition(start + timedelta(days=d), 1000, 7) for d in range(3)]
-        rows = features.featurize_rows(pd.concat(days, ignore_index=True))
-        data = dataset.ModellingDataset.planned(dataset.FrameSource(rows), validation=0.15, test=0.15, seed=7)
-        validation = data.materialize("validation")
-        trained = train_cnn(data, TrainConfig(epochs=1, seed=1, cnn=CNNConfig()), validation=validation)
-        sample = data.sample("train", 10_000, 7)
-        reasons = fit_reason_codes(
-            trained.model, sample.frame, sample.keras_inputs(), trained.threshold, include_protected=False
-        )
         with mlflow.start_run():
             registered = register_keras_model(
-                trained.model,
-                threshold=trained.threshold,
+                model,
+                threshold=threshold,
                 reason_codes=reasons,
-                example_inputs={k: v[:5] for k, v in validation.keras_inputs().items()},
+                example_inputs=example,
                 dagster_run_id="serving-benchmark",
             )
         registry.set_alias(registry.CHAMPION, registered.version, tracking_uri=uri)
@@ -117,7 +129,7 @@ def prepare(home: Path) -> dict[str, Any]:
         "model_file": model_file,
         "key": key,
         "admin_key": admin_key,
-        "threshold": trained.threshold,
+        "threshold": threshold,
     }
 
 

@@ -76,9 +76,10 @@ class CreditRiskService:
 
     # BentoML's decorators live in _bentoml_sdk, which ships no type information (no py.typed).
     @bentoml.api(route="/predict", input_spec=PredictInput, output_spec=PredictOutput)  # type: ignore[untyped-decorator]
-    async def predict(self, applications: RawBody, model_version: Any = None) -> Response:
+    async def predict(self, applications: RawBody, model_version: Any = None, reasons: Any = None) -> Response:
         """Score 1..N applications (raw UCI schema). Each gets a probability of default, a decision at
-        the model's threshold, the model version and role that scored it, and a prediction id."""
+        the model's threshold, the model version and role that scored it, a prediction id, and the
+        adverse-action reasons of a decline (of an approval too with ``"reasons": "all"``)."""
         return _response(await self.engine.predict(applications.data))
 
     @bentoml.api(route="/feedback", input_spec=FeedbackInput, output_spec=FeedbackOutput)  # type: ignore[untyped-decorator]

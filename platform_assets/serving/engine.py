@@ -22,11 +22,11 @@ from platform_assets.core.inference_log.schema import PROTECTED_LOG_COLUMNS, new
 from platform_assets.ml import schema
 from platform_assets.serving import metrics, routing
 from platform_assets.serving.bias import BiasWindow, group_decisions, protected_groups
-from platform_assets.serving.inference_log.writer import InferenceLog
+from platform_assets.serving.inference_log.writer import InferenceLog, explained_log_fields
 from platform_assets.serving.model_loading import LoadedModel, configure_tensorflow
 from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict
 from platform_assets.serving.registry_polling import ModelManager, ModelSet
-from platform_assets.serving.scorer import ModelFailure, Scorer
+from platform_assets.serving.scorer import ModelFailure, Scored, Scorer
 from platform_assets.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -196,23 +196,24 @@ class CreditRiskEngine:
                 )
             plan = self._plan(snapshot, apps)
             served = answered_by(plan)
-            probabilities = await asyncio.wrap_future(self.scorer.submit(apps.matrix, [(m, r) for m, _, r in plan]))
+            scored = await asyncio.wrap_future(
+                self.scorer.submit(apps.matrix, [(m, r) for m, _, r in plan], explain_all=apps.explain_all)
+            )
         except RequestError as exc:
             return Reply(exc.status, exc.body(), exc.reason, served)
         except ModelFailure as failure:
             role = next(r for m, r, _ in plan if m is failure.model)
             return Reply(500, {"error": str(failure)}, "model_error", (failure.model.label, role))
-        return Reply(200, self._respond(apps, plan, probabilities), model=served)
+        return Reply(200, self._respond(apps, plan, scored), model=served)
 
     def _respond(
-        self, apps: Applications, plan: list[tuple[LoadedModel, str, np.ndarray]], probabilities: np.ndarray
+        self, apps: Applications, plan: list[tuple[LoadedModel, str, np.ndarray]], scored: Scored
     ) -> dict[str, Any]:
         n = len(apps)
-        probs: list[float] = probabilities.astype("float64").tolist()
+        probs: list[float] = scored.probabilities.astype("float64").tolist()
         if len(plan) == 1:  # one model scored every row (the usual case): no per-row assembly
             model, role, _ = plan[0]
             labels, roles, thresholds = [model.label] * n, [role] * n, [model.threshold] * n
-            declines = (probabilities >= model.threshold).tolist()
         else:
             labels, roles = [""] * n, [""] * n
             per_row = np.empty(n, dtype="float64")
@@ -222,16 +223,31 @@ class CreditRiskEngine:
                     roles[i] = role
                 per_row[rows] = model.threshold
             thresholds = per_row.tolist()
-            declines = (probabilities >= per_row).tolist()
-        decisions = ["decline" if d else "approve" for d in declines]
+        decisions = ["decline" if d else "approve" for d in scored.declined.tolist()]
+        reasons = scored.reasons
         ids = new_prediction_ids(n)
         protected = {
             log_name: [v if s else None for v, s in zip(apps.columns[c].tolist(), apps.sent[c].tolist(), strict=True)]
             for c, log_name in PROTECTED_LOG_COLUMNS.items()
         }
-        self.log.log_rows(  # the protected columns close ROW_COLUMNS, in PROTECTED_LOG_COLUMNS order
+        logged_reasons, inputs = explained_log_fields(apps.matrix, reasons)
+        self.log.log_rows(  # ROW_COLUMNS order: the protected columns (PROTECTED_LOG_COLUMNS order), then reasons
             utcnow(),
-            list(zip(ids, labels, roles, apps.ids, probs, thresholds, decisions, *protected.values(), strict=True)),
+            list(
+                zip(
+                    ids,
+                    labels,
+                    roles,
+                    apps.ids,
+                    probs,
+                    thresholds,
+                    decisions,
+                    *protected.values(),
+                    logged_reasons,
+                    inputs,
+                    strict=True,
+                )
+            ),
         )
         groups = protected_groups(protected, self.bias.age_edges)  # once for the window and the counters
         if self.bias.observe_groups(groups, decisions):
@@ -253,9 +269,10 @@ class CreditRiskEngine:
                     "model_version": label,
                     "role": role,
                     "prediction_id": prediction_id,
+                    "reasons": row_reasons,
                 }
-                for application_id, probability, decision, label, role, prediction_id in zip(
-                    apps.ids, probs, decisions, labels, roles, ids, strict=True
+                for application_id, probability, decision, label, role, prediction_id, row_reasons in zip(
+                    apps.ids, probs, decisions, labels, roles, ids, reasons, strict=True
                 )
             ]
         }

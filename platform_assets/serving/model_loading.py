@@ -1,8 +1,9 @@
 """Verify and load one registered model version: its signed manifest, sha256 and feature spec, then compile it.
 
 A version that must not serve raises ``ModelRefused`` with the reason: its signed manifest does not verify
-(``signature``), its artifact does not match the registry's sha256 tag, its feature spec or inputs are not
-the ones this service computes, or (``CREDIT_RISK_INFERENCE_BACKEND=numpy``) it has no verified numpy graph.
+(``signature``), its artifact or its reason-code table does not match the registry's sha256 tags (or the signed
+manifest's table), its feature spec or inputs are not the ones this service computes, or
+(``CREDIT_RISK_INFERENCE_BACKEND=numpy``) it has no verified numpy graph.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 
 from platform_assets.core import registry
 from platform_assets.core.model_version import version_label
-from platform_assets.ml import features, schema
+from platform_assets.core.reason_codes import ReasonCodes
+from platform_assets.ml import features, reason_codes, schema
 from platform_assets.serving.graph import UnsupportedModel, export_numpy_graph, verify
+from platform_assets.serving.payloads import MATRIX_COLUMNS
 from platform_assets.serving.settings import INFERENCE_BACKENDS
 from platform_assets.serving.signature import SignatureRefused, VerifyKey, verify_version
 
@@ -55,6 +58,8 @@ class LoadedModel:
     tags: dict[str, str]
     predict_fn: Callable[[np.ndarray, np.ndarray], Any] = field(repr=False)
     keras_model: Any = field(repr=False)
+    #: The version's reason-code table and reference applicant, over request rows (``payloads.MATRIX_COLUMNS``).
+    explainer: reason_codes.Explainer = field(repr=False)
     #: "verified (...)" or "unverified: ..." (local environment without a verify key).
     signature: str = "unverified"
     #: What computes ``predict_fn``: "numpy-graph (max abs diff ... vs keras)" or "tensorflow[ (why not numpy)]".
@@ -66,6 +71,12 @@ class LoadedModel:
             return np.empty(0, dtype="float32")
         out = self.predict_fn(tensor, np.ascontiguousarray(static[:, : self.n_static]))
         return np.asarray(out).reshape(-1)
+
+    def explain(self, rows: np.ndarray) -> reason_codes.Explanation:
+        """Reasons for request rows (``payloads.MATRIX_COLUMNS``): every coalition in one ``predict`` call."""
+        return self.explainer.explain(
+            rows, reason_codes.model_predictor(self.predict, MATRIX_COLUMNS, self.include_protected)
+        )
 
 
 class CompiledModel(NamedTuple):
@@ -148,6 +159,37 @@ def _compile_tensorflow(
     return run
 
 
+def _reason_codes(
+    client: Any, tracking_uri: str, run_id: str, tags: dict[str, str], dst: Path, label: str
+) -> ReasonCodes:
+    """The version's ``reason_codes.json`` from its MLflow run, checked against the ``reason_codes_sha256`` tag."""
+    import mlflow
+
+    expected = tags.get(registry.REASON_CODES_SHA_TAG, "")
+    if len(expected) != 64:
+        raise ModelRefused(
+            f"{label}: no {registry.REASON_CODES_SHA_TAG} tag: a version without a reason-code table cannot "
+            "explain its declines (retrain it)"
+        )
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=registry.REASON_CODES_FILE, dst_path=str(dst), tracking_uri=tracking_uri
+        )
+    except Exception as exc:  # MlflowException or an OSError: the reason is the same for the operator
+        raise ModelRefused(f"{label}: cannot read {registry.REASON_CODES_FILE} of run {run_id}: {exc}") from None
+    body = Path(path).read_bytes()
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != expected:
+        raise ModelRefused(
+            f"{label}: {registry.REASON_CODES_FILE} has sha256 {actual}, the {registry.REASON_CODES_SHA_TAG} tag "
+            f"says {expected}: the table was altered"
+        )
+    try:
+        return ReasonCodes.model_validate_json(body)
+    except ValueError as exc:
+        raise ModelRefused(f"{label}: {registry.REASON_CODES_FILE} is not a reason-code table: {exc}") from None
+
+
 def load_version(
     client: Any,
     model_name: str,
@@ -194,6 +236,7 @@ def load_version(
         if not path.is_file():
             raise ModelRefused(f"{model_name} {label}: artifact has no {registry.MODEL_FILE}")
         model_bytes = path.read_bytes()
+        codes = _reason_codes(client, tracking_uri, str(mv.run_id or ""), tags, Path(tmp), f"{model_name} {label}")
         try:
             signature = verify_version(
                 client,
@@ -204,6 +247,7 @@ def load_version(
                 model_bytes=model_bytes,
                 verify_key=verify_key,
                 label=f"{model_name} {label}",
+                signed_sections={"reason_codes": codes.model_dump(mode="json")},
             )
         except SignatureRefused as exc:
             raise ModelRefused(f"{model_name} {label}: {exc}") from None
@@ -215,6 +259,10 @@ def load_version(
             )
         keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
     predict_fn, n_static, served_by = compile_model(keras_model, backend, label=f"{model_name} {label}")
+    try:
+        explainer = reason_codes.Explainer(codes, MATRIX_COLUMNS)
+    except ValueError as exc:
+        raise ModelRefused(f"{model_name} {label}: its reason-code table cannot serve: {exc}") from None
     return LoadedModel(
         version=str(version),
         label=label,
@@ -226,6 +274,7 @@ def load_version(
         tags=tags,
         predict_fn=predict_fn,
         keras_model=keras_model,
+        explainer=explainer,
         signature=signature,
         backend=served_by,
     )

@@ -28,6 +28,8 @@ OPTIONAL = schema.PROTECTED_COLUMNS
 #: Column order of ``Applications.matrix``.
 MATRIX_COLUMNS = (*REQUIRED, *OPTIONAL)
 PLACEHOLDER = {"SEX": 1, "EDUCATION": 0, "MARRIAGE": 0, "AGE": 35}
+#: The ``reasons`` request option: adverse-action reasons for declines only (the default), or for every row.
+REASONS_OPTIONS = ("declines", "all")
 INT64_MAX = 2**63 - 1
 MAX_PREDICTION_ID = 64
 
@@ -65,6 +67,8 @@ class Applications:
     ids: list[int]
     matrix: np.ndarray
     model_version: str | None = None
+    #: Reasons for approvals too (``"reasons": "all"``), not only for declines.
+    explain_all: bool = False
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -171,7 +175,7 @@ def _required_table(rows: list[dict[str, Any]]) -> np.ndarray | None:
 
 def parse_predict(body: bytes, max_batch: int) -> Applications:
     """Validate the shape and types of a ``/predict`` body (ranges are checked by the feature code)."""
-    items, document = _items(parse_json(body), "applications", {"model_version"})
+    items, document = _items(parse_json(body), "applications", {"model_version", "reasons"})
     _check_size(items, "applications", max_batch)
     if set(map(type, items)) != {dict}:
         i = next(i for i, row in enumerate(items) if not isinstance(row, dict))
@@ -179,6 +183,11 @@ def parse_predict(body: bytes, max_batch: int) -> Applications:
     model_version = document.get("model_version")
     if model_version is not None and not isinstance(model_version, str):
         raise RequestError(422, "'model_version' must be a string such as 'v3'", field="model_version")
+    reasons = document.get("reasons", REASONS_OPTIONS[0])
+    if reasons not in REASONS_OPTIONS:
+        raise RequestError(
+            422, f"'reasons' must be one of {list(REASONS_OPTIONS)}, got {_describe(reasons)}", field="reasons"
+        )
     columns: dict[str, np.ndarray] = {}
     sent: dict[str, np.ndarray] = {}
     table = _required_table(items)
@@ -203,7 +212,14 @@ def parse_predict(body: bytes, max_batch: int) -> Applications:
             matrix[:, position] = columns[name]
     for position, name in enumerate(OPTIONAL, start=len(REQUIRED)):
         matrix[:, position] = columns[name]
-    return Applications(columns=columns, sent=sent, ids=ids.tolist(), matrix=matrix, model_version=model_version)
+    return Applications(
+        columns=columns,
+        sent=sent,
+        ids=ids.tolist(),
+        matrix=matrix,
+        model_version=model_version,
+        explain_all=reasons == "all",
+    )
 
 
 def parse_feedback(body: bytes, max_items: int) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import bentoml
 from pydantic import BaseModel, Field
 
+from platform_assets.core.reason_codes import MAX_REASONS
+
 
 class RawBody:
     """The undecoded request body, handed to the endpoint in place of the described field."""
@@ -66,6 +68,21 @@ class PredictInput(RawJSONInput):
     model_version: str | None = Field(
         default=None, description="Score with this loaded version (e.g. 'v3') instead of routing"
     )
+    reasons: Literal["declines", "all"] = Field(
+        default="declines",
+        description="Adverse-action reasons for declines only (default), or for approvals too ('all')",
+    )
+
+
+class Reason(BaseModel):
+    """One adverse-action reason: a group of raw fields whose values, against the model version's reference
+    applicant, raise this applicant's probability of default (an exact group Shapley value)."""
+
+    code: str = Field(pattern=r"^R[0-9]{2}$", description="Code in the model version's reason-code table")
+    text: str = Field(description="The reason as the applicant reads it")
+    contribution: float = Field(gt=0, le=1, description="Rise of the probability of default due to these fields")
+    fields: dict[str, int] = Field(description="The applicant's values of the raw fields behind the reason")
+    reference: dict[str, int] = Field(description="The reference applicant's values of the same fields")
 
 
 class Prediction(BaseModel):
@@ -75,6 +92,13 @@ class Prediction(BaseModel):
     model_version: str
     role: Literal["champion", "challenger"]
     prediction_id: str = Field(description="UUID; send it back with the outcome to /feedback")
+    reasons: list[Reason] | None = Field(
+        max_length=MAX_REASONS,
+        description=(
+            f"Up to {MAX_REASONS} reasons, largest first, for every decline (and every approval when the request asks "
+            "reasons='all'); null for an approval that did not ask"
+        ),
+    )
 
 
 class PredictOutput(bentoml.IODescriptor):  # type: ignore[misc]

@@ -4,6 +4,10 @@ Requests are not held back to fill a batch: when the thread is idle a lone reque
 while it is busy, arriving requests queue and the next pass takes them all (up to ``max_rows``). Each
 pass applies ``features.featurize`` once to all its rows, and calls each model once on the rows
 routed to it. A request whose rows fail validation gets its own 422; the others in the pass are unaffected.
+
+A row is declined when its probability (as float64, the value the response reports) is at least its model's
+threshold. Declined rows (and every row of a request that asks ``"reasons": "all"``) are then explained: all
+their coalitions go to their model in one more call per model (``ml.reason_codes``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,13 +28,25 @@ from platform_assets.serving.payloads import MATRIX_COLUMNS, RequestError
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One request's result, in row order: float32 probabilities of default, the decline mask, and each row's
+    reasons (``ml.reason_codes`` dicts; ``None`` for a row that was not explained)."""
+
+    probabilities: np.ndarray
+    declined: np.ndarray
+    reasons: list[list[dict[str, Any]] | None]
+
+
 @dataclass
 class Job:
     #: The request's rows as a float64 matrix in ``payloads.MATRIX_COLUMNS`` order.
     matrix: np.ndarray
     #: (model, row positions in this job) for each model the job's rows are routed to.
     groups: list[tuple[LoadedModel, np.ndarray]]
-    future: Future[np.ndarray]
+    future: Future[Scored]
+    #: Explain approvals too, not only declines.
+    explain_all: bool = False
 
     def __len__(self) -> int:
         return len(self.matrix)
@@ -63,9 +80,11 @@ class Scorer:
         self._thread = threading.Thread(target=self._run, name="scorer", daemon=True)
         self._thread.start()
 
-    def submit(self, matrix: np.ndarray, groups: list[tuple[LoadedModel, np.ndarray]]) -> Future[np.ndarray]:
-        """Score one request; the future holds float32 probabilities in row order, or a ``RequestError``."""
-        job = Job(matrix, groups, Future())
+    def submit(
+        self, matrix: np.ndarray, groups: list[tuple[LoadedModel, np.ndarray]], *, explain_all: bool = False
+    ) -> Future[Scored]:
+        """Score one request; the future holds its ``Scored`` result, or a ``RequestError``."""
+        job = Job(matrix, groups, Future(), explain_all)
         self._queue.put(job)
         return job.future
 
@@ -123,12 +142,13 @@ class Scorer:
         if not accepted:
             return
         if len(accepted) == len(jobs):  # every row valid: the batch is already in job order
-            batch = featurized.batch
+            batch, raw = featurized.batch, values
         else:
             positions = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in accepted])
             # The batch holds valid rows only; every row of an accepted request is valid.
             in_batch = (np.cumsum(valid) - 1)[positions]
             batch = features.FeatureBatch(featurized.batch.tensor[in_batch], featurized.batch.static[in_batch])
+            raw = values[positions]  # the raw rows of the batch, what reasons are computed from
         # Rows of the batch per model: positions within each accepted job, shifted to the batch.
         per_model: dict[int, tuple[LoadedModel, list[np.ndarray]]] = {}
         offset = 0
@@ -138,27 +158,63 @@ class Scorer:
             offset += len(jobs[index])
         # One model taking every row (each row goes to exactly one model) scores the batch as it is.
         whole = len(per_model) == 1
-        probabilities = np.empty(0 if whole else len(batch), dtype="float32")
+        probabilities = np.empty(len(batch), dtype="float32")
+        thresholds = np.empty(len(batch), dtype="float64")
+        rows_of: dict[int, tuple[LoadedModel, np.ndarray]] = {}
         failed: dict[int, ModelFailure] = {}
         for key, (model, parts) in per_model.items():
-            idx = None if whole else np.concatenate(parts)
+            idx = np.arange(len(batch)) if whole else np.concatenate(parts)
+            rows_of[key] = (model, idx)
             try:
                 if model.label in self._faulty:
                     raise InjectedFault(f"CREDIT_RISK_FAULT_INJECTION names {model.label}")
-                if idx is None:
+                if whole:
                     probabilities = model.predict(batch.tensor, batch.static)
                 else:
                     probabilities[idx] = model.predict(batch.tensor[idx], batch.static[idx])
+                thresholds[idx] = model.threshold
             except Exception as exc:  # this model's requests fail; the other model's are still answered
                 logger.exception("model %s failed to score a pass of %d row(s)", model.label, len(batch))
                 failed[key] = ModelFailure(model, exc)
+        declined = probabilities.astype("float64") >= thresholds
+        explain = declined.copy()
+        offset = 0
+        for index in accepted:
+            if jobs[index].explain_all:
+                explain[offset : offset + len(jobs[index])] = True
+            offset += len(jobs[index])
+        explained = _explain(raw, rows_of, explain, failed)
         offset = 0
         for index in accepted:
             job = jobs[index]
-            n = len(job)
+            part = slice(offset, offset + len(job))
             failure = next((failed[id(model)] for model, _ in job.groups if id(model) in failed), None)
             if failure is not None:
                 job.future.set_exception(failure)
             else:
-                job.future.set_result(probabilities[offset : offset + n])
-            offset += n
+                job.future.set_result(Scored(probabilities[part], declined[part], explained[part]))
+            offset = part.stop
+
+
+def _explain(
+    raw: np.ndarray,
+    rows_of: dict[int, tuple[LoadedModel, np.ndarray]],
+    explain: np.ndarray,
+    failed: dict[int, ModelFailure],
+) -> list[list[dict[str, Any]] | None]:
+    """Reasons of the rows of ``raw`` where ``explain`` is set (None elsewhere): one call per model that has not
+    ``failed``. A model whose explanation raises is added to ``failed``: its requests fail, the others do not."""
+    out: list[list[dict[str, Any]] | None] = [None] * len(raw)
+    for key, (model, idx) in rows_of.items():
+        chosen = idx[explain[idx]]
+        if key in failed or not len(chosen):
+            continue
+        try:
+            reasons = model.explain(raw[chosen]).reasons
+        except Exception as exc:
+            logger.exception("model %s failed to explain %d row(s)", model.label, len(chosen))
+            failed[key] = ModelFailure(model, exc)
+            continue
+        for row, row_reasons in zip(chosen.tolist(), reasons, strict=True):
+            out[row] = row_reasons
+    return out

@@ -132,10 +132,12 @@ def verify_version(
     model_bytes: bytes,
     verify_key: VerifyKey,
     label: str,
+    signed_sections: Mapping[str, Any] | None = None,
 ) -> str:
     """Verify the signed manifest of registry ``version`` against ``model_bytes``; the status for /admin/status.
 
-    Raises ``SignatureRefused`` with the reason when the version must not serve.
+    ``signed_sections``: manifest sections (e.g. ``reason_codes``) the service will use from elsewhere; each must
+    equal the signed one. Raises ``SignatureRefused`` with the reason when the version must not serve.
     """
     if verify_key.error is not None:
         raise SignatureRefused(verify_key.error)
@@ -161,6 +163,9 @@ def verify_version(
             f"mismatching manifest: it is signed for registry version {signed_version} (run {signed_run}), "
             f"not version {version} (run {run_id})"
         )
+    for section, value in (signed_sections or {}).items():
+        if document.get(section) != value:
+            raise SignatureRefused(f"mismatching manifest: its {section!r} differ from the ones the version would use")
     tagged = tags.get(MANIFEST_SHA_TAG)
     if tagged and tagged != hashlib.sha256(body).hexdigest():
         raise SignatureRefused(

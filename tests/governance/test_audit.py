@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from record_support import model_version
 from platform_assets import audit, model_store
 from platform_assets.core import lake_keys, signing
 from platform_assets.core import manifest as manifests
-from platform_assets.ml import drift, features
+from platform_assets.core.inference_log import schema as inference_log
+from platform_assets.core.model_version import ModelVersion
+from platform_assets.ml import drift, features, reason_codes, schema
+from platform_assets.ml.train import predict_cnn
 from platform_assets.resources.lake import LocalLake
 from platform_assets.resources.signer import ModelSigner
 
@@ -32,12 +37,18 @@ def signed_lake(tmp_path: Path) -> tuple[LocalLake, ModelSigner]:
         mlflow_run_id="mlflow-run-9",
         dagster_run_id="dagster-run-9",
     )
+    publish_signed(lake, info, signing.load_private_key_file(private))
+    return lake, ModelSigner(public_key_file=str(public), environment="prod")
+
+
+def publish_signed(lake: LocalLake, info: ModelVersion, key: Any) -> None:
+    """Publish ``info`` with a manifest signed by ``key`` beside it."""
+    folder = lake_keys.model_dir(MODEL, info.version)
     model_store.publish(lake, info)
-    key = signing.load_private_key_file(private)
     body = manifests.canonical_json(
         manifests.build_manifest(
             record=info,
-            evaluation={"model_version": "v3", "metrics": {}, "best_baseline": "logistic_regression"},
+            evaluation={"model_version": info.version, "metrics": {}, "best_baseline": "logistic_regression"},
             fairness_summary={},
             documents={},
             code={"git_commit": "abc123", "available": True, "dirty": False},
@@ -49,7 +60,6 @@ def signed_lake(tmp_path: Path) -> tuple[LocalLake, ModelSigner]:
     )
     lake.write_bytes(f"{folder}/manifest.json", body)
     lake.write_bytes(f"{folder}/manifest.sig", signing.sign(key, body))
-    return lake, ModelSigner(public_key_file=str(public), environment="prod")
 
 
 def test_chain_of_a_model_version(signed_lake: tuple[LocalLake, ModelSigner]) -> None:
@@ -122,3 +132,71 @@ def test_drift_feature_columns_name_the_tensor_cells() -> None:
     np.testing.assert_allclose(frame["delay_m6"], batch.tensor[:, 5, 0])
     np.testing.assert_allclose(frame["payment_to_limit_m1"], batch.tensor[:, 0, 7])
     np.testing.assert_allclose(frame["worst_delay"], batch.static[:, 2])
+
+
+@pytest.mark.slow
+def test_a_logged_declines_reasons_are_recomputed_offline_with_the_signed_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model_support
+
+    from platform_assets.core.inference_log import migrate
+
+    raw = model_support.synthetic_rows(days=2, rows_per_day=1000, seed=4)
+    tiny = model_support.train_tiny(raw, seed=2, epochs=3, calibration_method="platt")
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    tiny.model.save(tmp_path / "model.keras")
+    model_file = f"{lake_keys.model_dir(MODEL, 'v5')}/model.keras"
+    sha = lake.write_bytes(model_file, (tmp_path / "model.keras").read_bytes())
+    private, public = signing.write_key_pair(tmp_path / "keys")
+    record = model_version("v5", model_sha256=sha, threshold=tiny.threshold, reason_codes=tiny.reason_codes)
+    publish_signed(lake, record, signing.load_private_key_file(private))
+    signer = ModelSigner(public_key_file=str(public), environment="prod")
+
+    # What the service logs for a decline: its reasons and the raw fields they were computed from.
+    rows = raw[list(reason_codes.LOG_COLUMNS)].to_numpy("float64")
+    predict = reason_codes.model_predictor(
+        lambda t, s: predict_cnn(tiny.model, {"history": t, "static": s}), reason_codes.LOG_COLUMNS, False
+    )
+    explanation = reason_codes.Explainer(tiny.reason_codes, reason_codes.LOG_COLUMNS).explain(rows[:200], predict)
+    declined = int(np.flatnonzero(explanation.probability >= tiny.threshold)[0])
+    applicant = raw.iloc[declined]
+    served = explanation.reasons[declined]
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = inference_log.make_engine(url)
+    migrate.upgrade(engine)
+    base = {
+        "created_at": datetime(2026, 10, 7, 9, 0),
+        "model_version": "v5",
+        "role": "champion",
+        "application_id": int(applicant["ID"]),
+        "probability": float(explanation.probability[declined]),
+        "threshold": tiny.threshold,
+        "decision": "decline",
+        **{name: int(applicant[column]) for column, name in inference_log.PROTECTED_LOG_COLUMNS.items()},
+        "inputs": json.dumps({f: int(applicant[f]) for f in schema.FEATURE_COLUMNS}),
+    }
+    altered = [dict(served[0], contribution=served[0]["contribution"] + 0.01), *served[1:]]
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(inference_log.predictions),
+            [
+                {**base, "prediction_id": "as-served", "reasons": json.dumps(served)},
+                {**base, "prediction_id": "altered", "reasons": json.dumps(altered)},
+                {**base, "prediction_id": "approved", "decision": "approve", "reasons": None, "inputs": None},
+            ],
+        )
+    engine.dispose()
+    monkeypatch.setenv("CREDIT_RISK_INFERENCE_DB", url)
+
+    chain = audit.audit_prediction("as-served", lake=lake, signer=signer, recompute_reasons=True)
+    assert chain.verified and chain.reasons_recomputed == "identical"
+    text = audit.format_chain(chain)
+    first = served[0]
+    assert f"  reason       {first['code']} {first['text']}" in text and "  recomputed   identical" in text
+    different = audit.audit_prediction("altered", lake=lake, signer=signer, recompute_reasons=True)
+    assert different.reasons_recomputed == f"DIFFERENT: {first['code']}: contribution " + (
+        f"{altered[0]['contribution']} != {first['contribution']}"
+    )
+    with pytest.raises(audit.AuditError, match="was not explained"):
+        audit.audit_prediction("approved", lake=lake, signer=signer, recompute_reasons=True)

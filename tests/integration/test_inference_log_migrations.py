@@ -116,6 +116,40 @@ def test_upgrade_from_the_pre_alembic_schema_keeps_its_rows(engine: Engine) -> N
         assert connection.execute(sa.select(schema.feedback.c.prediction_id)).scalars().all() == ["p-1"]
 
 
+def test_reason_columns_are_added_to_a_log_at_0001_and_its_rows_kept(engine: Engine) -> None:
+    migrate.upgrade(engine, migrate.BASELINE)
+    _log_one(engine)  # a prediction logged before reasons existed
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("predictions")}
+    assert not columns & {"reasons", "inputs"}
+
+    migrate.upgrade(engine)
+
+    assert _differences(engine) == []
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(schema.predictions).values(
+                prediction_id="p-2",
+                created_at=datetime(2026, 11, 3, 9),
+                model_version="v1",
+                role="champion",
+                application_id=8,
+                probability=0.75,
+                threshold=0.5,
+                decision="decline",
+                reasons='[{"code": "R01"}]',
+                inputs='{"PAY_0": 3}',
+            )
+        )
+        rows = connection.execute(
+            sa.select(schema.predictions.c.prediction_id, schema.predictions.c.reasons).order_by("prediction_id")
+        ).all()
+    assert [tuple(r) for r in rows] == [("p-1", None), ("p-2", '[{"code": "R01"}]')]
+    migrate.downgrade(engine, migrate.BASELINE)  # and back: the columns go, the rows stay
+    assert not {c["name"] for c in sa.inspect(engine).get_columns("predictions")} & {"reasons", "inputs"}
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM predictions")).scalar() == 2
+
+
 def test_downgrade_and_upgrade_round_trip(engine: Engine) -> None:
     migrate.upgrade(engine)
     migrate.downgrade(engine, "base")

@@ -39,6 +39,7 @@ class Stores:
     thresholds: dict[str, float]
     versions: dict[str, str]  # label -> registry version
     calibrations: dict[str, Any]  # label -> the Calibration built into the served model
+    reason_codes: dict[str, Any]  # label -> the ReasonCodes registered with the version
 
     def env(self, **overrides: str) -> dict[str, str]:
         env = {
@@ -119,7 +120,7 @@ def train_and_register(home: Path) -> Stores:
     model_support.prepare_store(tracking_uri, home / "mlflow" / "artifacts")
     train = model_support.synthetic_rows(days=3, rows_per_day=1000, seed=7)
     inputs = model_support.keras_inputs(train)
-    models, thresholds, versions, calibrations = {}, {}, {}, {}
+    models, thresholds, versions, calibrations, reasons = {}, {}, {}, {}, {}
     # Both versions serve a calibrated model as training registers it: v1 Platt, v2 isotonic.
     for seed, method in ((1, "platt"), (2, "isotonic")):
         tiny = model_support.train_tiny(train, seed=seed, epochs=2, calibration_method=method)
@@ -128,13 +129,14 @@ def train_and_register(home: Path) -> Stores:
         assert tiny.calibration is not None
         calibrations[registered.label] = tiny.calibration
         thresholds[registered.label] = tiny.threshold
+        reasons[registered.label] = tiny.reason_codes
         versions[registered.label] = registered.version
     registry.set_alias(registry.CHAMPION, versions["v1"], tracking_uri=tracking_uri)
     keys_file = home / "api_keys.json"
     keys = {role: create_key(keys_file, [role])[0] for role in ("predict", "feedback", "admin")}
     raw = model_support.synthetic_rows(days=1, rows_per_day=3000, seed=99, start=pd.Timestamp("2027-01-01").date())
     raw = raw.drop(columns=[schema.TARGET])
-    return Stores(home, tracking_uri, keys_file, keys, raw, models, thresholds, versions, calibrations)
+    return Stores(home, tracking_uri, keys_file, keys, raw, models, thresholds, versions, calibrations, reasons)
 
 
 class Api:

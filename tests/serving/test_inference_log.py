@@ -87,10 +87,13 @@ def test_inference_log_rows_store_exactly_what_sqlalchemy_reads_back(tmp_path: P
         assert log._insert._sql is not None
     created = schema.utcnow().replace(microsecond=0)  # str() of such a time drops the fraction
     ids = schema.new_prediction_ids(3)
+    reasons = (
+        '[{"code":"R01","text":"Payment delayed","contribution":0.2,"fields":{"PAY_0":3},"reference":{"PAY_0":0}}]'
+    )
     rows = [
-        (ids[0], "v1", "champion", 11, 0.125, 0.5, "approve", 2, 1, 2, 40),
-        (ids[1], "v2", "challenger", 2**40, 0.75, 0.5, "decline", None, None, None, None),
-        (ids[2], "v1", "champion", 13, 1.0, 0.5, "decline", 1, None, 3, None),
+        (ids[0], "v1", "champion", 11, 0.125, 0.5, "approve", 2, 1, 2, 40, None, None),
+        (ids[1], "v2", "challenger", 2**40, 0.75, 0.5, "decline", None, None, None, None, reasons, '{"PAY_0":3}'),
+        (ids[2], "v1", "champion", 13, 1.0, 0.5, "decline", 1, None, 3, None, "[]", '{"PAY_0":0}'),
     ]
     log.log_rows(created, rows)
     log.close()
@@ -116,7 +119,10 @@ def test_inference_log_pending_counts_rows_until_committed(tmp_path: Path) -> No
 
     log._insert = stalled  # type: ignore[assignment]
     ids = schema.new_prediction_ids(3)
-    log.log_rows(schema.utcnow(), [(i, "v1", "champion", 1, 0.5, 0.5, "decline", None, None, None, None) for i in ids])
+    log.log_rows(
+        schema.utcnow(),
+        [(i, "v1", "champion", 1, 0.5, 0.5, "decline", None, None, None, None, "[]", "{}") for i in ids],
+    )
     assert log.pending == 3
     release.set()
     assert log.flush(timeout=10) and log.pending == 0
@@ -135,11 +141,13 @@ def test_inference_log_insert_keeps_sqlalchemy_batching_on_server_databases() ->
     assert sqlite._sql.count("?") == len(schema.ROW_COLUMNS) + 1
 
 
-def test_log_rows_end_with_the_protected_columns_in_engine_order() -> None:
-    """The engine zips the protected values (in PROTECTED_LOG_COLUMNS order) after the scored fields."""
+def test_log_rows_end_with_the_protected_columns_then_the_reasons_in_engine_order() -> None:
+    """The engine zips the protected values (in PROTECTED_LOG_COLUMNS order) after the scored fields, then the
+    reasons and the inputs they were computed from."""
     protected = tuple(schema.PROTECTED_LOG_COLUMNS.values())
-    assert schema.ROW_COLUMNS[-len(protected) :] == protected
-    assert schema.ROW_COLUMNS[: -len(protected)] == (
+    assert schema.ROW_COLUMNS[-2:] == ("reasons", "inputs")
+    assert schema.ROW_COLUMNS[-len(protected) - 2 : -2] == protected
+    assert schema.ROW_COLUMNS[: -len(protected) - 2] == (
         "prediction_id",
         "model_version",
         "role",

@@ -107,6 +107,8 @@ def test_parse_predict_accepts_valid_rows_and_fills_protected_placeholders() -> 
     assert apps.columns["LIMIT_BAL"].tolist() == [50_000, 100_000]
     assert apps.sent["SEX"].tolist() == [False, True] and apps.columns["SEX"].tolist() == [1, 2]
     assert apps.sent["AGE"].tolist() == [True, True]
+    assert not apps.explain_all  # reasons for declines only, unless the request asks for all
+    assert payloads.parse_predict(json.dumps({"applications": [RAW_ROW], "reasons": "all"}).encode(), 10).explain_all
 
 
 @pytest.mark.parametrize(
@@ -126,6 +128,8 @@ def test_parse_predict_accepts_valid_rows_and_fills_protected_placeholders() -> 
         (body([{**RAW_ROW, "ID": -1}]), 422, "ID", 0),
         (body([{**RAW_ROW, "ID": 2**70}]), 422, "ID", 0),
         (json.dumps({"applications": [RAW_ROW], "model_version": 3}).encode(), 422, "model_version", None),
+        (json.dumps({"applications": [RAW_ROW], "reasons": "approvals"}).encode(), 422, "reasons", None),
+        (json.dumps({"applications": [RAW_ROW], "reasons": ["all"]}).encode(), 422, "reasons", None),
     ],
 )
 def test_parse_predict_rejects_bad_input(document: bytes, status: int, field: str | None, row: int | None) -> None:

@@ -32,6 +32,12 @@ predictions = sa.Table(
     sa.Column("education", sa.Integer),
     sa.Column("marriage", sa.Integer),
     sa.Column("age", sa.Integer),
+    # Adverse-action reasons of an explained row (every decline; approvals when asked): the JSON list of
+    # ml.reason_codes dicts the response carried. NULL when the row was not explained. (Revision 0002.)
+    sa.Column("reasons", sa.Text),
+    # The raw application fields of an explained row (JSON object, schema.FEATURE_COLUMNS -> whole number),
+    # so its reasons can be recomputed offline; with the protected columns above, all the model read.
+    sa.Column("inputs", sa.Text),
 )
 
 feedback = sa.Table(

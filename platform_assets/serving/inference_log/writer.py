@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -23,6 +25,8 @@ from platform_assets.core.inference_log.schema import (
     predictions,
     utcnow,
 )
+from platform_assets.ml import schema
+from platform_assets.serving.payloads import MATRIX_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,25 @@ class FeedbackResult:
     prediction_id: str | None
     application_id: int | None
     known: bool
+
+
+_FEATURE_POSITIONS = [MATRIX_COLUMNS.index(c) for c in schema.FEATURE_COLUMNS]
+
+
+def explained_log_fields(
+    matrix: np.ndarray, reasons: list[list[dict[str, Any]] | None]
+) -> tuple[list[str | None], list[str | None]]:
+    """The ``reasons`` and ``inputs`` fields of each prediction row (``core.inference_log.schema``): JSON texts for
+    the rows that were explained, ``None`` for the others. ``matrix`` holds the request's rows in
+    ``payloads.MATRIX_COLUMNS`` order."""
+    texts: list[str | None] = [None] * len(reasons)
+    inputs: list[str | None] = [None] * len(reasons)
+    for row, row_reasons in enumerate(reasons):
+        if row_reasons is not None:
+            texts[row] = pydantic_core.to_json(row_reasons).decode()
+            values = matrix[row, _FEATURE_POSITIONS].astype("int64").tolist()
+            inputs[row] = pydantic_core.to_json(dict(zip(schema.FEATURE_COLUMNS, values, strict=True))).decode()
+    return texts, inputs
 
 
 def _as_is(value: Any) -> Any:
