@@ -1,7 +1,7 @@
 """A failing model fails only its own requests, and the request metrics name the model that answered.
 
 The scorer is driven pass by pass (``Scorer._score`` on jobs built here), so "the same pass" is certain; the
-models are stand-ins with the three attributes the scorer reads. The real-process version of this, a
+models are stand-ins with what the scorer reads. The real-process version of this, a
 challenger rolled back by the canary while the champion's clients see no error, is
 tests/loop/test_loop_canary_rollback.py.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import Future
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -39,11 +40,19 @@ class StandIn:
     probability: float
     broken: bool = False
     include_protected: bool = False
+    threshold: float = 0.5
+    #: Only explaining declines raises (the scoring call works).
+    unexplainable: bool = False
 
     def predict(self, tensor: np.ndarray, static: np.ndarray) -> np.ndarray:
         if self.broken:
             raise ValueError("tensor shape mismatch")
         return np.full(len(tensor), self.probability, dtype="float32")
+
+    def explain(self, rows: np.ndarray) -> Any:
+        if self.unexplainable:
+            raise ValueError("coalition row 0 is not a valid application")
+        return SimpleNamespace(reasons=[[{"code": "R01", "row_id": int(r[0])}] for r in rows])
 
 
 def job(rows: int, groups: list[tuple[StandIn, list[int]]]) -> Job:
@@ -64,7 +73,7 @@ def test_a_broken_challenger_fails_only_the_requests_routed_to_it() -> None:
     mixed = job(3, [(champion, [0, 2]), (challenger, [1])])
     challenger_only = job(1, [(challenger, [0])])
     score(Scorer(), [champion_only, mixed, challenger_only])
-    assert champion_only.future.result().tolist() == pytest.approx([0.2, 0.2])
+    assert champion_only.future.result().probabilities.tolist() == pytest.approx([0.2, 0.2])
     for failed in (mixed, challenger_only):
         error = failed.future.exception()
         assert isinstance(error, ModelFailure) and error.model is challenger
@@ -82,10 +91,28 @@ def test_fault_injection_breaks_the_named_version_only() -> None:
     champion, challenger = StandIn("v1", 0.2), StandIn("v2", 0.9)
     champion_only, challenger_only = job(1, [(champion, [0])]), job(1, [(challenger, [0])])
     score(Scorer(faulty=frozenset({"v2"})), [champion_only, challenger_only])
-    assert champion_only.future.result().tolist() == pytest.approx([0.2])
+    assert champion_only.future.result().probabilities.tolist() == pytest.approx([0.2])
     error = challenger_only.future.exception()
     assert isinstance(error, ModelFailure) and "InjectedFault" in str(error)
     assert issubclass(InjectedFault, RuntimeError)
+
+
+def test_declines_are_explained_per_model_and_a_failing_explanation_fails_only_its_model() -> None:
+    champion, challenger = StandIn("v1", 0.7), StandIn("v2", 0.9, unexplainable=True)
+    champion_only = job(3, [(champion, [0, 1, 2])])
+    challenger_only = job(1, [(challenger, [0])])
+    score(Scorer(), [champion_only, challenger_only])
+    scored = champion_only.future.result()
+    assert scored.declined.tolist() == [True] * 3
+    assert scored.reasons == [[{"code": "R01", "row_id": i}] for i in (1, 2, 3)]  # each row's own reasons
+    error = challenger_only.future.exception()
+    assert isinstance(error, ModelFailure) and "not a valid application" in str(error)
+    approving = StandIn("v1", 0.2)
+    approvals, asked = job(2, [(approving, [0, 1])]), job(1, [(approving, [0])])
+    asked.explain_all = True
+    score(Scorer(), [approvals, asked])
+    assert approvals.future.result().reasons == [None, None]  # approvals are explained only when asked
+    assert asked.future.result().reasons == [[{"code": "R01", "row_id": 1}]]
 
 
 def test_fault_injection_is_refused_outside_local(monkeypatch: pytest.MonkeyPatch) -> None:
