@@ -55,20 +55,24 @@ def _differences(engine: Engine) -> list[object]:
         return list(compare_metadata(context, schema.metadata))
 
 
+def _prediction(prediction_id: str, **columns: object) -> dict[str, object]:
+    """A prediction row with the columns of revision 0001, plus ``columns``."""
+    return {
+        "prediction_id": prediction_id,
+        "created_at": datetime(2026, 11, 1, 9),
+        "model_version": "v1",
+        "role": "champion",
+        "application_id": 7,
+        "probability": 0.25,
+        "threshold": 0.5,
+        "decision": "approve",
+        **columns,
+    }
+
+
 def _log_one(engine: Engine) -> None:
     with engine.begin() as connection:
-        connection.execute(
-            sa.insert(schema.predictions).values(
-                prediction_id="p-1",
-                created_at=datetime(2026, 11, 1, 9),
-                model_version="v1",
-                role="champion",
-                application_id=7,
-                probability=0.25,
-                threshold=0.5,
-                decision="approve",
-            )
-        )
+        connection.execute(sa.insert(schema.predictions).values(**_prediction("p-1")))
         connection.execute(
             sa.insert(schema.feedback).values(
                 received_at=datetime(2026, 11, 2), prediction_id="p-1", application_id=7, defaulted=0, known=True
@@ -126,20 +130,8 @@ def test_reason_columns_are_added_to_a_log_at_0001_and_its_rows_kept(engine: Eng
 
     assert _differences(engine) == []
     with engine.begin() as connection:
-        connection.execute(
-            sa.insert(schema.predictions).values(
-                prediction_id="p-2",
-                created_at=datetime(2026, 11, 3, 9),
-                model_version="v1",
-                role="champion",
-                application_id=8,
-                probability=0.75,
-                threshold=0.5,
-                decision="decline",
-                reasons='[{"code": "R01"}]',
-                inputs='{"PAY_0": 3}',
-            )
-        )
+        declined = _prediction("p-2", decision="decline", reasons='[{"code": "R01"}]', inputs='{"PAY_0": 3}')
+        connection.execute(sa.insert(schema.predictions).values(**declined))
         rows = connection.execute(
             sa.select(schema.predictions.c.prediction_id, schema.predictions.c.reasons).order_by("prediction_id")
         ).all()
