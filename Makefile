@@ -69,8 +69,8 @@ test: install system-packages tests/ops/argo_rollouts/node_modules/.package-lock
 	$(BIN)/python -m pytest
 
 ## make k8s-validate: k8s/ checked offline, without a cluster: every kustomization renders and validates
-## against the Kubernetes API schemas (kubernetes-validate) and the Argo Rollouts CRD schemas (npm, pinned in
-## tests/ops/argo_rollouts), dagster-k8s' run Job too, the overlays configure the environment's table, and the
+## against the Kubernetes API schemas (kubernetes-validate) and the Argo Rollouts and cert-manager CRD schemas
+## (npm, pinned in tests/ops/argo_rollouts), dagster-k8s' run Job too, the overlays configure the environment's table, and the
 ## migrate Job sets up Dagster's storage on a throwaway local PostgreSQL.
 ## `make test` runs the same tests (and installs the schemas first: `test` names ARGO_SCHEMAS' path, as
 ## make expands a rule's prerequisites where it reads them, before this definition).

@@ -1,8 +1,9 @@
 """Offline validation of k8s/ (`make k8s-validate`): every kustomization renders, and every object validates
 strictly (an undeclared field is an error, as with `kubectl apply`) against the schemas of the Kubernetes
-version the manifests target, with kubernetes-validate (PyPI); the Argo Rollouts kinds against the CRD
-schemas of @kubernetes-models/argo-rollouts (npm, installed by `make k8s-validate` into
-tests/ops/argo_rollouts/node_modules), their pod template against Kubernetes' own; and the Job dagster-k8s'
+version the manifests target, with kubernetes-validate (PyPI); the Argo Rollouts and cert-manager kinds against
+their CRD schemas, from @kubernetes-models/argo-rollouts and @kubernetes-models/cert-manager (npm, installed by
+`make k8s-validate` into tests/ops/argo_rollouts/node_modules), the Rollout's pod template against Kubernetes'
+own; and the Job dagster-k8s'
 K8sRunLauncher creates for a run, built by dagster-k8s itself from k8s/dagster/dagster.yaml."""
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from ops_support import K8S, OVERLAYS, REPO, kustomize_build, one, run
 KUBERNETES_VERSION = "1.33.0"
 ARGO_DIR = REPO / "tests" / "ops" / "argo_rollouts"
 ARGO_KINDS = {"Rollout", "AnalysisTemplate"}
-PATHS = ("base", "dagster", *(f"overlays/{name}" for name in OVERLAYS))
+CERT_MANAGER_KINDS = {"Issuer", "Certificate"}
+#: The npm package of each custom resource group's schemas (pinned in tests/ops/argo_rollouts/package.json).
+CRD_PACKAGES = {"argoproj.io": "argo-rollouts", "cert-manager.io": "cert-manager"}
+PATHS = ("base", "dagster", "tls", *(f"overlays/{name}" for name in OVERLAYS))
 INSTALL = "make k8s-validate (or: npm ci --prefix tests/ops/argo_rollouts)"
 
 Obj = dict[str, Any]
@@ -44,14 +48,21 @@ def kubernetes_errors(obj: Obj) -> list[str]:
     return []
 
 
-def argo_errors(objects: list[Obj]) -> list[list[str]]:
-    """Per object, its errors against the Argo Rollouts CRD schemas (tests/ops/argo_rollouts/validate.js)."""
+def is_custom(obj: Obj) -> bool:
+    return obj["apiVersion"].split("/")[0] in CRD_PACKAGES
+
+
+def crd_errors(objects: list[Obj]) -> list[list[str]]:
+    """Per object, its errors against its CRD's schemas (tests/ops/argo_rollouts/validate.js)."""
     node = shutil.which("node")
-    if node is None or not (ARGO_DIR / "node_modules" / "@kubernetes-models" / "argo-rollouts").is_dir():
-        pytest.fail(
-            f"the Argo Rollouts schemas are not installed (needs node and npm: apt-get install -y npm). Run: {INSTALL}",
-            pytrace=False,
-        )
+    for package in {CRD_PACKAGES[obj["apiVersion"].split("/")[0]] for obj in objects}:
+        if node is None or not (ARGO_DIR / "node_modules" / "@kubernetes-models" / package).is_dir():
+            pytest.fail(
+                f"the schemas of @kubernetes-models/{package} are not installed (needs node and npm: apt-get install"
+                f" -y npm). Run: {INSTALL}",
+                pytrace=False,
+            )
+    assert node is not None
     result = run([node, str(ARGO_DIR / "validate.js"), "-"], timeout=60, stdin=json.dumps(objects))
     assert result.returncode == 0, result.stderr
     errors: list[list[str]] = json.loads(result.stdout)
@@ -62,7 +73,7 @@ def argo_errors(objects: list[Obj]) -> list[list[str]]:
 def test_every_object_validates_against_the_kubernetes_schemas(path: str) -> None:
     errors = []
     for obj in rendered(path):
-        if obj["kind"] in ARGO_KINDS:
+        if is_custom(obj):
             continue
         errors += kubernetes_errors(obj)
     for rollout in (obj for obj in rendered(path) if obj["kind"] == "Rollout"):
@@ -77,11 +88,12 @@ def test_every_object_validates_against_the_kubernetes_schemas(path: str) -> Non
     assert not errors, "\n".join(errors)
 
 
-@pytest.mark.parametrize("path", ("base", *(f"overlays/{name}" for name in OVERLAYS)))
-def test_argo_rollouts_objects_validate_against_their_crd_schemas(path: str) -> None:
-    objects = [obj for obj in rendered(path) if obj["kind"] in ARGO_KINDS]
-    assert {obj["kind"] for obj in objects} == ARGO_KINDS
-    errors = argo_errors(objects)
+@pytest.mark.parametrize("path", ("base", "tls", *(f"overlays/{name}" for name in OVERLAYS)))
+def test_custom_resources_validate_against_their_crd_schemas(path: str) -> None:
+    objects = [obj for obj in rendered(path) if is_custom(obj)]
+    expected = {"base": ARGO_KINDS, "tls": CERT_MANAGER_KINDS}.get(path, ARGO_KINDS | CERT_MANAGER_KINDS)
+    assert {obj["kind"] for obj in objects} == expected
+    errors = crd_errors(objects)
     problems = [
         f"{obj['kind']} {obj['metadata']['name']}: {e}" for obj, errs in zip(objects, errors, strict=True) for e in errs
     ]
@@ -89,12 +101,21 @@ def test_argo_rollouts_objects_validate_against_their_crd_schemas(path: str) -> 
 
 
 def test_the_validators_reject_what_a_cluster_rejects() -> None:
-    """Both validators are strict: an unknown field and a wrongly typed one fail (a guard against a validator
-    that passes everything)."""
+    """The Kubernetes and Argo validators are strict: an unknown field and a wrongly typed one fail (a guard
+    against a validator that passes everything). cert-manager's precompiled schemas cannot be closed
+    (validate.js), but refuse a wrong type, an unknown key usage and a missing required field."""
     rollout = json.loads(json.dumps(one(list(rendered("overlays/prod")), "Rollout", "credit-risk-service")))
     rollout["spec"]["strategy"]["canary"]["stepz"] = []
     rollout["spec"]["strategy"]["canary"]["steps"][0]["setWeight"] = "five"
-    (argo,) = argo_errors([rollout])
+    certificate = json.loads(json.dumps(one(list(rendered("tls")), "Certificate", "credit-risk-service-tls")))
+    certificate["spec"]["usages"].append("client autth")
+    certificate["spec"]["duration"] = 2160
+    issuer = json.loads(json.dumps(one(list(rendered("tls")), "Issuer", "credit-risk-ca")))
+    del issuer["spec"]["ca"]["secretName"]
+    argo, cert, ca = crd_errors([rollout, certificate, issuer])
+    assert any("/spec/usages/" in error and "allowed values" in error for error in cert), cert
+    assert any("/spec/duration must be string" in error for error in cert), cert
+    assert any("secretName" in error for error in ca), ca
     assert any("stepz" in error for error in argo) and any("setWeight must be integer" in error for error in argo)
     deployment = json.loads(json.dumps(one(list(rendered("dagster")), "Deployment", "dagster-daemon")))
     deployment["spec"]["template"]["spec"]["containers"][0]["envFromm"] = []
@@ -171,4 +192,6 @@ def test_make_k8s_validate_runs_these_tests() -> None:
         assert f"tests/ops/{test_file.name}" in pytest_line.split()
     lock = json.loads((ARGO_DIR / "package-lock.json").read_text(encoding="utf-8"))
     assert lock["packages"]["node_modules/@kubernetes-models/argo-rollouts"]["version"] == "0.3.2"
-    assert "node_modules/" in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert lock["packages"]["node_modules/@kubernetes-models/cert-manager"]["version"] == "4.4.4"
+    # "node_modules" (no slash) also ignores a node_modules symlink, as a git worktree may have.
+    assert {"node_modules", "node_modules/"} & set((REPO / ".gitignore").read_text(encoding="utf-8").splitlines())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -154,14 +154,19 @@ def test_code_location_and_run_pods_have_every_secret(overlay: str, monkeypatch:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_service_uses_the_shared_inference_log_and_mlflow(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_uses_the_shared_inference_log_and_mlflow(
+    overlay: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from platform_assets.deploy.tls import create
     from platform_assets.serving.settings import ServingSettings
 
     objects = rendered(overlay)
     top = settings.topology(settings.PlatformSettings(env=Environment(overlay)))
     template, container = service(objects)
     values, secrets = container_env(objects, container)
-    only_env(monkeypatch, values)
+    # The settings check the TLS directory's files: stand in what cert-manager's Secret mounts there.
+    service_tls, _ = create(tmp_path / "tls")
+    only_env(monkeypatch, values | {"CREDIT_RISK_TLS_DIR": str(service_tls)})
     served = ServingSettings.from_environment()
     assert served.platform_env is Environment(overlay)
     assert served.inference_db == top.inference_db, "the service must write the log the pipeline reads"

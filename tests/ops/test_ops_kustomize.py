@@ -30,7 +30,7 @@ ROLLOUT = "credit-risk-service"
 TEMPLATE = "credit-risk-canary-gate"
 SERVICE_IMAGE = "credit-risk-service"
 PLATFORM_IMAGE = "credit-risk-platform"
-BASES = ("base", "dagster")
+BASES = ("base", "dagster", "tls")
 ALL = (*BASES, *(f"overlays/{name}" for name in OVERLAYS))
 
 
@@ -55,6 +55,11 @@ def overlay_kustomization(name: str) -> Obj:
 def external_secrets() -> set[str]:
     """The Secrets k8s/README.md tells operators to create (first column of its Secret table)."""
     return set(re.findall(r"^\| `([a-z0-9-]+)` \|", (K8S / "README.md").read_text(encoding="utf-8"), re.M))
+
+
+def issued_secrets() -> set[str]:
+    """The Secrets cert-manager writes for the Certificates of k8s/tls."""
+    return {cert["spec"]["secretName"] for cert in by_kind(objects("tls"), "Certificate").values()}
 
 
 # --- shape of every rendered object ------------------------------------------------------------------------
@@ -157,7 +162,7 @@ def test_services_hpa_and_pdb_point_at_the_rollout(path: str) -> None:
     services = by_kind(rendered, "Service")
     for name in (canary["stableService"], canary["canaryService"], ROLLOUT):
         assert services[name]["spec"]["selector"].items() <= pod_labels.items(), name
-        assert services[name]["spec"]["ports"][0]["targetPort"] == "http"
+        assert services[name]["spec"]["ports"][0]["targetPort"] == "https"
     hpa = one(rendered, "HorizontalPodAutoscaler", ROLLOUT)
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": ROLLOUT}
     cpu = [metric for metric in hpa["spec"]["metrics"] if metric["type"] == "Resource"]
@@ -173,9 +178,10 @@ def test_service_container() -> None:
     template = rollout["spec"]["template"]
     (container,) = template["spec"]["containers"]
     assert container["image"] == f"{SERVICE_IMAGE}:latest"
-    assert container["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["ports"] == [{"name": "https", "containerPort": 3000, "protocol": "TCP"}]
+    # Mutual TLS: the probes exec an HTTPS request with the pod's certificate (tests/ops/test_ops_k8s_tls.py).
+    assert container["livenessProbe"]["exec"]["command"][-1] == "https://127.0.0.1:3000/livez"
+    assert container["readinessProbe"]["exec"]["command"][-1] == "https://127.0.0.1:3000/readyz"
     # Sized for a 2-core node.
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
     assert _cpu(requests["cpu"]) <= _cpu(limits["cpu"]) <= 2.0
@@ -276,7 +282,8 @@ def test_config_maps_exist_and_secrets_are_documented(path: str) -> None:
             if key is not None:
                 assert key in config_maps[name]["data"], f"ConfigMap {name} has no key {key}"
         for name in _secret_refs(template):
-            assert name in external_secrets(), f"Secret {name} is not in k8s/README.md's table"
+            documented = external_secrets() | issued_secrets()
+            assert name in documented, f"Secret {name} is neither in k8s/README.md's table nor issued by k8s/tls"
         service_account = template["spec"].get("serviceAccountName")
         if service_account:
             assert service_account in by_kind(rendered, "ServiceAccount")
@@ -428,8 +435,8 @@ def _pointer_path(obj: Obj, pointer: str) -> Path_:
 
 
 def _field_path(spec: str) -> Path_:
-    """A kustomize replacements fieldPath (a.b.[name=x].c) as a _flatten path."""
-    return tuple(spec.split("."))
+    """A kustomize replacements fieldPath (a.b.[name=x].c, a list index as a.b.3) as a _flatten path."""
+    return tuple(int(token) if token.isdigit() else token for token in spec.split("."))
 
 
 def _allowed_changes(name: str, base: dict[tuple[str, str], Obj]) -> dict[tuple[str, str], list[Path_]]:
@@ -498,6 +505,6 @@ def test_overlay_files_are_thin(name: str) -> None:
     kustomization = overlay_kustomization(name)
     listed = {"kustomization.yaml"} | {patch["path"] for patch in kustomization.get("patches", [])}
     assert {p.name for p in directory.iterdir()} == listed
-    assert kustomization["resources"] == ["../../base", "../../dagster"]
+    assert kustomization["resources"] == [f"../../{base}" for base in BASES]
     for patch in kustomization.get("patches", []):
         assert len((directory / patch["path"]).read_text(encoding="utf-8").splitlines()) <= 30
