@@ -147,12 +147,13 @@ class ModelManager:
             return previous
         self.refused.pop(version, None)
         logger.info(
-            "loaded %s v%s for %s (threshold %.4f, %s)",
+            "loaded %s v%s for %s (threshold %.4f, %s, signature %s)",
             self.settings.model_name,
             version,
             role,
             model.threshold,
             model.backend,
+            model.signature,
         )
         return model
 

@@ -172,4 +172,8 @@ def verify_version(
             f"mismatching manifest: the {MANIFEST_SHA_TAG} tag is {tagged}, the logged manifest.json has "
             f"{hashlib.sha256(body).hexdigest()} (a newer manifest was tagged but not logged, or it was replaced)"
         )
-    return f"verified (Ed25519, key {document['signing']['key_id']}, manifest of {document['version']})"
+    # The manifest's sha256 lets an operator match what this process verified with the version's tag.
+    return (
+        f"verified (Ed25519, key {document['signing']['key_id']}, manifest of {document['version']}, "
+        f"sha256 {hashlib.sha256(body).hexdigest()})"
+    )
