@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--huge", action="store_true", help=f"also {HUGE:,} rows a day")
     parser.add_argument("--smoke", action="store_true", help=f"{SIZES[0]:,} rows only, no UCI graph")
     parser.add_argument("--sizes", help="comma-separated rows per day instead of the default 10k, 100k, 1M")
+    parser.add_argument("--no-uci", action="store_true", help="skip the cold UCI graph")
     parser.add_argument("--master", default=os.environ.get("SPARK_MASTER", "local[2]"), help="Spark master URL")
     parser.add_argument(
         "--baseline",
@@ -311,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         print_ingest(ingest_rows(sizes, args.master, codes), args.master)
     if not args.smoke:
         print_profile(100_000)
-        uci_graph()
+        if not args.no_uci:
+            uci_graph()
     # Other work on the machine slows every figure: the load says how much the cores were shared.
     print("\nload average at end (1, 5, 15 min): {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
