@@ -104,10 +104,16 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
         return self.local_manager().restore(self.service_env(self.bentoml_home()), self.ready_timeout_seconds)
 
     def wait_for_models(self, state: ServiceState, plan: RolloutPlan) -> dict[str, Any]:
-        """Poll ``/admin/status`` until the service serves what ``plan`` says; return that status."""
+        """Poll ``/admin/status`` until every worker serves what ``plan`` says (champion, challenger and its
+        weight); return the last status.
+
+        Each worker polls the registry on its own: a canary step is only in force once all of them route at
+        the new weight, so the answers are told apart by ``worker_pid`` until ``workers`` of them agree.
+        """
         headers = {"Authorization": f"Bearer {self.admin_key()}"}
         deadline = time.monotonic() + self.ready_timeout_seconds
         status: dict[str, Any] = {}
+        switched: set[Any] = set()
         while time.monotonic() < deadline:
             try:
                 response = httpx.post(
@@ -120,8 +126,18 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
                 status = response.json() if response.status_code == 200 else {"http_status": response.status_code}
             except httpx.TransportError as error:
                 status = {"error": str(error)}
-            if status.get("champion") == plan.champion and status.get("challenger") == plan.challenger:
-                return status
+            weight = status.get("challenger_weight_percent")
+            if (
+                status.get("champion") == plan.champion
+                and status.get("challenger") == plan.challenger
+                and weight is not None
+                and abs(float(weight) - (plan.challenger_weight if plan.challenger else 0.0)) < 1e-9
+            ):
+                switched.add(status.get("worker_pid"))
+                if len(switched) >= self.workers:
+                    return status
+                time.sleep(0.1)  # the next connection may reach another worker
+                continue
             time.sleep(1)
         raise DeploymentFailed(
             f"service at {state.url} did not switch to champion={plan.champion} challenger={plan.challenger} "

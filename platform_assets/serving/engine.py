@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -325,6 +326,7 @@ class CreditRiskEngine:
                 "ready": self.ready(),
                 "not_ready_reasons": self.not_ready_reasons(),
                 "inference_log_ready": self.log.ready,
+                "worker_pid": os.getpid(),  # the deployer tells workers apart by it (each polls the registry)
                 "inference_log_pending": self.log.pending,
                 "inference_log_dropped": self.log.dropped,
                 "inference_log_write_retries": self.log.write_retries,

@@ -148,3 +148,4 @@ class StatusOutput(bentoml.IODescriptor):  # type: ignore[misc]
         description="failed prediction writes a later try made good (the database was away for a while)"
     )
     live_bias: dict[str, Any]
+    worker_pid: int = Field(description="the worker that answered (each worker polls the registry on its own)")
