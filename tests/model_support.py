@@ -1,5 +1,5 @@
 """Small, fast models for the tests: trained in seconds on synthetic partitions and registered in an MLflow
-store exactly as the training asset registers a version (``resources.mlflow.register_keras_model``)."""
+store exactly as the training asset registers a version (``resources.mlflow.register_model_version``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from platform_assets.core.registry import MODEL_NAME
 from platform_assets.ml import calibration, features, schema, synthetic
 from platform_assets.ml.model import CNNConfig, build_cnn
 from platform_assets.ml.train import choose_threshold, class_weights, fit_reason_codes, predict_cnn
-from platform_assets.resources.mlflow import RegisteredVersion, register_keras_model
+from platform_assets.resources.mlflow import RegisteredVersion, register_model_version
 from platform_assets.settings import EXPERIMENT_NAME
 
 
@@ -105,15 +105,17 @@ def prepare_store(tracking_uri: str, artifact_root: Path) -> None:
 def register_tiny(
     tiny: TinyModel, example: dict[str, np.ndarray], *, model_name: str = MODEL_NAME
 ) -> RegisteredVersion:
-    """Register ``tiny`` in a fresh MLflow run of the current tracking store, tagged like the asset does."""
+    """Register ``tiny`` (Keras and ONNX, the export checked on ``example``) in a fresh MLflow run of the current
+    tracking store, tagged like the asset does."""
     import mlflow
 
     with mlflow.start_run():
-        return register_keras_model(
+        return register_model_version(
             tiny.model,
             threshold=tiny.threshold,
             reason_codes=tiny.reason_codes,
             example_inputs={k: v[:5] for k, v in example.items()},
+            check_inputs=example,
             model_name=model_name,
             dagster_run_id="serving-fixture",
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 from platform_assets.core.model_version import (
     MODEL_FILE,
+    ONNX_FILE,
     Calibration,
     FeatureSpec,
     ModelVersion,
@@ -22,7 +23,9 @@ def feature_spec() -> FeatureSpec:
     return FeatureSpec.model_validate(features.feature_spec(include_protected=False))
 
 
-def model_version(version: str = "v1", *, model_sha256: str = "0" * 64, **overrides: Any) -> ModelVersion:
+def model_version(
+    version: str = "v1", *, model_sha256: str = "0" * 64, onnx_sha256: str = "1" * 64, **overrides: Any
+) -> ModelVersion:
     """A valid record of ``version``; ``overrides`` replace any field."""
     fields: dict[str, Any] = {
         "model": MODEL,
@@ -32,7 +35,7 @@ def model_version(version: str = "v1", *, model_sha256: str = "0" * 64, **overri
         "mlflow_model_uri": f"models:/m-{version}",
         "dagster_run_id": f"dagster-run-{version}",
         "trained_at": datetime(2026, 10, 6, 12, 0, tzinfo=UTC),
-        "artifacts": {MODEL_FILE: model_sha256},
+        "artifacts": {MODEL_FILE: model_sha256, ONNX_FILE: onnx_sha256},
         "threshold": 0.41,
         "threshold_policy": ThresholdPolicy(kind="approval_rate", target_approval_rate=0.7),
         "calibration": Calibration(

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/serving/reason_codes.py [--repeats 200]
 
-Trains the production CNN architecture on synthetic data (one epoch, seconds), compiles it the way the
-service does (``serving.model_loading.compile_model``: the exported numpy graph) and derives its reason
+Trains the production CNN architecture on synthetic data (one epoch, seconds), opens it the way the
+service does (exported to ONNX, one ONNX Runtime session with one intra-op thread) and derives its reason
 table as training does. Then, for requests of 1, 10 and 100 declined rows, it times side by side what the
 service's scorer pass does without reasons (featurize + one model call on the request's rows: the
 baseline) and the reason step it adds (coalitions of the declined rows, featurize, ONE model call on all
@@ -52,21 +52,19 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import threadpoolctl
         from run_benchmark import machine, train_model
 
         from platform_assets.ml import features, reason_codes, synthetic
-        from platform_assets.serving.model_loading import compile_model
+        from platform_assets.ml.onnx_export import served_session
         from platform_assets.serving.payloads import MATRIX_COLUMNS
 
         model, _, codes, _ = train_model()
-        compiled = compile_model(model)
-    threadpoolctl.threadpool_limits(limits=1)  # the service's per-worker setting (CREDIT_RISK_TF_THREADS=1)
+        session = served_session(model)  # the service's per-worker setting: CREDIT_RISK_ONNX_THREADS=1
     applicants = synthetic.generate_partition(date(2026, 11, 1), 2000, 99)
     matrix = applicants[list(MATRIX_COLUMNS)].to_numpy("float64")
 
     def predict(tensor: np.ndarray, static: np.ndarray) -> np.ndarray:
-        return np.asarray(compiled.predict_fn(tensor, static[:, : compiled.n_static])).reshape(-1)
+        return session.predict(tensor, static[:, : session.n_static])
 
     explainer = reason_codes.Explainer(codes, MATRIX_COLUMNS)
     predictor = reason_codes.model_predictor(predict, MATRIX_COLUMNS, include_protected=False)
@@ -78,7 +76,7 @@ def main() -> int:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {machine()}, load average {load}")
     print("baseline: the scorer's pass without reasons on the same rows (featurize + one model call)")
-    print(f"model: production CNN architecture, served by {compiled.backend}; {explainer.coalitions} coalitions")
+    print(f"model: production CNN architecture, served by {session.describe()}; {explainer.coalitions} coalitions")
     header = ("declined rows", "score only ms (wall/CPU)", "+ reasons ms (wall/CPU)", "added CPU µs/row")
     print(f"{header[0]:>13} | {header[1]:>24} | {header[2]:>23} | {header[3]:>16}")
     for n in DECLINED_ROWS:

@@ -6,11 +6,12 @@ request) vs a trivial BentoML endpoint, with the same load tool (wrk) in one run
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Trains a model with the production architecture on
 synthetic data (seconds), registers it in a temporary MLflow store, then runs each server alone.
 
+``service`` scores with ONNX Runtime (the registered ``model.onnx``, one intra-op thread per worker).
 ``trivial`` is the framework floor the targets compare with: BentoML serving a constant on the same
 server configuration as the service (no access log, ``bentoml_fixes``' request timeout).
-``trivial-stock`` is the same endpoint on BentoML's defaults, and ``service-tf`` the service with
-``CREDIT_RISK_INFERENCE_BACKEND=tensorflow`` (the traced ``model(x, training=False)`` instead of the
-exported numpy graph); both are printed for reference.
+``trivial-stock`` is the same endpoint on BentoML's defaults, and ``service-nofreeze`` the service without
+``engine.freeze_heap`` (what freezing the heap after a model load buys at the tail); both are printed for
+reference.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-#: What the benchmark can run: the service (numpy graph), the service on its TensorFlow backend, the
-#: baseline, the framework floor and the floor on BentoML's defaults.
-SERVERS = ("service", "service-tf", "baseline", "trivial", "trivial-stock")
+#: What the benchmark can run: the service (ONNX Runtime), the service without its heap freeze, the baseline,
+#: the framework floor and the floor on BentoML's defaults.
+SERVERS = ("service", "service-nofreeze", "baseline", "trivial", "trivial-stock")
 TARGETS = {
     "p99_ms_c32": 25.0,
     "p50_ms_c1": 2.0,
@@ -65,7 +66,7 @@ def machine() -> dict[str, Any]:
 def train_model() -> tuple[Any, float, Any, dict[str, Any]]:
     """The production CNN architecture trained with the production training function on synthetic data (one
     epoch, seconds): the calibrated model, its threshold, its reason-code section as training records it, and
-    five rows of model inputs."""
+    the validation split's model inputs."""
     import pandas as pd
 
     from platform_assets.ml import dataset, features, synthetic
@@ -82,7 +83,7 @@ def train_model() -> tuple[Any, float, Any, dict[str, Any]]:
     reasons = fit_reason_codes(
         trained.model, sample.frame, sample.keras_inputs(), trained.threshold, include_protected=False
     )
-    return trained.model, trained.threshold, reasons, {k: v[:5] for k, v in validation.keras_inputs().items()}
+    return trained.model, trained.threshold, reasons, validation.keras_inputs()
 
 
 def prepare(home: Path) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def prepare(home: Path) -> dict[str, Any]:
         from platform_assets.core import registry
         from platform_assets.core.api_keys import create_key
         from platform_assets.ml import schema, synthetic
-        from platform_assets.resources.mlflow import register_keras_model
+        from platform_assets.resources.mlflow import register_model_version
         from platform_assets.settings import EXPERIMENT_NAME
 
         (home / "mlflow" / "artifacts").mkdir(parents=True)
@@ -104,19 +105,20 @@ def prepare(home: Path) -> dict[str, Any]:
         mlflow.set_registry_uri(uri)
         artifacts = (home / "mlflow" / "artifacts").as_uri()
         mlflow.set_experiment(experiment_id=mlflow.MlflowClient().create_experiment(EXPERIMENT_NAME, artifacts))
-        model, threshold, reasons, example = train_model()
+        model, threshold, reasons, validation = train_model()
         start = date(2026, 10, 1)
         with mlflow.start_run():
-            registered = register_keras_model(
+            registered = register_model_version(
                 model,
                 threshold=threshold,
                 reason_codes=reasons,
-                example_inputs=example,
+                example_inputs={k: v[:5] for k, v in validation.items()},
+                check_inputs=validation,
                 dagster_run_id="serving-benchmark",
             )
         registry.set_alias(registry.CHAMPION, registered.version, tracking_uri=uri)
         model_file = home / "baseline_model.keras"
-        model_file.write_bytes(registered.model_bytes)
+        model_file.write_bytes(registered.keras_bytes)
         key, _ = create_key(home / "keys.json", ["predict"])
         admin_key, _ = create_key(home / "keys.json", ["admin"])
         raw = synthetic.generate_partition(start, 1000, 99).drop(columns=[schema.TARGET])
@@ -147,9 +149,10 @@ def start(name: str, home: Path, setup: dict[str, Any], port: int, workers: int)
         "BASELINE_THRESHOLD": repr(setup["threshold"]),
     }
     host = ["--host", "127.0.0.1", "--port", str(port)]
-    if name in ("service", "service-tf"):
-        env["CREDIT_RISK_INFERENCE_BACKEND"] = "tensorflow" if name == "service-tf" else "auto"
+    if name == "service":
         cmd, cwd = [str(BIN / "bentoml"), "serve", "service:CreditRiskService", *host], REPO / "bentos" / "credit_risk"
+    elif name == "service-nofreeze":
+        cmd, cwd = [str(BIN / "bentoml"), "serve", "service_without_heap_freeze:CreditRiskService", *host], HERE
     elif name in ("trivial", "trivial-stock"):
         env["TRIVIAL_STOCK"] = "true" if name == "trivial-stock" else "false"
         cmd, cwd = [str(BIN / "bentoml"), "serve", "trivial_service:TrivialService", *host], HERE
@@ -158,6 +161,22 @@ def start(name: str, home: Path, setup: dict[str, Any], port: int, workers: int)
         cwd = HERE
     log = (home / f"{name}.log").open("ab")
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def resident_mb(session: int) -> float:
+    """Resident memory (MiB) of every process in ``session`` (the server and its workers), from /proc."""
+    total_kib = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != session:  # the session id, after state, ppid and pgrp
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        total_kib += int(match.group(1)) if match else 0
+    return total_kib / 1024
 
 
 def wait_ready(url: str, body: bytes, key: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -242,6 +261,7 @@ def measure(name: str, home: Path, setup: dict[str, Any], duration: int, workers
                 print(f"  {scenario}: inference log drained in {settle(url, setup):.1f} s", flush=True)
             results[scenario] = wrk(url, body, setup["key"], connections, duration)
         c32, c1, rows = results["c32"], results["c1"], results["rows"]
+        rss = resident_mb(process.pid)  # started with start_new_session: its pid is the session id
     finally:
         stop(process)
     return {
@@ -252,6 +272,7 @@ def measure(name: str, home: Path, setup: dict[str, Any], duration: int, workers
         "batch_rows_per_s": rows["rps"] * 1000,
         "batch_p50_ms": rows["p50_us"] / 1000,
         "errors": c32["errors"] + c1["errors"] + rows["errors"],
+        "rss_mb": rss,
         "requests": c32["requests"] + c1["requests"] + rows["requests"],
     }
 
@@ -265,7 +286,7 @@ def main() -> int:
     parser.add_argument(
         "--servers",
         default=",".join(SERVERS),
-        help="comma-separated subset to measure (default: all; service-tf and trivial-stock are for reference)",
+        help="comma-separated subset to measure (default: all; service-nofreeze and trivial-stock are for reference)",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -286,13 +307,14 @@ def main() -> int:
         results[name] = measure(name, home, setup, args.duration, args.workers)
     print(f"load average after: {os.getloadavg()}")
     header = f"{'':14} {'req/s c32':>10} {'p99 ms c32':>11} {'p50 ms c1':>10} {'req/s c1':>9} "
-    header += f"{'rows/s 1000':>12} {'errors':>7}"
+    header += f"{'rows/s 1000':>12} {'errors':>7} {'RSS MiB':>8}"
     print(header)
     for name, r in results.items():
         print(
             f"{name:14} {r['rps_c32']:10.1f} {r['p99_ms_c32']:11.2f} {r['p50_ms_c1']:10.2f} {r['rps_c1']:9.1f} "
-            f"{r['batch_rows_per_s']:12.0f} {r['errors']:7d}"
+            f"{r['batch_rows_per_s']:12.0f} {r['errors']:7d} {r['rss_mb']:8.0f}"
         )
+    print("RSS MiB: resident memory of all the server's processes (supervisor and workers) after its last scenario")
     if not {"service", "baseline", "trivial"} <= set(results):
         print("(a subset was measured: no ratios or target checks)")
         ratios: dict[str, float] = {}

@@ -66,7 +66,7 @@ class CreditRiskService:
     """Probability of default for credit applications, from the champion (and challenger) model."""
 
     def __init__(self) -> None:
-        # Imported here, in the worker: TensorFlow and MLflow are not needed by the process that only
+        # Imported here, in the worker: ONNX Runtime and MLflow are not needed by the process that only
         # reads this file to configure the server.
         from platform_assets.serving.engine import CreditRiskEngine
 

@@ -28,6 +28,9 @@ SIGNATURE_FILE: Final = "manifest.sig"
 LIBRARIES: Final = (
     ("tensorflow", "tensorflow-cpu"),
     ("keras",),
+    ("tf2onnx",),
+    ("onnx",),
+    ("onnxruntime",),
     ("dagster",),
     ("mlflow",),
     ("scikit-learn",),
@@ -206,11 +209,15 @@ def verify_manifest(
     signature: bytes | str | None,
     public_key: Ed25519PublicKey | bytes,
     artifact_bytes_by_name: Mapping[str, bytes],
+    *,
+    require_all: bool = True,
 ) -> dict[str, Any]:
     """Check the signature, the signing key and every artifact's sha256; return the manifest.
 
     ``signature`` is the content of ``manifest.sig``; ``public_key`` an Ed25519 key or its PEM bytes;
-    ``artifact_bytes_by_name`` must hold exactly the files the manifest lists (e.g. ``model.keras``).
+    ``artifact_bytes_by_name`` must hold exactly the files the manifest lists (e.g. ``model.keras`` and
+    ``model.onnx``), or with ``require_all=False`` any of them (the service checks the one it runs,
+    ``model.onnx``, and never downloads the others).
     Raises (all ``ManifestVerificationError``): ``UnsignedManifestError``, ``MalformedManifestError``,
     ``WrongKeyError``, ``BadSignatureError``, ``MissingArtifactError``, ``ArtifactHashMismatchError``,
     ``UnlistedArtifactError``.
@@ -244,8 +251,12 @@ def verify_manifest(
     listed = manifest.get("artifacts") or {}
     if not listed:
         raise MalformedManifestError(f"{label} lists no artifacts")
+    if not require_all and not artifact_bytes_by_name:
+        raise MissingArtifactError("", f"no artifact was supplied to verify against the {label}")
     for name, entry in sorted(listed.items()):
         if name not in artifact_bytes_by_name:
+            if not require_all:
+                continue
             raise MissingArtifactError(name, f"{label} lists {name}, but no {name} was supplied to verify")
         actual = sha256(artifact_bytes_by_name[name])
         if actual != entry["sha256"]:

@@ -18,8 +18,11 @@ from platform_assets.core.reason_codes import ReasonCodes
 
 #: The lake document of one version, beside its artifacts.
 RECORD_FILE: Final = "model_version.json"
-#: The Keras artifact of a version (its sha256 is in ``artifacts``).
+#: The Keras artifact of a version (its sha256 is in ``artifacts``): what evaluation and governance load.
 MODEL_FILE: Final = "model.keras"
+#: The same calibrated model exported to ONNX (its sha256 is in ``artifacts``): what the service and the batch
+#: rescoring run (``core.onnx_runtime``), checked against the Keras model when the version is trained.
+ONNX_FILE: Final = "model.onnx"
 
 
 class _Frozen(BaseModel):
@@ -139,8 +142,9 @@ class ModelVersion(_Frozen):
     @field_validator("artifacts")
     @classmethod
     def _has_model(cls, value: dict[str, str]) -> dict[str, str]:
-        if MODEL_FILE not in value:
-            raise ValueError(f"artifacts must include {MODEL_FILE}")
+        missing = [name for name in (MODEL_FILE, ONNX_FILE) if name not in value]
+        if missing:
+            raise ValueError(f"artifacts must include {' and '.join(missing)}")
         return value
 
     @property
@@ -150,7 +154,13 @@ class ModelVersion(_Frozen):
 
     @property
     def model_sha256(self) -> str:
+        """sha256 of ``model.keras``."""
         return self.artifacts[MODEL_FILE]
+
+    @property
+    def onnx_sha256(self) -> str:
+        """sha256 of ``model.onnx``, the served artifact."""
+        return self.artifacts[ONNX_FILE]
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -1,7 +1,9 @@
 """The MLflow model registry as a contract: the model's name, the aliases that say who serves, the tags the
 service verifies when it loads a version, and the moves of aliases and traffic weight.
 
-Training writes these tags (``platform_assets.resources.mlflow.register_keras_model``); the service reads
+A registered version is the served model, ``model.onnx`` in MLflow's onnx flavor; the Keras model it was
+exported from is logged in the same run (``KERAS_MODEL_URI_TAG``). Training writes these tags
+(``platform_assets.resources.mlflow.register_model_version``); the service reads
 them (``platform_assets.serving.registry_polling``); the rollout moves the aliases. MLflow is imported
 only when a function runs.
 """
@@ -22,15 +24,17 @@ STEP_SINCE_TAG: Final = "challenger_step_since"
 #: Version tags the service reads (and verifies) when it loads a version.
 THRESHOLD_TAG: Final = "threshold"
 FEATURE_SPEC_TAG: Final = "feature_spec_version"
-SHA_TAG: Final = "model_keras_sha256"
+SHA_TAG: Final = "model_onnx_sha256"
+#: Version tag (lineage only): the logged Keras model the ONNX model was exported from.
+KERAS_MODEL_URI_TAG: Final = "keras_model_uri"
 #: Run artifact: the version's reason section (``core.reason_codes.ReasonCodes`` as JSON), and the version tag
 #: with its sha256; the service explains declines with exactly this document.
 REASON_CODES_FILE: Final = "reason_codes.json"
 REASON_CODES_SHA_TAG: Final = "reason_codes_sha256"
 #: Version tag: sha256 of the version's signed manifest.json (set by model_manifest).
 MANIFEST_SHA_TAG: Final = "manifest_sha256"
-#: Where MLflow's tensorflow flavor keeps the .keras file inside a logged model.
-MODEL_FILE: Final = "data/model.keras"
+#: Where MLflow's onnx flavor keeps the model inside a logged model (always one file: no external data).
+MODEL_FILE: Final = "model.onnx"
 
 
 def client(tracking_uri: str | None) -> Any:

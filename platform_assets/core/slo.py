@@ -91,6 +91,8 @@ class ModelQualityGate:
     baseline_margin: float
     #: Largest share of a partition's rows that may be quarantined, a ratio.
     max_quarantine_share: float
+    #: Largest difference between the served ONNX model and Keras on any validation row, a probability.
+    onnx_max_abs_diff: float
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,11 @@ ACCURACY_DROP: Final = AccuracyDropGate(
     retrigger_hours=24.0,
 )
 
-MODEL_QUALITY: Final = ModelQualityGate(auc_floor=0.70, baseline_margin=0.02, max_quarantine_share=0.05)
+#: 1e-5 in probability is far below any threshold's resolution, and float32 rounding of the same graph in two
+#: runtimes stays near 1e-7: a larger gap means the export computes something else.
+MODEL_QUALITY: Final = ModelQualityGate(
+    auc_floor=0.70, baseline_margin=0.02, max_quarantine_share=0.05, onnx_max_abs_diff=1e-5
+)
 
 #: The live window is the in-process window's old default (600 s); 30 decisions per group keep one odd
 #: decision from moving a group's rate by more than a few points.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.metadata
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +23,9 @@ from platform_assets.core.reason_codes import ReasonCodes
 from platform_assets.core.registry import WEIGHT_TAG as CHALLENGER_WEIGHT_TAG
 from platform_assets.deploy.rollout import RolloutPlan
 from platform_assets.ml import features
+
+#: Where MLflow's tensorflow flavor keeps the .keras file inside a logged model.
+KERAS_MODEL_FILE = "data/model.keras"
 
 
 def prepare_tracking_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
@@ -171,48 +175,73 @@ class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
 class RegisteredVersion:
     version: str  # registry version number, e.g. "3"
     label: str  # "v3": the model_version label used in the lake, responses, the log and metrics
-    model_uri: str
-    sha256: str
-    model_bytes: bytes
+    model_uri: str  # the registered (served) ONNX model
+    keras_model_uri: str
+    onnx_sha256: str
+    onnx_bytes: bytes
+    keras_sha256: str
+    keras_bytes: bytes
+    #: Largest |ONNX Runtime - Keras| probability on the rows the export was checked on.
+    onnx_max_abs_diff: float
 
 
-def register_keras_model(
+def register_model_version(
     model: Any,
     *,
     threshold: float,
     reason_codes: ReasonCodes,
     example_inputs: dict[str, Any],
+    check_inputs: dict[str, Any],
     model_name: str = registry.MODEL_NAME,
     dagster_run_id: str = "",
     extra_tags: dict[str, str] | None = None,
 ) -> RegisteredVersion:
-    """Log ``model`` and its ``reason_codes`` (``reason_codes.json``) to the active MLflow run, register the
-    model and tag the version for serving.
+    """Log the Keras ``model``, its ONNX export and its ``reason_codes`` (``reason_codes.json``) to the active
+    MLflow run, check the ONNX model MLflow stored against Keras on ``check_inputs`` (the validation split;
+    ``ml.onnx_export.OnnxMismatch`` when it differs), and only then register the ONNX model as a version tagged
+    for serving.
 
-    Tags: ``threshold``, ``feature_spec_version``, ``model_keras_sha256`` (of the bytes MLflow stored),
-    ``reason_codes_sha256``, ``lake_version`` and ``dagster_run_id``, plus ``extra_tags``.
+    Tags: ``threshold``, ``feature_spec_version``, ``model_onnx_sha256`` (of the bytes MLflow stored),
+    ``keras_model_uri``, ``reason_codes_sha256``, ``lake_version`` and ``dagster_run_id``, plus ``extra_tags``.
     """
     import mlflow
+    import onnx
 
+    from platform_assets.ml.onnx_export import check_onnx, export_onnx
     from platform_assets.ml.train import predict_cnn
 
-    logged = mlflow.tensorflow.log_model(
-        model,
+    signature = mlflow.models.infer_signature(example_inputs, predict_cnn(model, example_inputs))
+    keras_logged = mlflow.tensorflow.log_model(model, name="keras_model", signature=signature)
+    onnx_logged = mlflow.onnx.log_model(
+        onnx.load_from_string(export_onnx(model)),
         name="model",
-        registered_model_name=model_name,
-        signature=mlflow.models.infer_signature(example_inputs, predict_cnn(model, example_inputs)),
+        signature=signature,
+        # One self-contained file: the service and the manifest hash exactly one artifact.
+        save_as_external_data=False,
+        # Explicit, so MLflow does not load the model in a subprocess to infer them.
+        pip_requirements=[f"onnxruntime=={importlib.metadata.version('onnxruntime')}"],
     )
-    version = str(logged.registered_model_version)
     reasons = reason_codes.model_dump_json(indent=2)
     mlflow.log_text(reasons, registry.REASON_CODES_FILE)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=tmp))
-        model_bytes = (local / registry.MODEL_FILE).read_bytes()
-    sha = hashlib.sha256(model_bytes).hexdigest()
+        onnx_bytes = (
+            Path(mlflow.artifacts.download_artifacts(onnx_logged.model_uri, dst_path=f"{tmp}/onnx"))
+            / registry.MODEL_FILE
+        ).read_bytes()
+        keras_bytes = (
+            Path(mlflow.artifacts.download_artifacts(keras_logged.model_uri, dst_path=f"{tmp}/keras"))
+            / KERAS_MODEL_FILE
+        ).read_bytes()
+    # The very bytes that will serve are checked, before any version exists.
+    diff = check_onnx(onnx_bytes, model, check_inputs)
+    registered = mlflow.register_model(onnx_logged.model_uri, model_name)
+    version = str(registered.version)
+    sha = hashlib.sha256(onnx_bytes).hexdigest()
     tags = {
         registry.THRESHOLD_TAG: repr(float(threshold)),
         registry.FEATURE_SPEC_TAG: features.FEATURE_SPEC_VERSION,
         registry.SHA_TAG: sha,
+        registry.KERAS_MODEL_URI_TAG: keras_logged.model_uri,
         registry.REASON_CODES_SHA_TAG: hashlib.sha256(reasons.encode("utf-8")).hexdigest(),
         "lake_version": version_label(version),
         "dagster_run_id": dagster_run_id,
@@ -221,4 +250,14 @@ def register_keras_model(
     client = mlflow.MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
-    return RegisteredVersion(version, version_label(version), logged.model_uri, sha, model_bytes)
+    return RegisteredVersion(
+        version=version,
+        label=version_label(version),
+        model_uri=onnx_logged.model_uri,
+        keras_model_uri=keras_logged.model_uri,
+        onnx_sha256=sha,
+        onnx_bytes=onnx_bytes,
+        keras_sha256=hashlib.sha256(keras_bytes).hexdigest(),
+        keras_bytes=keras_bytes,
+        onnx_max_abs_diff=diff,
+    )

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pydantic_core
-import threadpoolctl
 
 from platform_assets.core.inference_log.migrate import SchemaNotCurrent
 from platform_assets.core.inference_log.schema import PROTECTED_LOG_COLUMNS, new_prediction_ids, utcnow
@@ -24,7 +23,7 @@ from platform_assets.ml import schema
 from platform_assets.serving import metrics, routing
 from platform_assets.serving.bias import BiasWindow, group_decisions, protected_groups
 from platform_assets.serving.inference_log.writer import InferenceLog, explained_log_fields
-from platform_assets.serving.model_loading import LoadedModel, configure_tensorflow
+from platform_assets.serving.model_loading import LoadedModel
 from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict
 from platform_assets.serving.registry_polling import ModelManager, ModelSet
 from platform_assets.serving.scorer import ModelFailure, Scored, Scorer
@@ -99,9 +98,6 @@ class CreditRiskEngine:
         package_logger = logging.getLogger("platform_assets")
         if package_logger.level == logging.NOTSET:  # model loads/swaps/refusals belong in the server log
             package_logger.setLevel(logging.INFO)
-        configure_tensorflow(settings.tf_threads)  # before any TensorFlow op runs in this process
-        # The numpy graph's matrix products: BLAS threads of its own would contend with the other worker.
-        threadpoolctl.threadpool_limits(limits=settings.tf_threads)
         self.log = InferenceLog(settings.inference_db)
         self.scorer = Scorer(max_rows=max(4096, settings.max_batch), faulty=settings.fault_injection)
         self.bias = BiasWindow(settings.bias_window, settings.bias_window_seconds, settings.bias_min_group)

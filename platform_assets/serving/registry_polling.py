@@ -1,7 +1,7 @@
 """Which versions serve: champion and challenger from the MLflow registry's aliases and weight tag, swapped atomically.
 
 ``ModelManager.current`` is one immutable ``ModelSet``; a refresh builds the next set completely (new
-versions downloaded, verified, compiled and warmed up by ``model_loading``) and then replaces that single
+versions downloaded, verified, opened in ONNX Runtime and warmed up by ``model_loading``) and then replaces that single
 reference, so a request that picked up the old set finishes on it and none sees a half-built one.
 A version that fails verification is refused with an error log line and the previous model of that role
 keeps serving; it is not retried until its registry tags change (the ``model_manifest`` asset tags a
@@ -73,7 +73,7 @@ def parse_weight(raw: str | None) -> float:
 class ModelManager:
     """Keeps ``current`` in step with the registry's aliases and weight tag; polls in a daemon thread.
 
-    ``settings`` gives the model name, registry URI, poll interval and inference backend, and (unless
+    ``settings`` gives the model name, registry URI, poll interval and ONNX Runtime threads, and (unless
     ``verify_key`` is given) the manifest verify key; ``loader`` replaces ``model_loading.load_version``.
     """
 
@@ -109,7 +109,7 @@ class ModelManager:
 
     def _load_verified(self, client: Any, model_name: str, version: str, tracking_uri: str) -> LoadedModel:
         return load_version(
-            client, model_name, version, tracking_uri, self.verify_key, backend=self.settings.inference_backend
+            client, model_name, version, tracking_uri, self.verify_key, threads=self.settings.onnx_threads
         )
 
     def client(self) -> Any:

@@ -110,7 +110,7 @@ class Scorer:
                 rows += len(more)
             try:
                 self._score(jobs)
-            except Exception as exc:  # a bug or a TensorFlow failure: fail these requests, keep the thread
+            except Exception as exc:  # a bug or an ONNX Runtime failure: fail these requests, keep the thread
                 logger.exception("scoring %d request(s) failed", len(jobs))
                 for j in jobs:
                     if not j.future.done():

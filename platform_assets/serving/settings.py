@@ -15,7 +15,7 @@ variable counts as unset.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Self, get_args
+from typing import Annotated, Any, Final, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,11 +30,6 @@ from platform_assets.core.service_tls import TLSFiles, TLSFilesError
 ENV_PREFIX: Final = "CREDIT_RISK_"
 #: Bytes of JSON allowed per application when CREDIT_RISK_MAX_BODY_BYTES is not set (plus 1 KiB).
 BYTES_PER_ROW: Final = 4096
-
-#: ``auto`` serves the exported numpy graph when it exports and matches the Keras model, else TensorFlow;
-#: ``numpy`` refuses a version that cannot; ``tensorflow`` always uses TensorFlow (see ``model_loading``).
-InferenceBackend = Literal["auto", "numpy", "tensorflow"]
-INFERENCE_BACKENDS: Final[tuple[str, ...]] = get_args(InferenceBackend)
 
 
 class InvalidSettings(ValueError):
@@ -154,9 +149,7 @@ class ServingSettings(ServerSettings):
     CREDIT_RISK_TRACING                BentoML's tracing middleware on the API routes         ``false``
     CREDIT_RISK_MAX_BATCH              most applications (or outcomes) per call (more: 413)   ``1000``
     CREDIT_RISK_MAX_BODY_BYTES         largest request body accepted (more: 413), >= 1024     4 KiB per row + 1 KiB
-    CREDIT_RISK_TF_THREADS             TensorFlow (intra-/inter-op) and BLAS threads/worker   ``1``
-    CREDIT_RISK_INFERENCE_BACKEND      ``auto`` (numpy graph if it verifies, else             ``auto``
-                                       TensorFlow), ``numpy`` or ``tensorflow``
+    CREDIT_RISK_ONNX_THREADS           ONNX Runtime intra-op (and BLAS) threads per worker    ``1``
     CREDIT_RISK_REFRESH_SECONDS        how often the registry is polled (seconds, >= 0.1)     ``5``
     CREDIT_RISK_MODEL_NAME             MLflow registered model                                ``default_risk_model``
     CREDIT_RISK_INFERENCE_DB           SQLAlchemy URL of the inference log                    SQLite under
@@ -190,8 +183,9 @@ class ServingSettings(ServerSettings):
     max_body_bytes: int = Field(
         default_factory=_max_body_bytes, ge=1024, description="Largest request body accepted, in bytes."
     )
-    tf_threads: int = Field(default=1, ge=1, description="TensorFlow and BLAS threads per worker.")
-    inference_backend: InferenceBackend = Field(default="auto", description="What computes the model.")
+    #: One thread per worker: the worker's scorer thread runs the model on its own thread, and more workers (not
+    #: more threads) use more cores, without the threads of one contending with the next worker's.
+    onnx_threads: int = Field(default=1, ge=1, description="ONNX Runtime intra-op (and BLAS) threads per worker.")
     refresh_seconds: float = Field(
         default=5.0, ge=0.1, allow_inf_nan=False, description="Seconds between two registry polls."
     )
@@ -235,11 +229,6 @@ class ServingSettings(ServerSettings):
         validation_alias="MLFLOW_TRACKING_URI",
         description="MLflow tracking and registry URI.",
     )
-
-    @field_validator("inference_backend", mode="before")
-    @classmethod
-    def _any_case(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("protected_paths", "fault_injection", mode="before")
     @classmethod

@@ -2,8 +2,9 @@
 
 The ``model_manifest`` asset logs ``manifest.json`` and ``manifest.sig`` to the model version's MLflow
 run under ``governance/`` and tags the version with ``manifest_sha256``. When the service loads a
-version it downloads both beside the model and runs ``governance.manifest.verify_manifest`` with the
-configured public key over the very ``model.keras`` bytes it is about to load. It also checks that the
+version it downloads both beside the model and runs ``core.manifest.verify_manifest`` with the
+configured public key over the very ``model.onnx`` bytes it is about to load (the manifest's other
+artifacts, such as ``model.keras``, are not the service's to download). It also checks that the
 manifest is the one of *this* registry version and run, so a valid manifest copied from another
 version is refused too.
 
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from platform_assets.core import manifest as manifests
 from platform_assets.core import signing
 from platform_assets.core.environment import Environment
+from platform_assets.core.model_version import ONNX_FILE
 from platform_assets.core.registry import MANIFEST_SHA_TAG
 from platform_assets.serving.settings import ServingSettings
 
@@ -47,8 +49,8 @@ VERIFY_KEY_ENV: Final = "CREDIT_RISK_VERIFY_KEY_FILE"
 PLATFORM_VERIFY_KEY_ENV: Final = "PLATFORM_VERIFY_KEY_FILE"
 #: Artifact folder of the model version's MLflow run that holds manifest.json and manifest.sig.
 MANIFEST_ARTIFACT_DIR: Final = "governance"
-#: The name the manifest gives the Keras file (``data/model.keras`` in the MLflow model).
-MANIFEST_MODEL_ARTIFACT: Final = "model.keras"
+#: The name the manifest gives the served file (``model.onnx`` in the MLflow model too).
+MANIFEST_MODEL_ARTIFACT: Final = ONNX_FILE
 UNVERIFIED_PREFIX: Final = "unverified"
 
 
@@ -153,7 +155,9 @@ def verify_version(
     with tempfile.TemporaryDirectory(prefix="credit-risk-manifest-") as tmp:
         body, signature = _download_manifest(client, tracking_uri, run_id, Path(tmp))
     try:
-        document = manifests.verify_manifest(body, signature, verify_key.key, {MANIFEST_MODEL_ARTIFACT: model_bytes})
+        document = manifests.verify_manifest(
+            body, signature, verify_key.key, {MANIFEST_MODEL_ARTIFACT: model_bytes}, require_all=False
+        )
     except manifests.ManifestVerificationError as error:
         raise SignatureRefused(f"manifest verification failed ({type(error).__name__}): {error}") from None
     signed_version = str(document.get("registered_version"))

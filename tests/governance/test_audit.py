@@ -24,6 +24,7 @@ from platform_assets.resources.signer import ModelSigner
 
 MODEL = "default_risk_model"
 MODEL_BYTES = b"PK\x03\x04 model bytes" * 50
+ONNX_BYTES = b"\x08\x08 onnx bytes" * 50
 
 
 @pytest.fixture
@@ -34,6 +35,7 @@ def signed_lake(tmp_path: Path) -> tuple[LocalLake, ModelSigner]:
     info = model_version(
         "v3",
         model_sha256=lake.write_bytes(f"{folder}/model.keras", MODEL_BYTES),
+        onnx_sha256=lake.write_bytes(f"{folder}/model.onnx", ONNX_BYTES),
         mlflow_run_id="mlflow-run-9",
         dagster_run_id="dagster-run-9",
     )

@@ -61,7 +61,7 @@ def test_service_serves_signed_versions_and_refuses_tampered_or_unsigned(
     assert status["champion"] == "v1" and champion["signature"].startswith("verified (Ed25519"), status
     assert status["verify_key"]["key_id"] in champion["signature"]
 
-    # Flip one byte of v2's model in the MLflow artifact store, then make v2 the champion.
+    # Flip one byte of v2's model.onnx in the MLflow artifact store, then make v2 the champion.
     client = mlflow.MlflowClient(tracking_uri=pipeline.tracking_uri)
     path = local_path(client.get_model_version_download_uri(MODEL_NAME, "2")) / registry.MODEL_FILE
     data = bytearray(path.read_bytes())
@@ -70,7 +70,7 @@ def test_service_serves_signed_versions_and_refuses_tampered_or_unsigned(
     registry.set_alias(registry.CHAMPION, "2", tracking_uri=pipeline.tracking_uri)
     status = wait_for_status(api, lambda s: "v2" in s["refused"], timeout=60.0, poll_interval=0.3)
     reason = status["refused"]["v2"]
-    assert "manifest verification failed (ArtifactHashMismatchError)" in reason and "model.keras" in reason
+    assert "manifest verification failed (ArtifactHashMismatchError)" in reason and "model.onnx" in reason
     assert status["champion"] == "v1"
     served = api.predict(application_rows(3))
     assert {p["model_version"] for p in served} == {"v1"}

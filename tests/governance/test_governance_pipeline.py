@@ -110,8 +110,9 @@ def test_governance_assets_gates_and_audit_chain(platform_home: Path) -> None:
         body,
         lake.read_bytes(f"{folder}/manifest.sig"),
         public_key,
-        {"model.keras": lake.read_bytes(f"{folder}/model.keras")},
+        {name: lake.read_bytes(f"{folder}/{name}") for name in ("model.keras", "model.onnx")},
     )
+    assert document["artifacts"]["model.onnx"]["sha256"] == info.onnx_sha256
     assert document["data"]["data_versions"] == info.data_versions
     assert document["lineage"]["mlflow_run_id"] == info.mlflow_run_id
     assert document["lineage"]["training_dagster_run_id"] == training.run_id

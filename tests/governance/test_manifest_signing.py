@@ -18,10 +18,12 @@ from platform_assets.core.model_version import ModelVersion
 from platform_assets.resources.signer import ModelSigner
 
 MODEL_BYTES = b"PK\x03\x04 pretend this is a .keras zip" * 100
+ONNX_BYTES = b"\x08\x08 pretend this is the ONNX export" * 100
+ARTIFACTS = {"model.keras": MODEL_BYTES, "model.onnx": ONNX_BYTES}
 
 
 def record() -> ModelVersion:
-    return model_version("v7", model_sha256=manifests.sha256(MODEL_BYTES))
+    return model_version("v7", model_sha256=manifests.sha256(MODEL_BYTES), onnx_sha256=manifests.sha256(ONNX_BYTES))
 
 
 def signed(key: Any) -> tuple[bytes, bytes]:
@@ -51,14 +53,14 @@ def key() -> Any:
 
 def test_signed_manifest_verifies_and_is_canonical(key: Any) -> None:
     body, signature = signed(key)
-    document = manifests.verify_manifest(body, signature, key.public_key(), {"model.keras": MODEL_BYTES})
+    document = manifests.verify_manifest(body, signature, key.public_key(), ARTIFACTS)
     assert document["version"] == "v7" and document["signing"]["key_id"] == signing.key_id(key)
     assert document["artifacts"]["model.keras"]["sha256"] == manifests.sha256(MODEL_BYTES)
     assert body == manifests.canonical_json(json.loads(body)), "stored bytes are the canonical form"
     assert list(json.loads(body)) == sorted(json.loads(body))
     # The PEM of the public key works as well as the key object.
     pem = signing.public_pem(key.public_key())
-    assert manifests.verify_manifest(body, signature.decode(), pem, {"model.keras": MODEL_BYTES}) == document
+    assert manifests.verify_manifest(body, signature.decode(), pem, ARTIFACTS) == document
 
 
 def test_flipping_one_byte_of_an_artifact_fails_naming_the_file(key: Any) -> None:
@@ -66,15 +68,33 @@ def test_flipping_one_byte_of_an_artifact_fails_naming_the_file(key: Any) -> Non
     tampered = bytearray(MODEL_BYTES)
     tampered[100] ^= 0x01
     with pytest.raises(manifests.ArtifactHashMismatchError, match=r"model\.keras has sha256") as caught:
-        manifests.verify_manifest(body, signature, key.public_key(), {"model.keras": bytes(tampered)})
+        manifests.verify_manifest(body, signature, key.public_key(), {**ARTIFACTS, "model.keras": bytes(tampered)})
     assert caught.value.name == "model.keras"
+
+
+def test_the_service_verifies_only_the_artifact_it_runs(key: Any) -> None:
+    """``require_all=False``: model.onnx alone verifies; altered, unlisted or no artifact still fail."""
+    body, signature = signed(key)
+    document = manifests.verify_manifest(
+        body, signature, key.public_key(), {"model.onnx": ONNX_BYTES}, require_all=False
+    )
+    assert document["artifacts"]["model.onnx"]["sha256"] == manifests.sha256(ONNX_BYTES)
+    with pytest.raises(manifests.MissingArtifactError, match=r"lists model\.keras, but no model\.keras"):
+        manifests.verify_manifest(body, signature, key.public_key(), {"model.onnx": ONNX_BYTES})
+    with pytest.raises(manifests.ArtifactHashMismatchError, match=r"model\.onnx has sha256") as caught:
+        manifests.verify_manifest(body, signature, key.public_key(), {"model.onnx": MODEL_BYTES}, require_all=False)
+    assert caught.value.name == "model.onnx"
+    with pytest.raises(manifests.UnlistedArtifactError, match="does not list"):
+        manifests.verify_manifest(body, signature, key.public_key(), {"extra.onnx": ONNX_BYTES}, require_all=False)
+    with pytest.raises(manifests.MissingArtifactError, match="no artifact was supplied"):
+        manifests.verify_manifest(body, signature, key.public_key(), {}, require_all=False)
 
 
 def test_wrong_key_is_named_as_such(key: Any) -> None:
     body, signature = signed(key)
     other = signing.generate_private_key()
     with pytest.raises(manifests.WrongKeyError, match=signing.key_id(other.public_key())):
-        manifests.verify_manifest(body, signature, other.public_key(), {"model.keras": MODEL_BYTES})
+        manifests.verify_manifest(body, signature, other.public_key(), ARTIFACTS)
 
 
 def test_a_changed_manifest_or_signature_is_a_bad_signature(key: Any) -> None:
@@ -82,33 +102,33 @@ def test_a_changed_manifest_or_signature_is_a_bad_signature(key: Any) -> None:
     altered = body.replace(b'"threshold":0.41', b'"threshold":0.01')
     assert altered != body
     with pytest.raises(manifests.BadSignatureError, match="altered after signing"):
-        manifests.verify_manifest(altered, signature, key.public_key(), {"model.keras": MODEL_BYTES})
+        manifests.verify_manifest(altered, signature, key.public_key(), ARTIFACTS)
     # The calibration (what turns the model's score into the served PD) is signed with the rest.
     recalibrated = body.replace(b'"slope":0.9', b'"slope":1.9')
     assert recalibrated != body
     with pytest.raises(manifests.BadSignatureError, match="altered after signing"):
-        manifests.verify_manifest(recalibrated, signature, key.public_key(), {"model.keras": MODEL_BYTES})
+        manifests.verify_manifest(recalibrated, signature, key.public_key(), ARTIFACTS)
     # So is the reason-code table a decline is explained with (its wording and its reference applicant).
     document = json.loads(body)
     assert document["reason_codes"] == record().reason_codes.model_dump(mode="json")
     reworded = body.replace(b"Payment delayed in the most recent month", b"Payment delayed recently")
     assert reworded != body
     with pytest.raises(manifests.BadSignatureError, match="altered after signing"):
-        manifests.verify_manifest(reworded, signature, key.public_key(), {"model.keras": MODEL_BYTES})
+        manifests.verify_manifest(reworded, signature, key.public_key(), ARTIFACTS)
     forged = signing.sign(signing.generate_private_key(), body)
     with pytest.raises(manifests.BadSignatureError):
-        manifests.verify_manifest(body, forged, key.public_key(), {"model.keras": MODEL_BYTES})
+        manifests.verify_manifest(body, forged, key.public_key(), ARTIFACTS)
 
 
 @pytest.mark.parametrize(
     ("signature", "artifacts", "error", "message"),
     [
-        (None, {"model.keras": MODEL_BYTES}, manifests.UnsignedManifestError, "no signature"),
-        (b"not base64 at all!", {"model.keras": MODEL_BYTES}, manifests.UnsignedManifestError, "not base64"),
+        (None, ARTIFACTS, manifests.UnsignedManifestError, "no signature"),
+        (b"not base64 at all!", ARTIFACTS, manifests.UnsignedManifestError, "not base64"),
         ("sig", {}, manifests.MissingArtifactError, r"lists model\.keras, but no model\.keras was supplied"),
         (
             "sig",
-            {"model.keras": MODEL_BYTES, "extra.bin": b"x"},
+            {**ARTIFACTS, "extra.bin": b"x"},
             manifests.UnlistedArtifactError,
             "does not list",
         ),

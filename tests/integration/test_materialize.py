@@ -80,14 +80,23 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
     model_bytes = lake.read_bytes(f"{lake_keys.model_dir(registry.MODEL_NAME, info.version)}/model.keras")
     assert model_bytes[:2] == b"PK", "native .keras (zip) format expected"
 
+    assert content_hash(model_bytes) == info.artifacts["model.keras"]
+    onnx_bytes = lake.read_bytes(f"{lake_keys.model_dir(registry.MODEL_NAME, info.version)}/model.onnx")
+
+    # The registered version is the ONNX model (what serves), checked against Keras when it was trained;
+    # the Keras model is logged beside it in the same run.
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
     version = client.get_model_version(registry.MODEL_NAME, info.registered_version)
-    assert version.tags["model_keras_sha256"] == content_hash(model_bytes) == info.artifacts["model.keras"]
+    assert version.tags[registry.SHA_TAG] == content_hash(onnx_bytes) == info.onnx_sha256
+    assert version.source == info.mlflow_model_uri and version.tags[registry.KERAS_MODEL_URI_TAG] != version.source
+    flavors = mlflow.models.get_model_info(info.mlflow_model_uri).flavors
+    assert "onnx" in flavors and "tensorflow" in mlflow.models.get_model_info(version.tags["keras_model_uri"]).flavors
     assert float(version.tags["threshold"]) == pytest.approx(info.threshold)
     assert version.tags["feature_spec_version"] == features.FEATURE_SPEC_VERSION
     run = client.get_run(info.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "val_auc")) >= 2, "per-epoch metrics expected"
+    assert 0.0 <= run.data.metrics["val_onnx_max_abs_diff"] <= 1e-5
     for name in ("test_roc_auc", "test_logistic_regression_roc_auc", "test_hist_gradient_boosting_roc_auc"):
         assert 0.5 < run.data.metrics[name] <= 1.0, name
     assert "feature_spec.json" in {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -13,7 +13,7 @@ import pytest
 from platform_assets import model_store
 from platform_assets.core import lake_keys, registry, signing
 from platform_assets.core import manifest as manifests
-from platform_assets.core.model_version import MODEL_FILE
+from platform_assets.core.model_version import MODEL_FILE, ONNX_FILE
 from platform_assets.definitions import defs
 from platform_assets.resources.lake import content_hash
 
@@ -70,12 +70,12 @@ def test_overlapping_retrains_each_release_their_own_version(
             # The record is the one its own training run wrote, and it hashes its own model.
             assert record.dagster_run_id == run["training_run_id"]
             assert record.model_sha256 == content_hash(model_bytes)
-            # Its manifest signs exactly those bytes and names its own training run.
+            # Its manifest signs exactly those bytes (and the ONNX export) and names its own training run.
             document = manifests.verify_manifest(
                 lake.read_bytes(f"{folder}/manifest.json"),
                 lake.read_bytes(f"{folder}/manifest.sig"),
                 public_key,
-                {MODEL_FILE: model_bytes},
+                {MODEL_FILE: model_bytes, ONNX_FILE: lake.read_bytes(f"{folder}/{ONNX_FILE}")},
             )
             assert document["version"] == version
             assert document["lineage"]["training_dagster_run_id"] == run["training_run_id"]

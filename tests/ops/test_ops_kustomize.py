@@ -185,11 +185,11 @@ def test_service_container() -> None:
     # Sized for a 2-core node.
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
     assert _cpu(requests["cpu"]) <= _cpu(limits["cpu"]) <= 2.0
-    # BentoML workers x TensorFlow threads (platform_assets/serving/settings.py) fit the CPU limit.
+    # BentoML workers x ONNX Runtime threads (platform_assets/serving/settings.py) fit the CPU limit.
     workers = int(env_value(container, "CREDIT_RISK_WORKERS")["value"])
-    threads = int(env_value(container, "CREDIT_RISK_TF_THREADS")["value"])
+    threads = int(env_value(container, "CREDIT_RISK_ONNX_THREADS")["value"])
     assert workers * threads <= _cpu(limits["cpu"])
-    assert env_value(container, "TF_NUM_INTRAOP_THREADS")["value"] == str(threads)
+    assert env_value(container, "OMP_NUM_THREADS")["value"] == str(threads)
     assert env_value(container, "MLFLOW_TRACKING_URI")["valueFrom"]["configMapKeyRef"]["key"] == "MLFLOW_TRACKING_URI"
     # The API keys are a file from a Secret volume.
     key_file = Path(env_value(container, "CREDIT_RISK_API_KEYS_FILE")["value"])

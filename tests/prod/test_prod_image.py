@@ -106,7 +106,7 @@ def register_signed_version(tracking_uri: str, verify_dir: Path) -> SignedVersio
     (verify_dir / signing.PUBLIC_KEY_FILE).write_bytes(signing.public_pem(key.public_key()))
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri)  # register_keras_model logs to the active run of the global client
+    mlflow.set_tracking_uri(tracking_uri)  # register_model_version logs to the active run of the global client
     mlflow.set_registry_uri(tracking_uri)
     try:
         if client.get_experiment_by_name(EXPERIMENT_NAME) is None:

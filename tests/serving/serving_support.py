@@ -183,6 +183,19 @@ def quiet() -> Iterator[None]:
         yield
 
 
+def served_model(stores: Stores, label: str) -> Any:
+    """The ``core.onnx_runtime.OnnxModel`` of the registered ``model.onnx`` of ``label``: what the service runs."""
+    import mlflow
+
+    from platform_assets.core import onnx_runtime, registry
+
+    client = mlflow.MlflowClient(tracking_uri=stores.tracking_uri)
+    version = stores.versions[label]
+    path = local_path(client.get_model_version_download_uri(registry.MODEL_NAME, version)) / registry.MODEL_FILE
+    sha = client.get_model_version(registry.MODEL_NAME, version).tags[registry.SHA_TAG]
+    return onnx_runtime.load_model(path.read_bytes(), sha256=sha)
+
+
 def local_path(uri: str) -> Path:
     """The folder of a ``file://`` artifact URI (the tests' MLflow store is local)."""
     from urllib.parse import unquote, urlparse

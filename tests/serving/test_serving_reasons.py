@@ -10,14 +10,13 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from serving_support import Api, Server, Stores, rows_of
+from serving_support import Api, Server, Stores, rows_of, served_model
 
 from platform_assets.core.inference_log.reader import read_predictions
 from platform_assets.core.inference_log.schema import inference_db_under
 from platform_assets.core.reason_codes import ReasonCodes
 from platform_assets.ml import reason_codes, schema
 from platform_assets.ml.train import predict_cnn
-from platform_assets.serving.model_loading import compile_model
 
 pytestmark = pytest.mark.slow
 
@@ -93,8 +92,8 @@ def test_reasons_are_logged_and_recomputed_identically_offline(api: Api, stores:
     explained = [r for r in rows if r["decision"] == "decline"]
     assert [json.loads(r["reasons"]) for r in explained] == [p["reasons"] for p in declined]
     codes = table(stores)
-    # With the runtime the service runs (the same compiled model): exactly the served reasons.
-    served_runtime = compile_model(stores.models["v1"]).predict_fn
+    # With the runtime the service runs (the registered model.onnx in ONNX Runtime): exactly the served reasons.
+    served_runtime = served_model(stores, "v1").predict
     recomputed = reason_codes.recompute_from_log(explained, codes, served_runtime, include_protected=False)
     assert recomputed == [p["reasons"] for p in declined]
     # With Keras, as the audit CLI recomputes them: the same codes and fields, contributions within tolerance.
@@ -129,7 +128,7 @@ def test_reasons_are_in_the_openapi_response_schema(server: Server) -> None:
 def test_shapley_values_of_the_served_model_add_up(stores: Stores) -> None:
     """Efficiency on the served runtime: the values sum to PD(applicant) - PD(reference)."""
     explainer = reason_codes.Explainer(table(stores), reason_codes.LOG_COLUMNS)
-    runtime = compile_model(stores.models["v1"]).predict_fn
+    runtime = served_model(stores, "v1").predict
     predict = reason_codes.model_predictor(runtime, reason_codes.LOG_COLUMNS, include_protected=False)
     frame = stores.raw.iloc[:50]
     explanation = explainer.explain(frame[list(reason_codes.LOG_COLUMNS)].to_numpy("float64"), predict)

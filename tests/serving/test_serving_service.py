@@ -232,6 +232,8 @@ def test_tampered_model_is_refused_and_previous_keeps_serving(api: Api, stores: 
         tiny = model_support.train_tiny(
             model_support.synthetic_rows(days=1, rows_per_day=800, seed=3), seed=5, epochs=1
         )
+        # Into this server's store, whichever store an earlier test made MLflow's current one.
+        model_support.prepare_store(stores.tracking_uri, stores.home / "mlflow" / "artifacts")
         registered = model_support.register_tiny(tiny, model_support.keras_inputs(stores.raw.iloc[:10]))
     client = mlflow.MlflowClient(tracking_uri=stores.tracking_uri)
     location = client.get_model_version_download_uri(MODEL_NAME, registered.version)

@@ -33,7 +33,7 @@ def test_environment_variables_map_to_settings(clean_env: pytest.MonkeyPatch, tm
         "CREDIT_RISK_WORKERS": "2",
         "CREDIT_RISK_ACCESS_LOG": "TRUE",
         "CREDIT_RISK_MAX_BATCH": " 50 ",
-        "CREDIT_RISK_INFERENCE_BACKEND": " TensorFlow ",
+        "CREDIT_RISK_ONNX_THREADS": " 2 ",
         "CREDIT_RISK_REFRESH_SECONDS": "0.5",
         "CREDIT_RISK_MODEL_NAME": "other_model",
         "CREDIT_RISK_API_KEYS_FILE": str(tmp_path / "keys.json"),
@@ -49,7 +49,7 @@ def test_environment_variables_map_to_settings(clean_env: pytest.MonkeyPatch, tm
     settings = ServingSettings.from_environment()
     assert (settings.workers, settings.access_log, settings.tracing) == (2, True, False)
     assert settings.max_batch == 50 and settings.max_body_bytes == 50 * BYTES_PER_ROW + 1024
-    assert settings.inference_backend == "tensorflow" and settings.refresh_seconds == 0.5
+    assert settings.onnx_threads == 2 and settings.refresh_seconds == 0.5
     assert settings.model_name == "other_model" and settings.api_keys_file == tmp_path / "keys.json"
     assert settings.protected_paths == {"/metrics", "/docs"} and settings.verify_key_file is None
     assert settings.bias_window_seconds == 60.0 and settings.bias_window == 1000
@@ -70,7 +70,7 @@ def test_environment_variables_map_to_settings(clean_env: pytest.MonkeyPatch, tm
         ("CREDIT_RISK_MAX_BATCH", "0", "CREDIT_RISK_MAX_BATCH: Input should be greater than or equal to 1, got '0'"),
         ("CREDIT_RISK_MAX_BATCH", "many", "CREDIT_RISK_MAX_BATCH: Input should be a valid integer"),
         ("CREDIT_RISK_ACCESS_LOG", "maybe", "CREDIT_RISK_ACCESS_LOG: Input should be a valid boolean.*got 'maybe'"),
-        ("CREDIT_RISK_INFERENCE_BACKEND", "onnx", "CREDIT_RISK_INFERENCE_BACKEND: Input should be 'auto', 'numpy' or"),
+        ("CREDIT_RISK_ONNX_THREADS", "0", "CREDIT_RISK_ONNX_THREADS: Input should be greater than or equal to 1"),
         ("CREDIT_RISK_MAX_BODY_BYTES", "100", "CREDIT_RISK_MAX_BODY_BYTES: Input should be greater than or equal to"),
         ("CREDIT_RISK_REFRESH_SECONDS", "nan", "CREDIT_RISK_REFRESH_SECONDS: Input should be a finite number"),
         ("PLATFORM_ENV", "dev", "PLATFORM_ENV: Input should be 'local', 'staging' or 'prod', got 'dev'"),
@@ -87,7 +87,7 @@ def test_a_bad_value_fails_naming_its_variable(
 def test_defaults_and_the_ones_derived_from_other_settings(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = ServingSettings(platform_home=tmp_path)
     assert settings.max_batch == 1000 and settings.max_body_bytes == 1000 * BYTES_PER_ROW + 1024
-    assert settings.model_name == MODEL_NAME and settings.inference_backend == "auto"
+    assert settings.model_name == MODEL_NAME and settings.onnx_threads == 1
     assert settings.platform_env is Environment.LOCAL and settings.protected_paths == frozenset()
     assert settings.inference_db == f"sqlite:///{tmp_path / 'serving' / 'inference_log.db'}"
     assert settings.tracking_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"

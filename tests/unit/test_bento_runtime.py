@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
+
+import yaml
 
 from platform_assets.deploy.bento import build_runtime_wheel, code_version, runtime_files
 
 CONTROL_PLANE = ("defs", "resources", "governance", "deploy", "settings.py", "model_store.py", "definitions.py")
+#: Top-level packages the serving runtime must never import.
+NOT_SERVED = ("dagster", "dagster_mlflow", "pyspark", "tensorflow", "keras", "tf2onnx")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _distribution(spec: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_the_bento_installs_no_tensorflow_and_the_projects_pins() -> None:
+    bentofile = yaml.safe_load((REPO / "bentos" / "credit_risk" / "bentofile.yaml").read_text(encoding="utf-8"))
+    packages = {_distribution(spec): spec for spec in bentofile["python"]["packages"]}
+    assert not {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx"} & set(packages), packages
+    assert "onnxruntime" in packages
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    pins = {_distribution(spec): spec for spec in project}
+    # One pin per package: what the Bento installs is what the project is tested with.
+    assert {name: spec for name, spec in packages.items() if name in pins} == {
+        name: pins[name] for name in packages if name in pins
+    }
 
 
 def test_runtime_files_are_the_serving_import_closure() -> None:
@@ -31,14 +55,16 @@ def test_the_runtime_wheel_imports_on_its_own_without_dagster(tmp_path: Path) ->
         names = [n for n in archive.namelist() if n.startswith("platform_assets/")]
         archive.extractall(tmp_path / "site")
     assert sorted(names) == sorted(p.as_posix() for p in runtime_files())
-    # Every module of the wheel imports from the extracted copy (not the checkout), and none loads Dagster.
+    # Every module of the wheel imports from the extracted copy (not the checkout), and none loads Dagster,
+    # Spark, TensorFlow or Keras (the Bento does not install them: the model runs in ONNX Runtime).
     probe = (
         "import importlib, pkgutil, sys, platform_assets\n"
         "assert platform_assets.__file__.startswith(sys.argv[1]), platform_assets.__file__\n"
         "modules = [m.name for m in pkgutil.walk_packages(platform_assets.__path__, 'platform_assets.')]\n"
         "for name in modules: importlib.import_module(name)\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_mlflow', 'pyspark'))\n"
+        f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {NOT_SERVED!r})\n"
         "assert not loaded, loaded\n"
+        "assert 'onnxruntime' in sys.modules\n"
         # The schema revisions travel with the runtime: the service can upgrade its own SQLite log.
         "from platform_assets.core.inference_log import migrate, schema\n"
         "engine = schema.make_engine('sqlite:///' + sys.argv[1] + '/log.db')\n"
@@ -61,7 +87,7 @@ def test_the_runtime_wheel_imports_on_its_own_without_dagster(tmp_path: Path) ->
 
 
 def test_code_outside_the_runtime_does_not_change_the_code_version(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
     copy = tmp_path / "repo"
     for relative in [*runtime_files(repo), Path("platform_assets/defs/serving/assets.py")]:
         (copy / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,18 @@
 """Calibration: fitted on validation scores, chosen by cross-validated log-loss, and the same curve in numpy
-(``calibration.apply``) as in the served Keras model (``calibration.calibrated_model``) and its numpy graph."""
+(``calibration.apply``) as in the Keras model (``calibration.calibrated_model``) and its served ONNX export."""
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pytest
 
+from platform_assets.core import onnx_runtime
 from platform_assets.core.model_version import Calibration
 from platform_assets.ml import calibration, evaluate
 from platform_assets.ml.model import CNNConfig, build_cnn
+from platform_assets.ml.onnx_export import check_onnx, export_onnx
 from platform_assets.ml.train import predict_cnn
 
 
@@ -73,8 +77,6 @@ def test_a_calibration_record_refuses_parameters_of_the_other_method() -> None:
 
 @pytest.mark.parametrize("method", ["platt", "isotonic"])
 def test_the_served_model_outputs_the_offline_calibrated_probability(method: str) -> None:
-    from platform_assets.serving.graph import export_numpy_graph, verify
-
     base = build_cnn(6, 8, 4, CNNConfig(conv_filters=4, dense_units=8))
     rng = np.random.default_rng(5)
     inputs = {"history": rng.uniform(-1, 2, (2000, 6, 8)).astype("float32"), "static": rng.random((2000, 4), "float32")}
@@ -86,7 +88,8 @@ def test_the_served_model_outputs_the_offline_calibrated_probability(method: str
     expected = calibration.apply(fitted, calibration.raw_logits(served, inputs))
     np.testing.assert_allclose(predict_cnn(served, inputs), expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(calibration.raw_logits(served, inputs), base_logits, rtol=0, atol=1e-4)
-    # The serving runtime's numpy graph runs the calibration layers too, verified against Keras.
-    graph = export_numpy_graph(served)
-    assert verify(graph, served, n_static=4) <= 1e-5
-    np.testing.assert_allclose(graph(inputs["history"], inputs["static"]).reshape(-1), expected, atol=1e-5)
+    # The served ONNX export runs the calibration layers too, within the training check's tolerance of Keras.
+    onnx_bytes = export_onnx(served)
+    assert check_onnx(onnx_bytes, served, inputs) <= 1e-5
+    session = onnx_runtime.load_model(onnx_bytes, sha256=hashlib.sha256(onnx_bytes).hexdigest())
+    np.testing.assert_allclose(session.predict(inputs["history"], inputs["static"]), expected, atol=1e-5)

@@ -20,6 +20,7 @@ from pydantic import Field
 from platform_assets import model_store
 from platform_assets.core.model_version import (
     MODEL_FILE,
+    ONNX_FILE,
     BaselineSet,
     FeatureSpec,
     ModelVersion,
@@ -30,6 +31,7 @@ from platform_assets.core.registry import MODEL_NAME
 from platform_assets.defs.features.assets import credit_history_tensors
 from platform_assets.ml import calibration, evaluate, reason_codes
 from platform_assets.ml.model import CNNConfig
+from platform_assets.ml.onnx_export import OnnxMismatch
 from platform_assets.ml.train import (
     DEFAULT_LOSS_GIVEN_DEFAULT,
     DEFAULT_MARGIN,
@@ -41,7 +43,7 @@ from platform_assets.ml.train import (
 )
 from platform_assets.partitions import model_versions
 from platform_assets.resources.lake import LakeStorage, content_hash
-from platform_assets.resources.mlflow import ModelRegistry, register_keras_model, tracking_run
+from platform_assets.resources.mlflow import ModelRegistry, register_model_version, tracking_run
 from platform_assets.resources.training_data import TrainingData
 from platform_assets.retries import fail_fast, io_retry_policy
 
@@ -139,13 +141,15 @@ def version_record(context: dg.AssetExecutionContext, lake: LakeStorage) -> Mode
 @dg.asset(
     deps=[credit_history_tensors],
     group_name="training",
-    kinds={"tensorflow", "mlflow"},
+    kinds={"tensorflow", "onnx", "mlflow"},
     retry_policy=io_retry_policy(),
     description=(
         "Keras CNN (Conv2D over the months x channels image, joined with the static vector), class-weighted, "
         "early-stopped on validation AUC, calibrated on the validation split (Platt or isotonic, built into the "
-        "model so it outputs the calibrated PD) and thresholded by the configured policy; registered in MLflow, "
-        "saved as .keras in the lake with its ModelVersion record, and added to the model_versions partitions."
+        "model so it outputs the calibrated PD) and thresholded by the configured policy; exported to ONNX and checked "
+        "against Keras on the validation split, registered in MLflow (onnx flavor, the Keras model beside it), "
+        "saved as .keras and .onnx in the lake with its ModelVersion record, and added to the model_versions "
+        "partitions."
     ),
 )
 def default_risk_model(
@@ -197,16 +201,20 @@ def default_risk_model(
                 trained.threshold,
                 include_protected=spec.include_protected,
             )
-        registered = register_keras_model(
-            trained.model,
-            threshold=trained.threshold,
-            reason_codes=reasons,
-            example_inputs={k: v[:5] for k, v in validation.keras_inputs().items()},
-            model_name=MODEL_NAME,
-            dagster_run_id=context.run.run_id,
-        )
-    # The lake keeps the very bytes MLflow stored, so one sha256 names the artifact everywhere.
-    model_sha = lake.write_bytes(model_store.version_key(registered.label, MODEL_FILE), registered.model_bytes)
+        with fail_fast(OnnxMismatch):  # deterministic: a retry exports the same graph
+            registered = register_model_version(
+                trained.model,
+                threshold=trained.threshold,
+                reason_codes=reasons,
+                example_inputs={k: v[:5] for k, v in validation.keras_inputs().items()},
+                check_inputs=validation.keras_inputs(),
+                model_name=MODEL_NAME,
+                dagster_run_id=context.run.run_id,
+            )
+        mlflow.log_metric("val_onnx_max_abs_diff", registered.onnx_max_abs_diff)
+    # The lake keeps the very bytes MLflow stored, so one sha256 names each artifact everywhere.
+    model_sha = lake.write_bytes(model_store.version_key(registered.label, MODEL_FILE), registered.keras_bytes)
+    onnx_sha = lake.write_bytes(model_store.version_key(registered.label, ONNX_FILE), registered.onnx_bytes)
     record = ModelVersion(
         model=MODEL_NAME,
         version=registered.label,
@@ -215,7 +223,7 @@ def default_risk_model(
         mlflow_model_uri=registered.model_uri,
         dagster_run_id=context.run.run_id,
         trained_at=datetime.now(UTC),
-        artifacts={MODEL_FILE: model_sha},
+        artifacts={MODEL_FILE: model_sha, ONNX_FILE: onnx_sha},
         threshold=trained.threshold,
         threshold_policy=train_config.policy,
         calibration=trained.calibration,
@@ -249,7 +257,10 @@ def default_risk_model(
             "feature_spec_version": spec.version,
             "partitions": dg.MetadataValue.json(data_versions),
             "sha256": model_sha,
+            "onnx_sha256": onnx_sha,
+            "onnx_max_abs_diff": registered.onnx_max_abs_diff,
             "path": dg.MetadataValue.path(lake.uri(model_store.version_key(record.version, MODEL_FILE))),
+            "onnx_path": dg.MetadataValue.path(lake.uri(model_store.version_key(record.version, ONNX_FILE))),
         },
     )
 
