@@ -112,10 +112,10 @@ def register_signed_version(tracking_uri: str, verify_dir: Path) -> SignedVersio
         if client.get_experiment_by_name(EXPERIMENT_NAME) is None:
             client.create_experiment(EXPERIMENT_NAME)  # the server's artifact root: S3 behind the server
         mlflow.set_experiment(EXPERIMENT_NAME)
-        rows = model_support.synthetic_rows(days=1, rows_per_day=1000, seed=5)
+        rows = model_support.synthetic_rows(days=3, rows_per_day=1000, seed=7)  # the serving tests' model
         with warnings.catch_warnings():  # keras' and mlflow's notices while training and logging
             warnings.simplefilter("ignore")
-            tiny = model_support.train_tiny(rows, seed=5, epochs=1, calibration_method="platt")
+            tiny = model_support.train_tiny(rows, seed=1, epochs=2, calibration_method="platt")
             registered = model_support.register_tiny(tiny, model_support.keras_inputs(rows), model_name=MODEL_NAME)
     finally:
         if previous is None:
@@ -130,6 +130,7 @@ def register_signed_version(tracking_uri: str, verify_dir: Path) -> SignedVersio
         mlflow_run_id=run_id,
         model_sha256=registered.sha256,
         threshold=tiny.threshold,
+        reason_codes=tiny.reason_codes,  # the service checks the signed ones against the version's
     )
     body = manifests.canonical_json(
         manifests.build_manifest(
