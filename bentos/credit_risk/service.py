@@ -2,8 +2,9 @@
 
 Endpoints (POST): ``/predict`` (role predict), ``/feedback`` (role feedback), ``/admin/status`` (role
 admin); BentoML's own ``/livez``, ``/readyz`` (a 503 names what is missing: the inference log, the
-registry, a verified champion) and ``/metrics`` stay open; OpenAPI at ``/docs``
-(Swagger UI at ``/``, spec at ``/docs.json``). Configuration: environment variables, read once into
+registry, a verified champion) and ``/metrics`` stay open. The contract, every constraint and status, is
+the OpenAPI document at ``/docs.json`` (``platform_assets.serving.openapi``; Swagger UI at ``/``).
+Configuration: environment variables, read once into
 ``platform_assets.serving.settings.ServingSettings`` when a worker starts. Run from this folder::
 
     bentoml serve service:CreditRiskService --port 3001
@@ -11,7 +12,6 @@ registry, a verified champion) and ``/metrics`` stay open; OpenAPI at ``/docs``
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import bentoml
@@ -92,13 +92,7 @@ class CreditRiskService:
     async def admin_status(self, refresh: RawBody) -> Response:
         """The models this worker serves, refused versions and the last registry refresh;
         ``{"refresh": true}`` re-reads the registry first."""
-        try:
-            body = json.loads(refresh.data or b"{}")
-        except json.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("refresh", False), bool):
-            return Response('{"error":"expected {\\"refresh\\": true|false}","field":"refresh"}', 422)
-        return _response(await run_in_threadpool(self.engine.status, body.get("refresh", False)))
+        return _response(await run_in_threadpool(self.engine.status, refresh.data))
 
     def __is_ready__(self) -> bool:
         # BentoML's /readyz turns an HTTPException into its answer: the 503 names what is missing.

@@ -24,7 +24,7 @@ from platform_assets.serving import metrics, routing
 from platform_assets.serving.bias import BiasWindow, group_decisions, protected_groups
 from platform_assets.serving.inference_log.writer import InferenceLog, explained_log_fields
 from platform_assets.serving.model_loading import LoadedModel
-from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict
+from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict, parse_status
 from platform_assets.serving.registry_polling import ModelManager, ModelSet
 from platform_assets.serving.scorer import ModelFailure, Scored, Scorer
 from platform_assets.serving.settings import ServingSettings
@@ -150,8 +150,9 @@ class CreditRiskEngine:
                     for r, m in (("champion", snapshot.champion), ("challenger", snapshot.challenger))
                     if m
                 )
+                # 409, not 422: the body is valid, the version is just not one this service serves now.
                 raise RequestError(
-                    422,
+                    409,
                     f"unknown model_version {apps.model_version!r}: this service serves {serving}",
                     field="model_version",
                     reason="unknown_model_version",
@@ -313,7 +314,12 @@ class CreditRiskEngine:
         )
 
     # -- admin ------------------------------------------------------------------------------------
-    def status(self, refresh: bool = False) -> Reply:
+    def status(self, body: bytes = b"") -> Reply:
+        """The status document; a body of ``{"refresh": true}`` re-reads the registry first."""
+        try:
+            refresh = parse_status(body)
+        except RequestError as exc:
+            return Reply(exc.status, exc.body(), exc.reason)
         if refresh:
             self.models.refresh()
         return Reply(

@@ -1,18 +1,46 @@
-"""Request/response models of the service, for the OpenAPI document (``/docs.json``) and clients.
+"""The service's request and response bodies: one model per body, the source of the OpenAPI document.
 
-The endpoints validate bodies themselves (``payloads``), so that errors are 4xx with the field and row
-index the platform promises; these models therefore describe the bodies but do not parse them: the
-input descriptors hand the raw body to the endpoint.
+Every constraint here is one the service enforces, and every constraint the service enforces is here
+(``openapi`` adds the 1..``CREDIT_RISK_MAX_BATCH`` bound on lists; ``tests/serving/test_serving_contract.py``
+holds the two to each other with Schemathesis). The endpoints validate bodies themselves (``payloads`` for
+types and shape, ``features`` for value ranges), so that errors are 4xx naming the field and row; the input
+models therefore describe the bodies but do not parse them: ``RawJSONInput`` hands the raw body to the endpoint.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from platform_assets.core.reason_codes import MAX_REASONS
+from platform_assets.ml import schema
+from platform_assets.serving.payloads import INT64_MAX, INT64_MIN, MAX_ID_CHARS
+
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+NonNegative = Annotated[int, Field(ge=0, le=INT64_MAX)]
+PayStatus = Annotated[
+    int,
+    Field(
+        ge=min(schema.PAY_CODES),
+        le=max(schema.PAY_CODES),
+        description="-2 no consumption, -1 paid in full, 0 revolving credit, 1..9 months of payment delay",
+    ),
+]
+Amount = Annotated[int, Field(ge=0, le=INT64_MAX, description="NT$")]
+Bill = Annotated[Int64, Field(description="NT$; negative is a credit balance")]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+#: The README's example (UCI client 1), shown in the document and sent by Schemathesis' examples phase.
+EXAMPLE_APPLICATION: dict[str, JsonValue] = {
+    "ID": 1,
+    "LIMIT_BAL": 20000,
+    "AGE": 24,
+    **dict(zip(schema.PAY_COLUMNS, (2, 2, -1, -1, -2, -2), strict=True)),
+    **dict(zip(schema.BILL_COLUMNS, (3913, 3102, 689, 0, 0, 0), strict=True)),
+    **dict(zip(schema.PAY_AMT_COLUMNS, (0, 689, 0, 0, 0, 0), strict=True)),
+}
 
 
 class RawBody:
@@ -33,40 +61,62 @@ class RawJSONInput(bentoml.IODescriptor):  # type: ignore[misc]
         return cls.model_construct(**{first: RawBody(await request.body())})
 
 
-class Application(BaseModel):
-    """One application in the raw UCI schema. SEX, EDUCATION, MARRIAGE and AGE are optional and used
-    for fairness monitoring only (logged when sent)."""
+class Body(BaseModel):
+    """A JSON object with exactly the declared fields (``additionalProperties: false``)."""
 
-    ID: int = Field(ge=0, description="Application/client ID; also the sticky routing key")
-    LIMIT_BAL: int = Field(gt=0, description="Credit limit, NT$")
-    SEX: int | None = Field(default=None, description="1 male, 2 female (monitoring only)")
-    EDUCATION: int | None = Field(default=None, ge=0, le=6, description="0..6 (monitoring only)")
-    MARRIAGE: int | None = Field(default=None, ge=0, le=3, description="0..3 (monitoring only)")
-    AGE: int | None = Field(default=None, ge=18, le=100, description="Years (monitoring only)")
-    PAY_0: int = Field(ge=-2, le=9, description="Repayment status, most recent month")
-    PAY_2: int = Field(ge=-2, le=9)
-    PAY_3: int = Field(ge=-2, le=9)
-    PAY_4: int = Field(ge=-2, le=9)
-    PAY_5: int = Field(ge=-2, le=9)
-    PAY_6: int = Field(ge=-2, le=9, description="Repayment status, oldest month")
-    BILL_AMT1: int = Field(description="Bill statement, most recent month, NT$ (may be negative)")
-    BILL_AMT2: int
-    BILL_AMT3: int
-    BILL_AMT4: int
-    BILL_AMT5: int
-    BILL_AMT6: int
-    PAY_AMT1: int = Field(ge=0, description="Amount paid, most recent month, NT$")
-    PAY_AMT2: int = Field(ge=0)
-    PAY_AMT3: int = Field(ge=0)
-    PAY_AMT4: int = Field(ge=0)
-    PAY_AMT5: int = Field(ge=0)
-    PAY_AMT6: int = Field(ge=0)
+    model_config = ConfigDict(extra="forbid")
 
 
-class PredictInput(RawJSONInput):
-    applications: list[Application] = Field(description="1..CREDIT_RISK_MAX_BATCH applications (default 1000)")
+class Application(Body):
+    """One application in the raw UCI schema. SEX, EDUCATION, MARRIAGE and AGE are optional (null counts as
+    absent) and used for fairness monitoring only, unless the serving model takes them as inputs."""
+
+    ID: NonNegative = Field(description="Application/client ID; also the sticky routing key")
+    LIMIT_BAL: Annotated[int, Field(ge=1, le=INT64_MAX)] = Field(description="Credit limit, NT$")
+    SEX: Annotated[int, Field(ge=min(schema.SEX_CODES), le=max(schema.SEX_CODES))] | None = Field(
+        default=None, description="1 male, 2 female (monitoring only)"
+    )
+    EDUCATION: Annotated[int, Field(ge=min(schema.EDUCATION_CODES), le=max(schema.EDUCATION_CODES))] | None = Field(
+        default=None, description="Education code (monitoring only)"
+    )
+    MARRIAGE: Annotated[int, Field(ge=min(schema.MARRIAGE_CODES), le=max(schema.MARRIAGE_CODES))] | None = Field(
+        default=None, description="Marital status code (monitoring only)"
+    )
+    AGE: Annotated[int, Field(ge=schema.AGE_RANGE[0], le=schema.AGE_RANGE[1])] | None = Field(
+        default=None, description="Years (monitoring only)"
+    )
+    PAY_0: PayStatus = Field(description="Repayment status, most recent month")
+    PAY_2: PayStatus
+    PAY_3: PayStatus
+    PAY_4: PayStatus
+    PAY_5: PayStatus
+    PAY_6: PayStatus = Field(description="Repayment status, oldest month")
+    BILL_AMT1: Bill = Field(description="Bill statement, most recent month, NT$ (may be negative)")
+    BILL_AMT2: Bill
+    BILL_AMT3: Bill
+    BILL_AMT4: Bill
+    BILL_AMT5: Bill
+    BILL_AMT6: Bill
+    PAY_AMT1: Amount = Field(description="Amount paid, most recent month, NT$")
+    PAY_AMT2: Amount
+    PAY_AMT3: Amount
+    PAY_AMT4: Amount
+    PAY_AMT5: Amount
+    PAY_AMT6: Amount
+
+
+class PredictInput(RawJSONInput, Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"applications": [EXAMPLE_APPLICATION]}]})
+
+    applications: list[Application] = Field(
+        min_length=1, description="1..CREDIT_RISK_MAX_BATCH applications (more: 413)"
+    )
     model_version: str | None = Field(
-        default=None, description="Score with this loaded version (e.g. 'v3') instead of routing"
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="Score with this loaded version ('v3' or '3') instead of routing; "
+        "a version this service does not serve now: 409",
     )
     reasons: Literal["declines", "all"] = Field(
         default="declines",
@@ -74,7 +124,7 @@ class PredictInput(RawJSONInput):
     )
 
 
-class Reason(BaseModel):
+class Reason(Body):
     """One adverse-action reason: a group of raw fields whose values, against the model version's reference
     applicant, raise this applicant's probability of default (an exact group Shapley value)."""
 
@@ -85,9 +135,9 @@ class Reason(BaseModel):
     reference: dict[str, int] = Field(description="The reference applicant's values of the same fields")
 
 
-class Prediction(BaseModel):
-    application_id: int
-    probability_of_default: float
+class Prediction(Body):
+    application_id: NonNegative
+    probability_of_default: Probability = Field(description="Calibrated probability of default, 0..1")
     decision: Literal["approve", "decline"] = Field(description="decline when probability >= the model's threshold")
     model_version: str
     role: Literal["champion", "challenger"]
@@ -101,51 +151,117 @@ class Prediction(BaseModel):
     )
 
 
-class PredictOutput(bentoml.IODescriptor):  # type: ignore[misc]
-    predictions: list[Prediction]
+class PredictOutput(bentoml.IODescriptor, Body):  # type: ignore[misc]
+    predictions: list[Prediction] = Field(min_length=1, description="One per application, in request order")
 
 
-class Outcome(BaseModel):
-    prediction_id: str | None = Field(default=None, description="From a /predict response")
-    application_id: int | None = Field(default=None, description="Used when prediction_id is absent")
+class Outcome(Body):
+    """One observed outcome; ``prediction_id`` or ``application_id`` (or both) must be set."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["prediction_id"], "properties": {"prediction_id": {"type": "string"}}},
+                {"required": ["application_id"], "properties": {"application_id": {"type": "integer"}}},
+            ]
+        }
+    )
+
+    prediction_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS, description="From a /predict response"
+    )
+    application_id: NonNegative | None = Field(default=None, description="Used when prediction_id is absent")
     defaulted: Literal[0, 1]
 
 
-class FeedbackInput(RawJSONInput):
-    outcomes: list[Outcome]
+class FeedbackInput(RawJSONInput, Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"outcomes": [{"application_id": EXAMPLE_APPLICATION["ID"], "defaulted": 1}]}]}
+    )
+
+    outcomes: list[Outcome] = Field(min_length=1, description="1..CREDIT_RISK_MAX_BATCH outcomes (more: 413)")
 
 
-class StoredOutcome(BaseModel):
+class StoredOutcome(Body):
     feedback_id: int
     prediction_id: str | None
-    application_id: int | None
+    application_id: NonNegative | None
     known: bool = Field(description="whether the prediction/application was found in the inference log")
 
 
-class FeedbackOutput(bentoml.IODescriptor):  # type: ignore[misc]
-    stored: int
-    known: int
-    unknown: int
-    outcomes: list[StoredOutcome]
+class FeedbackOutput(bentoml.IODescriptor, Body):  # type: ignore[misc]
+    stored: int = Field(ge=1)
+    known: int = Field(ge=0)
+    unknown: int = Field(ge=0)
+    outcomes: list[StoredOutcome] = Field(min_length=1)
 
 
-class StatusInput(RawJSONInput):
+class StatusInput(RawJSONInput, Body):
+    """An empty body counts as ``{}``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"refresh": True}]})
+
     refresh: bool = Field(default=False, description="re-read the registry now (this worker)")
 
 
-class StatusOutput(bentoml.IODescriptor):  # type: ignore[misc]
+class ServedModel(Body):
+    model_version: str
+    threshold: Probability = Field(description="decline at or above this probability")
+    sha256: str
+    run_id: str
+    feature_spec_version: str | None
+    signature: str = Field(description="how the signed manifest was verified, or 'unverified'")
+    backend: str = Field(description="what computes the model")
+
+
+class VerifyKeyStatus(Body):
+    key_id: str | None
+    source: str
+    error: str | None
+
+
+class GroupRate(Body):
+    predictions: int = Field(ge=0)
+    selection_rate: Probability | None = Field(description="share approved; null without predictions")
+
+
+class AttributeBias(Body):
+    disparate_impact_ratio: float | None = Field(ge=0.0, description="lowest / highest selection rate")
+    groups: dict[str, GroupRate]
+
+
+class LiveBias(Body):
+    window_predictions: int = Field(ge=0)
+    max_predictions: int = Field(ge=1)
+    max_age_seconds: float
+    min_group_size: int = Field(ge=1)
+    attributes: dict[str, AttributeBias]
+
+
+class StatusOutput(bentoml.IODescriptor, Body):  # type: ignore[misc]
     champion: str | None
     challenger: str | None
-    challenger_weight_percent: float
+    challenger_weight_percent: float = Field(ge=0.0, le=100.0)
+    models: dict[Literal["champion", "challenger"], ServedModel]
+    refused: dict[str, str] = Field(description="version label -> why it was refused")
+    last_refresh: float | None = Field(description="Unix time (seconds) of the last registry read")
+    last_error: str | None = Field(description="why the last registry read failed, if it did")
     ready: bool = Field(description="whether this worker takes traffic (what /readyz answers)")
     not_ready_reasons: list[str] = Field(description="why it does not: inference log or registry, named")
     inference_log_ready: bool = Field(description="the inference log answers and its schema is current")
-    models: dict[str, Any]
-    refused: dict[str, str]
-    inference_log_pending: int = Field(description="predictions queued in this worker, not yet committed")
-    inference_log_dropped: int = Field(description="predictions this worker could not log (backlog full)")
+    verify_key: VerifyKeyStatus
+    inference_log_pending: int = Field(ge=0, description="predictions queued in this worker, not yet committed")
+    inference_log_dropped: int = Field(ge=0, description="predictions this worker could not log (backlog full)")
     inference_log_write_retries: int = Field(
-        description="failed prediction writes a later try made good (the database was away for a while)"
+        ge=0, description="failed prediction writes a later try made good (the database was away for a while)"
     )
-    live_bias: dict[str, Any]
-    worker_pid: int = Field(description="the worker that answered (each worker polls the registry on its own)")
+    live_bias: LiveBias
+    worker_pid: int = Field(ge=1, description="the worker that answered (each worker polls the registry on its own)")
+
+
+class ErrorBody(Body):
+    """Every error the service answers (4xx, 500, 503), with the field and row index where they apply."""
+
+    error: str = Field(description="what is wrong and, where it helps, how to fix it")
+    field: str | None = Field(default=None, description="the offending field")
+    row: int | None = Field(default=None, ge=0, description="index of the offending item in the list")

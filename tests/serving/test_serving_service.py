@@ -144,7 +144,7 @@ def test_nan_empty_malformed_and_unknown_version(api: Api, stores: Stores) -> No
     wrong_type = api.post("/predict", {"applications": {"ID": 1}})
     assert wrong_type.status_code == 422 and wrong_type.json()["field"] == "applications"
     unknown = api.post("/predict", {"applications": [row], "model_version": "v99"})
-    assert unknown.status_code == 422 and unknown.json()["field"] == "model_version"
+    assert unknown.status_code == 409 and unknown.json()["field"] == "model_version"
     pinned = api.post("/predict", {"applications": [row], "model_version": "v1"})
     assert pinned.status_code == 200 and pinned.json()["predictions"][0]["model_version"] == "v1"
     bad_feedback = api.post("/feedback", {"outcomes": [{"prediction_id": "x", "defaulted": 3}]}, role="feedback")

@@ -130,6 +130,10 @@ def test_parse_predict_accepts_valid_rows_and_fills_protected_placeholders() -> 
         (json.dumps({"applications": [RAW_ROW], "model_version": 3}).encode(), 422, "model_version", None),
         (json.dumps({"applications": [RAW_ROW], "reasons": "approvals"}).encode(), 422, "reasons", None),
         (json.dumps({"applications": [RAW_ROW], "reasons": ["all"]}).encode(), 422, "reasons", None),
+        (json.dumps({"applications": [RAW_ROW], "model_version": ""}).encode(), 422, "model_version", None),
+        (json.dumps({"applications": [RAW_ROW], "model_version": "v" * 65}).encode(), 422, "model_version", None),
+        (body([RAW_ROW, {**RAW_ROW, "default payment next month": 1}]), 422, "default payment next month", 1),
+        (json.dumps([RAW_ROW]).encode(), 422, None, None),
     ],
 )
 def test_parse_predict_rejects_bad_input(document: bytes, status: int, field: str | None, row: int | None) -> None:
@@ -153,15 +157,25 @@ def test_parse_feedback() -> None:
     outcomes = [{"prediction_id": "abc", "defaulted": 1}, {"application_id": 5, "defaulted": 0}]
     items = payloads.parse_feedback(json.dumps({"outcomes": outcomes}).encode(), 10)
     assert items[1] == {"prediction_id": None, "application_id": 5, "defaulted": 0}
+    # A whole number is a whole number in JSON, as the schema says: 1.0 is 1.
+    whole = payloads.parse_feedback(b'{"outcomes": [{"application_id": 5.0, "defaulted": 1.0}]}', 10)
+    assert whole == [{"prediction_id": None, "application_id": 5, "defaulted": 1}]
+    with pytest.raises(RequestError) as bare:  # the body is an object, not a bare list
+        payloads.parse_feedback(json.dumps(outcomes).encode(), 10)
+    assert bare.value.status == 422 and "JSON object" in bare.value.message
     for bad, field in [
         ([{"defaulted": 1}], "prediction_id"),
         ([{"prediction_id": "a", "defaulted": 2}], "defaulted"),
         ([{"prediction_id": "a"}], "defaulted"),
         ([{"application_id": "x", "defaulted": 1}], "application_id"),
         ([{"prediction_id": "a", "defaulted": 1, "extra": 1}], "extra"),
+        ([{"prediction_id": "", "defaulted": 1}], "prediction_id"),
+        ([{"prediction_id": "a" * 65, "defaulted": 1}], "prediction_id"),
+        ([{"application_id": -1, "defaulted": 1}], "application_id"),
+        ([{"prediction_id": "a", "defaulted": True}], "defaulted"),
     ]:
         with pytest.raises(RequestError) as caught:
-            payloads.parse_feedback(json.dumps(bad).encode(), 10)
+            payloads.parse_feedback(json.dumps({"outcomes": bad}).encode(), 10)
         assert caught.value.status == 422 and caught.value.field == field and caught.value.row == 0
 
 
@@ -174,6 +188,20 @@ def test_parse_predict_matrix_holds_the_columns_for_the_feature_code() -> None:
     slow = payloads.parse_predict(body([{**RAW_ROW, "LIMIT_BAL": 50_000.0}, {**RAW_ROW, "ID": 8}]), 10)
     fast = payloads.parse_predict(body([RAW_ROW, {**RAW_ROW, "ID": 8}]), 10)
     assert (slow.matrix == fast.matrix).all()
+
+
+def test_parse_status() -> None:
+    assert payloads.parse_status(b"") is False and payloads.parse_status(b"{}") is False
+    assert payloads.parse_status(b'{"refresh": true}') is True
+    for document, status, field in [
+        (b"{", 400, None),
+        (b"[]", 422, None),
+        (b'{"refresh": 1}', 422, "refresh"),
+        (b'{"refresh": true, "now": 1}', 422, "now"),
+    ]:
+        with pytest.raises(RequestError) as caught:
+            payloads.parse_status(document)
+        assert (caught.value.status, caught.value.field) == (status, field)
 
 
 def test_observe_many_buckets_exactly_like_observe() -> None:

@@ -99,12 +99,14 @@ def test_defaults_and_the_ones_derived_from_other_settings(clean_env: pytest.Mon
         settings.max_batch = 5  # type: ignore[misc]  # built once, never changed
 
 
-def _call(middleware: ServingMiddleware, path: str, body: bytes, key: str | None) -> httpx.Response:
+def _call(
+    middleware: ServingMiddleware, path: str, body: bytes, key: str | None, method: str = "POST"
+) -> httpx.Response:
     async def run() -> httpx.Response:
         transport = httpx.ASGITransport(app=middleware)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
             headers = {"Authorization": f"Bearer {key}"} if key else {}
-            return await client.post(path, content=body, headers=headers)
+            return await client.request(method, path, content=body, headers=headers)
 
     return asyncio.run(run())
 
@@ -130,7 +132,13 @@ def test_the_gate_takes_keys_paths_and_body_limit_from_the_settings() -> None:
     assert _call(gate, "/predict", b"{}", predict).status_code == 200
     assert _call(gate, "/predict", b"x" * 1025, predict).status_code == 413
     assert _call(gate, "/predict", b"{}", None).status_code == 401
-    assert _call(gate, "/metrics", b"", predict).status_code == 403
-    assert _call(gate, "/metrics", b"", admin).status_code == 200
-    assert _call(gate, "/livez", b"", None).status_code == 200
+    assert _call(gate, "/metrics", b"", predict, "GET").status_code == 403
+    assert _call(gate, "/metrics", b"", admin, "GET").status_code == 200
+    refused = _call(gate, "/metrics", b"", None, "POST")  # a method it does not take: 405 before the key
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
+    assert _call(gate, "/livez", b"", None, "GET").status_code == 200
+    # The document states the settings' limits and that /metrics needs a key.
+    document = _call(gate, "/docs.json", b"", None, "GET").json()
+    assert document["components"]["schemas"]["PredictInput"]["properties"]["applications"]["maxItems"] == 1000
+    assert document["paths"]["/metrics"]["get"]["security"]
     assert calls == [1]  # the policy is taken once, at the first request
