@@ -19,14 +19,21 @@ import pydantic_core
 
 from platform_assets.core.inference_log.migrate import SchemaNotCurrent
 from platform_assets.core.inference_log.schema import PROTECTED_LOG_COLUMNS, new_prediction_ids, utcnow
-from platform_assets.ml import schema
+from platform_assets.ml import features, schema
 from platform_assets.serving import metrics, routing
 from platform_assets.serving.bias import BiasWindow, group_decisions, protected_groups
 from platform_assets.serving.inference_log.writer import InferenceLog, explained_log_fields
 from platform_assets.serving.model_loading import LoadedModel
-from platform_assets.serving.payloads import Applications, RequestError, parse_feedback, parse_predict, parse_status
+from platform_assets.serving.payloads import (
+    MATRIX_COLUMNS,
+    Applications,
+    RequestError,
+    parse_feedback,
+    parse_predict,
+    parse_status,
+)
 from platform_assets.serving.registry_polling import ModelManager, ModelSet
-from platform_assets.serving.scorer import ModelFailure, Scored, Scorer
+from platform_assets.serving.scorer import ModelFailure, Scored, Scorer, invalid_rows
 from platform_assets.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -90,6 +97,13 @@ def answered_by(plan: list[tuple[LoadedModel, str, np.ndarray]]) -> tuple[str, s
     return model.label, role
 
 
+def _unless_invalid(apps: Applications, error: RequestError) -> RequestError:
+    """``error`` (the service's state refuses the request), unless a row is invalid: then that row's 422, as the
+    contract answers 409 and 503 to valid bodies only. Runs the range rules on the error path alone."""
+    checked = features.featurize_matrix(apps.matrix, MATRIX_COLUMNS)
+    return invalid_rows(checked.reasons, checked.valid) or error
+
+
 class CreditRiskEngine:
     """One worker's service: built once from ``settings`` (read when the worker starts, never per request)."""
 
@@ -151,11 +165,14 @@ class CreditRiskEngine:
                     if m
                 )
                 # 409, not 422: the body is valid, the version is just not one this service serves now.
-                raise RequestError(
-                    409,
-                    f"unknown model_version {apps.model_version!r}: this service serves {serving}",
-                    field="model_version",
-                    reason="unknown_model_version",
+                raise _unless_invalid(
+                    apps,
+                    RequestError(
+                        409,
+                        f"unknown model_version {apps.model_version!r}: this service serves {serving}",
+                        field="model_version",
+                        reason="unknown_model_version",
+                    ),
                 )
             return [(found[0], found[1], np.arange(n))]
         assert snapshot.champion is not None
@@ -184,14 +201,19 @@ class CreditRiskEngine:
         try:
             apps = parse_predict(body, self.max_batch)
             if not self.log.ready:  # a prediction that cannot be logged cannot get its outcome later
-                raise RequestError(503, f"not serving: {self.log.problem}", reason="inference_log_unavailable")
+                raise _unless_invalid(
+                    apps, RequestError(503, f"not serving: {self.log.problem}", reason="inference_log_unavailable")
+                )
             snapshot = self.models.current  # one read: the whole request uses this set
             if snapshot.champion is None:
-                raise RequestError(
-                    503,
-                    f"no model is serving: no version of {self.settings.model_name!r} has the alias 'champion' "
-                    "(or it failed verification)",
-                    reason="no_model",
+                raise _unless_invalid(
+                    apps,
+                    RequestError(
+                        503,
+                        f"no model is serving: no version of {self.settings.model_name!r} has the alias "
+                        "'champion' (or it failed verification)",
+                        reason="no_model",
+                    ),
                 )
             plan = self._plan(snapshot, apps)
             served = answered_by(plan)

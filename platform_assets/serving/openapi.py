@@ -44,7 +44,7 @@ ERRORS: Final = {
     500: "The model failed on a valid batch (a fault of the served version, not of the request; counted under "
     "its version and role, so a failing challenger is rolled back).",
     503: "No model is serving (no version has the alias 'champion', or it failed verification), or the "
-    "inference log could not store the feedback; retry later.",
+    "inference log is unavailable or could not store the feedback; retry later.",
 }
 
 

@@ -70,6 +70,20 @@ def field_of(reason: str) -> str:
     return first if first in schema.RAW_COLUMNS else reason
 
 
+def invalid_rows(reasons: np.ndarray, valid: np.ndarray) -> RequestError | None:
+    """The 422 naming the first of a request's rows that ``valid`` marks invalid (``reasons``: why), or None."""
+    if valid.all():
+        return None
+    bad = np.flatnonzero(~valid)
+    row, reason = int(bad[0]), reasons[bad[0]]
+    return RequestError(
+        422,
+        f"row {row}: {reason}" + (f" ({len(bad)} invalid rows in all)" if len(bad) > 1 else ""),
+        field=field_of(reason),
+        row=row,
+    )
+
+
 class Scorer:
     """``faulty``: labels of models whose scoring raises ``InjectedFault`` (``ServingSettings.fault_injection``)."""
 
@@ -125,18 +139,10 @@ class Scorer:
         all_valid = bool(valid.all())
         accepted: list[int] = []
         for index, job in enumerate(jobs):
-            own = valid[starts[index] : starts[index + 1]]
-            bad = [] if all_valid or own.all() else np.flatnonzero(~own).tolist()
-            if bad:
-                row, reason = bad[0], reasons[starts[index] + bad[0]]
-                job.future.set_exception(
-                    RequestError(
-                        422,
-                        f"row {row}: {reason}" + (f" ({len(bad)} invalid rows in all)" if len(bad) > 1 else ""),
-                        field=field_of(reason),
-                        row=row,
-                    )
-                )
+            own = slice(starts[index], starts[index + 1])
+            error = None if all_valid else invalid_rows(reasons[own], valid[own])
+            if error is not None:
+                job.future.set_exception(error)
             else:
                 accepted.append(index)
         if not accepted:

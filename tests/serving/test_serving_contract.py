@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_support import Api, Server, Stores
+from serving_support import Api, Server, Stores, rows_of
 
 from platform_assets.ml import schema
 from platform_assets.serving import openapi, payloads
@@ -101,14 +101,25 @@ def test_a_chunked_body_over_the_limit_is_413(api: Api) -> None:
     assert small.status_code == 422 and small.json()["field"] == "applications"  # read whole, then validated
 
 
+def test_a_state_error_answers_a_valid_body_only(api: Api, stores: Stores) -> None:
+    """409 (a version not served now) is for valid bodies: an invalid row is the 422 (Schemathesis' find)."""
+    rows = rows_of(stores.raw.iloc[:3])
+    assert api.post("/predict", {"applications": rows, "model_version": "v99"}).status_code == 409
+    rows[2]["PAY_3"] = 10
+    refused = api.post("/predict", {"applications": rows, "model_version": "v99"})
+    assert refused.status_code == 422 and (refused.json()["field"], refused.json()["row"]) == ("PAY_3", 2)
+
+
 @pytest.mark.slow
 def test_schemathesis_finds_no_contract_violation(
     stores: Stores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A server of its own: the run stores feedback and moves counters the other tests read.
-    server = Server(
-        stores.env(CREDIT_RISK_INFERENCE_DB=f"sqlite:///{tmp_path / 'contract.db'}"), tmp_path / "server.log"
+    # A server of its own: the run stores feedback and moves counters the other tests read. Its own BentoML
+    # home too: `bentoml serve` empties the home's Prometheus directory, the session server's metrics with it.
+    env = stores.env(
+        CREDIT_RISK_INFERENCE_DB=f"sqlite:///{tmp_path / 'contract.db'}", BENTOML_HOME=str(tmp_path / "bentoml")
     )
+    server = Server(env, tmp_path / "server.log")
     events = tmp_path / "events.ndjson"
     server.start()
     try:
