@@ -105,9 +105,10 @@ lint: install
 .PHONY: secrets-scan secrets-baseline
 secrets-scan: install
 	@baseline=$$(mktemp); cp .secrets.baseline $$baseline; \
-	$(BIN)/detect-secrets-hook --baseline $$baseline $$(git ls-files | grep -vx '.secrets.baseline'); rc=$$?; \
+	out=$$($(BIN)/detect-secrets-hook --baseline $$baseline $$(git ls-files | grep -vx '.secrets.baseline')); rc=$$?; \
 	rm -f $$baseline; \
-	if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then echo "secrets-scan: key material found (see above)" >&2; exit 1; fi
+	if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then echo "$$out"; echo "secrets-scan: key material found" >&2; exit 1; fi; \
+	echo "secrets-scan: no key material in $$(git ls-files | wc -l) tracked files"
 
 secrets-baseline: install
 	$(BIN)/detect-secrets scan --baseline .secrets.baseline
