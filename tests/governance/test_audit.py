@@ -18,6 +18,7 @@ from platform_assets.core import manifest as manifests
 from platform_assets.core.inference_log import schema as inference_log
 from platform_assets.core.model_version import ModelVersion
 from platform_assets.ml import drift, features, reason_codes, schema
+from platform_assets.ml.onnx_export import export_onnx
 from platform_assets.ml.train import predict_cnn
 from platform_assets.resources.lake import LocalLake
 from platform_assets.resources.signer import ModelSigner
@@ -150,8 +151,13 @@ def test_a_logged_declines_reasons_are_recomputed_offline_with_the_signed_table(
     tiny.model.save(tmp_path / "model.keras")
     model_file = f"{lake_keys.model_dir(MODEL, 'v5')}/model.keras"
     sha = lake.write_bytes(model_file, (tmp_path / "model.keras").read_bytes())
+    # The manifest signs both artifacts of a version: the Keras model (which the audit recomputes with) and
+    # the ONNX model the service ran.
+    onnx_sha = lake.write_bytes(f"{lake_keys.model_dir(MODEL, 'v5')}/model.onnx", export_onnx(tiny.model))
     private, public = signing.write_key_pair(tmp_path / "keys")
-    record = model_version("v5", model_sha256=sha, threshold=tiny.threshold, reason_codes=tiny.reason_codes)
+    record = model_version(
+        "v5", model_sha256=sha, onnx_sha256=onnx_sha, threshold=tiny.threshold, reason_codes=tiny.reason_codes
+    )
     publish_signed(lake, record, signing.load_private_key_file(private))
     signer = ModelSigner(public_key_file=str(public), environment="prod")
 
