@@ -82,6 +82,19 @@ def test_the_image_runs_as_non_root_on_a_read_only_root(engine: DockerEngine, se
     assert in_container(engine, service_image, "touch", "/tmp/written").returncode == 0
 
 
+def test_the_image_ships_no_tensorflow(engine: DockerEngine, service_image: BuiltImage) -> None:
+    # Not `pip show tensorflow`: the image's venv (uv's) has no pip, so that would fail with TensorFlow too.
+    probe = (
+        "import importlib.metadata as m, importlib.util as u\n"
+        "names = sorted(d.metadata['Name'] for d in m.distributions())\n"
+        "assert 'bentoml' in names, names\n"
+        "print(sorted(n for n in names if n.lower().startswith('tensorflow')), u.find_spec('tensorflow'))\n"
+    )
+    found = in_container(engine, service_image, "python", "-c", probe)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[] None", f"the image ships TensorFlow: {found.stdout}"
+
+
 @dataclass
 class SignedVersion:
     version: str
@@ -99,7 +112,7 @@ def register_signed_version(tracking_uri: str, verify_dir: Path) -> SignedVersio
 
     from platform_assets.core import manifest as manifests
     from platform_assets.core import registry, signing
-    from platform_assets.core.model_version import MODEL_FILE
+    from platform_assets.core.model_version import MODEL_FILE, ONNX_FILE
     from platform_assets.settings import EXPERIMENT_NAME
 
     key = signing.generate_private_key()
@@ -128,7 +141,8 @@ def register_signed_version(tracking_uri: str, verify_dir: Path) -> SignedVersio
         model=MODEL_NAME,
         registered_version=registered.version,
         mlflow_run_id=run_id,
-        model_sha256=registered.sha256,
+        model_sha256=registered.keras_sha256,
+        onnx_sha256=registered.onnx_sha256,
         threshold=tiny.threshold,
         reason_codes=tiny.reason_codes,  # the service checks the signed ones against the version's
     )
@@ -152,7 +166,7 @@ def register_signed_version(tracking_uri: str, verify_dir: Path) -> SignedVersio
     manifest_sha = manifests.sha256(body)
     client.set_model_version_tag(MODEL_NAME, registered.version, registry.MANIFEST_SHA_TAG, manifest_sha)
     client.set_registered_model_alias(MODEL_NAME, registry.CHAMPION, registered.version)
-    assert record.artifacts == {MODEL_FILE: registered.sha256}
+    assert record.artifacts == {MODEL_FILE: registered.keras_sha256, ONNX_FILE: registered.onnx_sha256}
     return SignedVersion(registered.version, registered.label, manifest_sha, signing.key_id(key))
 
 
