@@ -32,7 +32,9 @@ Amount = Annotated[int, Field(ge=0, le=INT64_MAX, description="NT$")]
 Bill = Annotated[Int64, Field(description="NT$; negative is a credit balance")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
-#: The README's example (UCI client 1), shown in the document and sent by Schemathesis' examples phase.
+#: The README's example (UCI client 1), shown in the document and sent by Schemathesis' examples phase. A body
+#: model states it as OpenAPI's `example`: BentoML builds its own schema objects from these models when it builds
+#: the Bento (`Bento.create` writes its OpenAPI spec), and its `Schema` takes `example`, not `examples`.
 EXAMPLE_APPLICATION: dict[str, JsonValue] = {
     "ID": 1,
     "LIMIT_BAL": 20000,
@@ -106,7 +108,7 @@ class Application(Body):
 
 
 class PredictInput(RawJSONInput, Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"applications": [EXAMPLE_APPLICATION]}]})
+    model_config = ConfigDict(json_schema_extra={"example": {"applications": [EXAMPLE_APPLICATION]}})
 
     applications: list[Application] = Field(
         min_length=1, description="1..CREDIT_RISK_MAX_BATCH applications (more: 413)"
@@ -176,7 +178,7 @@ class Outcome(Body):
 
 class FeedbackInput(RawJSONInput, Body):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"outcomes": [{"application_id": EXAMPLE_APPLICATION["ID"], "defaulted": 1}]}]}
+        json_schema_extra={"example": {"outcomes": [{"application_id": EXAMPLE_APPLICATION["ID"], "defaulted": 1}]}}
     )
 
     outcomes: list[Outcome] = Field(min_length=1, description="1..CREDIT_RISK_MAX_BATCH outcomes (more: 413)")
@@ -199,7 +201,7 @@ class FeedbackOutput(bentoml.IODescriptor, Body):  # type: ignore[misc]
 class StatusInput(RawJSONInput, Body):
     """An empty body counts as ``{}``."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"refresh": True}]})
+    model_config = ConfigDict(json_schema_extra={"example": {"refresh": True}})
 
     refresh: bool = Field(default=False, description="re-read the registry now (this worker)")
 
