@@ -68,10 +68,13 @@ class Server:
 
     def start(self, wait_ready: bool = True) -> Server:
         log = self.log_path.open("ab")
+        # A BentoML home of its own: `bentoml serve` empties its home's Prometheus folder when it starts, which
+        # would wipe the metrics of another server running on the same home.
+        env = {**self.env, "BENTOML_HOME": str(self.log_path.parent / f"bentoml-{self.port}")}
         self.process = subprocess.Popen(
             [str(BENTOML), "serve", "service:CreditRiskService", "--port", str(self.port), "--host", "127.0.0.1"],
             cwd=BENTO_DIR,
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -38,8 +38,10 @@ def service(
     certificates: tuple[Path, Path, Path], stores: Stores, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LocalServiceManager, ServiceState]]:
     service_dir, client_dir, _ = certificates
-    manager = LocalServiceManager(tmp_path_factory.mktemp("tls_state"), port=free_port(), tls=TLSFiles(client_dir))
-    env = stores.env(CREDIT_RISK_TLS_DIR=str(service_dir), CREDIT_RISK_WORKERS="1")
+    state_dir = tmp_path_factory.mktemp("tls_state")
+    manager = LocalServiceManager(state_dir, port=free_port(), tls=TLSFiles(client_dir))
+    # A BentoML home of its own: a start empties its home's Prometheus folder (the session server's).
+    env = stores.env(CREDIT_RISK_TLS_DIR=str(service_dir), CREDIT_RISK_WORKERS="1", BENTOML_HOME=str(state_dir / "bm"))
     state, _ = manager.deploy("service:CreditRiskService", env, 180, cwd=BENTO_DIR)  # its readiness check is mTLS
     yield manager, state
     manager.retire()

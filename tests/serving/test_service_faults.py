@@ -68,9 +68,14 @@ def manager(tmp_path: Path) -> Iterator[LocalServiceManager]:
     assert not manager.processes(), "retire left processes of the service running"
 
 
+def env(manager: LocalServiceManager, stores: Stores) -> dict[str, str]:
+    """Two workers; a BentoML home of its own (a start empties its home's Prometheus folder)."""
+    return stores.env(CREDIT_RISK_WORKERS="2", BENTOML_HOME=str(manager.state_dir / "bentoml"))
+
+
 def deploy(manager: LocalServiceManager, stores: Stores) -> ServiceState:
-    env = stores.env(CREDIT_RISK_WORKERS="2")
-    state, _ = manager.deploy("service:CreditRiskService", env, READY_TIMEOUT, cwd=BENTO_DIR)
+    env_ = env(manager, stores)
+    state, _ = manager.deploy("service:CreditRiskService", env_, READY_TIMEOUT, cwd=BENTO_DIR)
     return state
 
 
@@ -170,8 +175,10 @@ def test_a_dead_service_is_restored(manager: LocalServiceManager, stores: Stores
     wait_for(lambda: not manager.processes() and port_free(state.host, state.port))
     assert manager.health() == "down"
     started = time.monotonic()
-    restored = manager.restore(stores.env(CREDIT_RISK_WORKERS="2"), READY_TIMEOUT, cwd=BENTO_DIR)
+    restored = manager.restore(env(manager, stores), READY_TIMEOUT, cwd=BENTO_DIR)
     print(f"\ndead service restored in {time.monotonic() - started:.1f} s")
     assert restored is not None and restored.bento == state.bento and manager.health() == "serving"
     assert httpx.get(f"{restored.url}/readyz").status_code == 200
-    assert manager.restore(stores.env(), READY_TIMEOUT, cwd=BENTO_DIR) is None, "a serving service is left alone"
+    assert manager.restore(env(manager, stores), READY_TIMEOUT, cwd=BENTO_DIR) is None, (
+        "a serving service is left alone"
+    )
