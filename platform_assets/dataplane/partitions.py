@@ -180,15 +180,22 @@ def sweep(store: ObjectStore, folder: str, committed_by: str | None = None, *, n
     ``committed_by``: the run that just committed; its own parts the current manifest does not list (another
     run committed after it) are garbage at once, since no one else commits its token.
     """
-    # The order matters for concurrent writers: a part seen in the first listing was marked before it was
-    # written, so its marker is in the second listing unless its run ended, and a run ends only after its
-    # commit, which the manifest read last then shows (or a later one).
+    # The order matters under concurrency: keys, markers, manifest, markers again. A part of run X that a
+    # reader may hold is spared by one of the three reads after the listing:
+    # - X's own marker predates its parts (so the listing); if X commits after the manifest read, the
+    #   marker is still there at the first marker read;
+    # - a reader that saw X's manifest before or at the manifest read finds X in that read;
+    # - a reader whose marker came after the first marker read but before the deletes is in the second.
+    # (With only the first marker read, a reader marking X between it and a newer commit lost X's parts.)
     keys = store.list_keys(folder)
     # The committing run's own marker does not spare its parts: it has committed (readers' markers still do).
     own = lake_keys.in_flight(folder, committed_by) if committed_by else None
-    live, expired = _in_flight(store, folder, time.time() if now is None else now, ignore=own)
+    clock = time.time() if now is None else now
+    live, _ = _in_flight(store, folder, clock, ignore=own)
     manifest_key = lake_keys.manifest(folder)
     listed = {lake_keys.part(folder, p.name) for p in read_manifest(store, folder).parts}
+    live_after, expired = _in_flight(store, folder, clock, ignore=own)
+    live |= live_after
     deleted = []
     for key in keys:
         name = key.rsplit("/", 1)[-1]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextlib import ExitStack
 
 import pandas as pd
 
@@ -45,6 +47,52 @@ def a_reader_s_partition_outlives_a_newer_commit(store: ObjectStore) -> None:
             *(lake_keys.part(FOLDER, p.name) for p in partitions.read_manifest(store, FOLDER).parts),
         ]
     )
+
+
+class _OnManifestRead:
+    """``store``, but the first read of the partition's manifest runs ``before`` first (once)."""
+
+    def __init__(self, store: ObjectStore, before: Callable[[], None]) -> None:
+        self.store, self.before, self.fired = store, before, False
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        return self.store.write_bytes(key, data)
+
+    def read_bytes(self, key: str) -> bytes:
+        if key == lake_keys.manifest(FOLDER) and not self.fired:
+            self.fired = True
+            self.before()
+        return self.store.read_bytes(key)
+
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return self.store.list_keys(prefix)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+    def uri(self, key: str) -> str:
+        return self.store.uri(key)
+
+
+def a_reader_marking_during_a_sweep_keeps_its_parts(store: ObjectStore) -> None:
+    """The interleaving the threaded test below once hit in CI, made certain: run A committed and ended;
+    run B's sweep has read the markers (none) and is about to read the manifest; a reader opens A's
+    partition and marks it; run C commits. B's sweep then reads C's manifest: A's parts are not listed
+    and were not marked when it first looked, but the reader still needs them."""
+    partitions.write_partition(store, FOLDER, frames(1))
+    with ExitStack() as stack:
+
+        def reader_opens_then_c_commits() -> None:
+            stack.enter_context(partitions.reading(store, FOLDER))
+            partitions.write_partition(store, FOLDER, frames(100))
+
+        opened = partitions.read_manifest(store, FOLDER)
+        partitions.sweep(_OnManifestRead(store, reader_opens_then_c_commits), FOLDER, committed_by="b" * 16)
+        assert [partitions.read_part(store, FOLDER, p)["ID"].to_pylist() for p in opened.parts] == [[1, 2], [3]]
+    assert partitions.read_partition(store, FOLDER)["ID"].tolist() == [100, 101, 102]
 
 
 def concurrent_writers_leave_one_whole_commit(store: ObjectStore, writers: int = 4, rounds: int = 10) -> None:

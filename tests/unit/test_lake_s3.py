@@ -292,5 +292,9 @@ def test_a_reader_on_s3_keeps_its_partition_through_a_newer_commit(lake: S3Lake)
     partition_races.a_reader_s_partition_outlives_a_newer_commit(lake.executor_store())
 
 
+def test_a_reader_on_s3_marking_during_a_sweep_keeps_its_parts(lake: S3Lake) -> None:
+    partition_races.a_reader_marking_during_a_sweep_keeps_its_parts(lake.executor_store())
+
+
 def test_concurrent_writers_on_s3_leave_one_whole_commit(lake: S3Lake) -> None:
     partition_races.concurrent_writers_leave_one_whole_commit(lake.executor_store(), writers=3, rounds=3)

@@ -87,6 +87,10 @@ def test_a_reader_s_partition_outlives_a_newer_commit(store: LocalObjects) -> No
     partition_races.a_reader_s_partition_outlives_a_newer_commit(store)
 
 
+def test_a_reader_marking_during_a_sweep_keeps_its_parts(store: LocalObjects) -> None:
+    partition_races.a_reader_marking_during_a_sweep_keeps_its_parts(store)
+
+
 def test_concurrent_writers_leave_one_whole_commit(store: LocalObjects) -> None:
     partition_races.concurrent_writers_leave_one_whole_commit(store)
 
