@@ -12,7 +12,7 @@ Pure functions (no Dagster, no I/O): the monitoring assets and sensors read the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +77,11 @@ def frame_quality(frame: pd.DataFrame) -> dict[str, Any]:
     )
 
 
-def group_labels(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Readable group labels of a protected log column; missing values stay missing."""
+def group_labels(
+    frame: pd.DataFrame, column: str, age_edges: Sequence[int] = fairness_metrics.DEFAULT_AGE_EDGES
+) -> pd.Series:
+    """Readable group labels of a protected log column (ages banded by ``age_edges``); missing values stay
+    missing."""
     values = frame[column]
     present = values.notna()
     out = pd.Series([None] * len(frame), index=frame.index, dtype=object)
@@ -86,7 +89,7 @@ def group_labels(frame: pd.DataFrame, column: str) -> pd.Series:
         return out
     codes = values[present].astype("int64")
     if column == "age":
-        out[present] = fairness_metrics.age_bands(codes.to_numpy())
+        out[present] = fairness_metrics.age_bands(codes.to_numpy(), age_edges)
     else:
         labels = _GROUPS[column]
         out[present] = [labels.get(int(c), f"code {int(c)}") for c in codes]

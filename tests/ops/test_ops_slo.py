@@ -5,6 +5,7 @@ the slo value, and the Dagster resources and loop policies default to it."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import re
@@ -148,6 +149,10 @@ def test_the_canary_is_held_to_the_service_objectives() -> None:
     assert slo.CANARY.max_p99_seconds == slo.SERVICE.latency_p99_seconds
 
 
+def test_the_promotion_gate_keeps_the_fairness_gates_floor() -> None:
+    assert slo.PROMOTION.min_disparate_impact == slo.FAIRNESS.min_disparate_impact_ratio
+
+
 def test_the_service_reports_the_live_bias_bound_of_the_fairness_gate() -> None:
     assert observability.DISPARATE_IMPACT_BOUND == slo.FAIRNESS.min_disparate_impact_ratio
 
@@ -176,6 +181,11 @@ def test_resources_and_policies_default_to_the_slo(monkeypatch: pytest.MonkeyPat
         slo.FAIRNESS.min_disparate_impact_ratio,
         slo.FAIRNESS.max_equal_opportunity_difference,
     )
+    from platform_assets.ml import population_stability, promotion_stats
+
+    assert inspect.signature(promotion_stats.promotion_gate).parameters["policy"].default is slo.PROMOTION
+    for function in (population_stability.psi_alarm_threshold, population_stability.csi):
+        assert inspect.signature(function).parameters["confidence"].default == slo.DRIFT.psi_confidence
     for name in [name for name in os.environ if name.startswith("PLATFORM_LOOP_")]:
         monkeypatch.delenv(name)
     from platform_assets import settings
