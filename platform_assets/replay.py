@@ -2,7 +2,13 @@
 to /feedback, the way a lender's systems would.
 
     python -m platform_assets.replay --url http://127.0.0.1:3001 --api-key-file predict.key \\
-        --feedback-key-file feedback.key --source synthetic --shift 0.5 --rows 2000 --rate 200 --feedback-delay 5
+        --feedback-key-file feedback.key --source synthetic --shift 0.5 --rows 2000 --rate 200 --label-delay 5
+
+Labels (``--labels``): ``all`` posts every application's outcome (a test bench that knows every outcome);
+``realistic`` posts what a lender learns: an outcome only for applications it approved (a declined applicant
+never gets a loan, so never repays or defaults on one), ``--label-delay`` seconds after the decision, by
+prediction id, and only for a ``--label-share`` of them (the rest never report back within the window).
+``--feedback-delay`` is the older name of ``--label-delay``.
 
 Sources: ``synthetic`` (the platform's generator, for a day after the training data) or ``uci_csv``
 (``--csv`` or ``$PLATFORM_UCI_CSV``, a random sample). ``--shift S`` (0..1) degrades the model on purpose:
@@ -25,12 +31,13 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
 import pandas as pd
 
+from platform_assets.core.decisions import APPROVE
 from platform_assets.core.service_tls import TLSFiles, verify
 from platform_assets.ml import schema, synthetic
 
@@ -75,20 +82,44 @@ def uci_source(path: Path, rows: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
 
 
+#: ``all``: every outcome is posted; ``realistic``: only approved applications' outcomes, and a share of them.
+LabelMode = Literal["all", "realistic"]
+LABEL_MODES: tuple[LabelMode, ...] = ("all", "realistic")
+
+
 @dataclass
 class ReplayStats:
+    """What a replay sent; ``labels_posted`` and ``labels_withheld`` count outcomes by the service's decision
+    (``approve`` / ``decline``): posted and stored, or never sent by the label mode."""
+
     sent: int = 0
     predict_failures: int = 0
     feedback_sent: int = 0
     feedback_failures: int = 0
     elapsed_seconds: float = 0.0
     by_version: dict[str, int] = field(default_factory=dict)
+    labels_posted: dict[str, int] = field(default_factory=dict)
+    labels_withheld: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
 def _applications(batch: pd.DataFrame) -> list[dict[str, int]]:
     columns = [c for c in schema.RAW_COLUMNS if c != schema.TARGET]
     return [{k: int(v) for k, v in row.items()} for row in batch[columns].to_dict("records")]
+
+
+def labelled(decisions: list[str], mode: LabelMode, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Which of these predictions ever get their outcome posted (boolean per row).
+
+    ``all``: every one. ``realistic``: approved ones only (a declined applicant gets no loan, so has no
+    outcome), each with probability ``share``.
+    """
+    if mode == "all":
+        return np.ones(len(decisions), dtype=bool)
+    if mode != "realistic":
+        raise ValueError(f"label mode must be one of {LABEL_MODES}, got {mode!r}")
+    approved = np.array([d == APPROVE for d in decisions], dtype=bool)
+    return approved & (rng.random(len(decisions)) < share)
 
 
 def replay(
@@ -101,20 +132,35 @@ def replay(
     batch_size: int = 50,
     feedback_delay: float = 0.0,
     max_seconds: float = 300.0,
+    labels: LabelMode = "all",
+    label_share: float = 1.0,
+    seed: int = 0,
     client: httpx.Client | None = None,
     tls: TLSFiles | None = None,
 ) -> ReplayStats:
     """Send ``frame``'s applications (raw columns, with the target) at about ``rate`` per second in batches,
-    and post each outcome ``feedback_delay`` seconds after its prediction."""
+    and post outcomes by prediction id ``feedback_delay`` seconds after their prediction: all of them, or with
+    ``labels="realistic"`` those of approved applications only, a ``label_share`` (0..1) of them drawn with
+    ``seed``."""
     if rate <= 0 or batch_size <= 0:
         raise ValueError("rate and batch size must be positive")
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
+    if not 0.0 <= label_share <= 1.0:
+        raise ValueError(f"label_share must be within 0..1, got {label_share}")
+    if labels == "all" and label_share != 1.0:
+        raise ValueError("label_share applies to labels='realistic' only (labels='all' posts every outcome)")
+    if feedback_delay < 0:
+        raise ValueError(f"the label delay must not be negative, got {feedback_delay} s")
     http = client or httpx.Client(base_url=url.rstrip("/"), timeout=30, verify=verify(tls))
     stats, versions = ReplayStats(), Counter[str]()
-    pending: deque[tuple[float, list[dict[str, Any]]]] = deque()
+    posted, withheld = Counter[str](), Counter[str]()
+    rng = np.random.default_rng(seed)
+    pending: deque[tuple[float, list[dict[str, Any]], Counter[str]]] = deque()
     start = time.monotonic()
     deadline = start + max_seconds
 
-    def post_feedback(outcomes: list[dict[str, Any]]) -> None:
+    def post_feedback(outcomes: list[dict[str, Any]], decisions: Counter[str]) -> None:
         try:
             response = http.post(
                 "/feedback", json={"outcomes": outcomes}, headers={"Authorization": f"Bearer {feedback_key}"}
@@ -125,13 +171,15 @@ def replay(
             ok, detail = False, f"/feedback: {type(error).__name__}: {error}"
         if ok:
             stats.feedback_sent += len(outcomes)
+            posted.update(decisions)
         else:
             stats.feedback_failures += len(outcomes)
             stats.errors.append(detail)
 
     def flush_due(now: float) -> None:
         while pending and pending[0][0] <= now:
-            post_feedback(pending.popleft()[1])
+            _, outcomes, decisions = pending.popleft()
+            post_feedback(outcomes, decisions)
 
     for offset in range(0, len(frame), batch_size):
         if time.monotonic() >= deadline:
@@ -158,17 +206,25 @@ def replay(
             predictions = response.json()["predictions"]
             versions.update(p["model_version"] for p in predictions)
             if schema.TARGET in batch:
+                decisions = [str(p.get("decision") or "unknown") for p in predictions]
+                chosen = labelled(decisions, labels, label_share, rng)
+                withheld.update(d for d, c in zip(decisions, chosen, strict=True) if not c)
                 outcomes = [
                     {"prediction_id": p["prediction_id"], "defaulted": int(y)}
-                    for p, y in zip(predictions, batch[schema.TARGET].tolist(), strict=True)
+                    for p, y, c in zip(predictions, batch[schema.TARGET].tolist(), chosen, strict=True)
+                    if c
                 ]
-                pending.append((time.monotonic() + feedback_delay, outcomes))
+                if outcomes:
+                    due = Counter(d for d, c in zip(decisions, chosen, strict=True) if c)
+                    pending.append((time.monotonic() + feedback_delay, outcomes, due))
         flush_due(time.monotonic())
     if pending:
         time.sleep(max(0.0, pending[-1][0] - time.monotonic()))
         flush_due(float("inf"))
     stats.elapsed_seconds = round(time.monotonic() - start, 3)
     stats.by_version = dict(sorted(versions.items()))
+    stats.labels_posted = dict(sorted(posted.items()))
+    stats.labels_withheld = dict(sorted(withheld.items()))
     stats.errors = stats.errors[:20]
     if client is None:
         http.close()
@@ -193,7 +249,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1000, help="applications to send (upper bound)")
     parser.add_argument("--rate", type=float, default=100.0, help="applications per second")
     parser.add_argument("--batch", type=int, default=50, help="applications per /predict request")
-    parser.add_argument("--feedback-delay", type=float, default=5.0, help="seconds before an outcome is posted")
+    parser.add_argument("--labels", choices=LABEL_MODES, default="all", help="which outcomes are posted (see above)")
+    parser.add_argument(
+        "--label-delay",
+        "--feedback-delay",
+        dest="label_delay",
+        type=float,
+        default=5.0,
+        help="seconds after its prediction an outcome is posted (--feedback-delay: the older name)",
+    )
+    parser.add_argument(
+        "--label-share", type=float, default=1.0, help="realistic: share 0..1 of approved applications that get one"
+    )
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop sending after this long")
     parser.add_argument("--tls-dir", type=Path, help="client certificate dir (ca.crt, tls.crt, tls.key) for mutual TLS")
     parser.add_argument("--seed", type=int, default=2027, help="sampling and shift seed")
@@ -201,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows <= 0:
         parser.error("--rows must be positive")
+    if args.label_delay < 0:
+        parser.error("--label-delay must not be negative")
+    if not 0.0 <= args.label_share <= 1.0:
+        parser.error("--label-share must be within 0..1")
+    if args.labels == "all" and args.label_share != 1.0:
+        parser.error("--label-share needs --labels realistic (--labels all posts every outcome)")
     if args.source == "uci_csv":
         if not args.csv or not Path(args.csv).is_file():
             parser.error("--source uci_csv needs --csv PATH (or PLATFORM_UCI_CSV) naming an existing file")
@@ -217,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         feedback_key,
         rate=args.rate,
         batch_size=args.batch,
-        feedback_delay=args.feedback_delay,
+        feedback_delay=args.label_delay,
         max_seconds=args.max_seconds,
+        labels=args.labels,
+        label_share=args.label_share,
+        seed=args.seed,
         tls=TLSFiles(args.tls_dir).check() if args.tls_dir else None,
     )
     print(json.dumps(asdict(stats), indent=2))
