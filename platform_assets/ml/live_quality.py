@@ -4,7 +4,8 @@ Pure functions (no Dagster, no I/O): the monitoring assets and sensors read the 
 ``platform_assets.core.inference_log.reader.read_predictions`` and hand the frame here.
 
 * ``live_performance``: per model version (and role) labelled count, accuracy, ROC AUC, Brier score,
-  expected calibration error and per-group metrics by protected attribute.
+  expected calibration error and per-group metrics by protected attribute; per decision (approve / decline)
+  predictions, labelled outcomes and their coverage, and which decisions the labels cover.
 * ``quality_breach``: whether the champion's live quality fell below an absolute floor and/or more than
   a margin below its validation metrics (the accuracy-drop sensor).
 """
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from platform_assets.core import slo
+from platform_assets.core.decisions import APPROVE, DECLINE
 from platform_assets.core.slo import DropMode
 from platform_assets.ml import evaluate, fairness_metrics
 
@@ -114,13 +116,65 @@ def group_metrics(frame: pd.DataFrame, min_group_size: int = 30) -> dict[str, di
     return out
 
 
+#: What ``labels_cover`` says when outcomes exist for approved applications only (a lender's usual case).
+APPROVED_ONLY = "approved_only"
+#: Why realized metrics on approved-only outcomes are not those of every applicant.
+APPROVED_ONLY_BIAS = (
+    "outcomes cover approved applications only (a declined applicant gets no loan, so no outcome): accuracy and "
+    "ROC AUC are those of the approved population, which the model itself selected, not of all applicants"
+)
+
+
+def coverage(predictions: int, labelled: int) -> float | None:
+    """Share of ``predictions`` that have an outcome; ``None`` without predictions."""
+    return labelled / predictions if predictions else None
+
+
+def decision_coverage(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per decision in an inference-log frame: predictions, labelled outcomes and their coverage (a fraction)."""
+    out: dict[str, dict[str, Any]] = {}
+    for decision, rows in frame.groupby("decision", sort=True):
+        n, labelled = len(rows), int(rows["defaulted"].notna().sum()) if "defaulted" in rows else 0
+        out[str(decision)] = {"predictions": n, "labelled": labelled, "coverage": coverage(n, labelled)}
+    return out
+
+
+def labels_cover(decisions: Mapping[str, Mapping[str, Any]]) -> str:
+    """Which decisions' outcomes the labels cover: ``none``, ``approved_only``, ``declined_only`` or
+    ``all_decisions`` (from ``decision_coverage``)."""
+    covered = {decision for decision, counts in decisions.items() if counts["labelled"]}
+    if not covered:
+        return "none"
+    if covered == {APPROVE}:
+        return APPROVED_ONLY
+    if covered == {DECLINE}:
+        return "declined_only"
+    return "all_decisions"
+
+
+def label_coverage(frame: pd.DataFrame) -> dict[str, Any]:
+    """Coverage of an inference-log frame's rows: overall, per decision, what the labels cover, and the
+    selection-bias note when they cover approved applications only."""
+    decisions = decision_coverage(frame)
+    cover = labels_cover(decisions)
+    labelled = sum(counts["labelled"] for counts in decisions.values())
+    return {
+        "coverage": coverage(len(frame), labelled),
+        "decisions": decisions,
+        "labels_cover": cover,
+        **({"bias": APPROVED_ONLY_BIAS} if cover == APPROVED_ONLY else {}),
+    }
+
+
 def live_performance(frame: pd.DataFrame, min_group_size: int = 30) -> dict[str, Any]:
-    """Per model version: predictions, labelled outcomes and quality overall, per role and per group."""
+    """Per model version: predictions, labelled outcomes and quality overall, per role and per group, and the
+    labels' coverage per decision."""
     versions: dict[str, Any] = {}
     for version, rows in frame.groupby("model_version", sort=True):
         versions[str(version)] = {
             "predictions": len(rows),
             **frame_quality(rows),
+            **label_coverage(rows),
             "roles": {
                 str(role): {"predictions": len(part), **frame_quality(part)}
                 for role, part in rows.groupby("role", sort=True)
@@ -131,26 +185,37 @@ def live_performance(frame: pd.DataFrame, min_group_size: int = 30) -> dict[str,
     return {
         "predictions": len(frame),
         "labelled": len(labelled),
+        "coverage": coverage(len(frame), len(labelled)),
         "versions": versions,
     }
 
 
+def cell(value: Any) -> str:
+    """A Markdown table cell: ``-`` for a missing value, floats to 4 decimals."""
+    return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+
 def versions_table(document: Mapping[str, Any]) -> str:
-    """A Markdown table of ``live_performance``'s versions, for the UI."""
-
-    def cell(value: Any) -> str:
-        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
-
+    """A Markdown table of ``live_performance``'s versions, then one of their labels' coverage per decision,
+    for the UI."""
     lines = [
-        "| version | roles | predictions | labelled | accuracy | ROC AUC | Brier | ECE |",
-        "|---|---|---|---|---|---|---|---|",
+        "| version | roles | predictions | labelled | coverage | labels cover | accuracy | ROC AUC | Brier | ECE |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for version, m in document["versions"].items():
         roles = ", ".join(m["roles"])
         lines.append(
-            f"| {version} | {roles} | {m['predictions']} | {m['labelled']} | {cell(m['accuracy'])} | "
-            f"{cell(m['roc_auc'])} | {cell(m['brier'])} | {cell(m['ece'])} |"
+            f"| {version} | {roles} | {m['predictions']} | {m['labelled']} | {cell(m['coverage'])} | "
+            f"{m['labels_cover']} | {cell(m['accuracy'])} | {cell(m['roc_auc'])} | {cell(m['brier'])} | "
+            f"{cell(m['ece'])} |"
         )
+    lines += ["", "| version | decision | predictions | labelled | coverage |", "|---|---|---|---|---|"]
+    for version, m in document["versions"].items():
+        for decision, counts in m["decisions"].items():
+            lines.append(
+                f"| {version} | {decision} | {counts['predictions']} | {counts['labelled']} | "
+                f"{cell(counts['coverage'])} |"
+            )
     return "\n".join(lines)
 
 

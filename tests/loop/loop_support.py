@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +67,30 @@ def log_outcomes(
     rng = np.random.default_rng(seed)
     labels = (rng.random(n) < 0.22).astype(int)
     probability = 1 / (1 + np.exp(-(quality * (labels - 0.5) + rng.normal(0, 1, n) - 1.0)))
+    take = n if labelled is None else labelled
+    log_scored(
+        db, version, probability, labels, labelled=np.arange(n) < take, role=role, rng=rng, at=at, protected=protected
+    )
+
+
+def log_scored(
+    db: str,
+    version: str,
+    probabilities: np.ndarray,
+    outcomes: np.ndarray,
+    *,
+    labelled: np.ndarray,
+    threshold: float = 0.5,
+    role: str = "champion",
+    rng: np.random.Generator | None = None,
+    at: datetime | None = None,
+    protected: bool = True,
+    inputs: list[dict[str, int]] | None = None,
+) -> list[str]:
+    """Write one prediction of ``version`` per probability (declined at ``threshold`` and above), the outcome of the
+    rows ``labelled`` marks, and, when given, each row's raw ``inputs`` (the log keeps them for declined rows);
+    return the prediction ids."""
+    rng = rng or np.random.default_rng(0)
     created = at or utcnow()
     rows = [
         {
@@ -75,34 +100,35 @@ def log_outcomes(
             "role": role,
             "application_id": int(rng.integers(1, 10**9)),
             "probability": float(p),
-            "threshold": 0.5,
-            "decision": "decline" if p >= 0.5 else "approve",
+            "threshold": threshold,
+            "decision": "decline" if p >= threshold else "approve",
             "sex": int(rng.integers(1, 3)) if protected else None,
             "education": int(rng.integers(1, 4)) if protected else None,
             "marriage": int(rng.integers(1, 3)) if protected else None,
             "age": int(rng.integers(21, 70)) if protected else None,
+            "inputs": json.dumps(inputs[i]) if inputs is not None and p >= threshold else None,
         }
-        for p in probability
+        for i, p in enumerate(probabilities)
     ]
     engine = make_engine(db)
     upgrade(engine)
     with engine.begin() as connection:
         connection.execute(predictions.insert(), rows)
-        take = n if labelled is None else labelled
-        connection.execute(
-            feedback.insert(),
-            [
-                {
-                    "received_at": created,
-                    "prediction_id": r["prediction_id"],
-                    "application_id": r["application_id"],
-                    "defaulted": int(y),
-                    "known": True,
-                }
-                for r, y in list(zip(rows, labels, strict=True))[:take]
-            ],
-        )
+        chosen = [
+            {
+                "received_at": created,
+                "prediction_id": r["prediction_id"],
+                "application_id": r["application_id"],
+                "defaulted": int(y),
+                "known": True,
+            }
+            for r, y, keep in zip(rows, outcomes, labelled, strict=True)
+            if keep
+        ]
+        if chosen:
+            connection.execute(feedback.insert(), chosen)
     engine.dispose()
+    return [r["prediction_id"] for r in rows]
 
 
 def empty_log(db: str) -> None:
@@ -126,3 +152,23 @@ def monitoring(db: str, **overrides: Any) -> LiveMonitoring:
     settings = {"inference_db": db, "service_url": "", "min_labelled": 200, "canary_min_labelled": 200}
     settings.update(overrides)
     return LiveMonitoring(**settings)
+
+
+def post_outcomes(db: str, prediction_ids: list[str], outcomes: np.ndarray) -> None:
+    """Outcomes arriving now for earlier predictions, as /feedback stores them."""
+    engine = make_engine(db)
+    with engine.begin() as connection:
+        connection.execute(
+            feedback.insert(),
+            [
+                {
+                    "received_at": utcnow(),
+                    "prediction_id": pid,
+                    "application_id": None,
+                    "defaulted": int(y),
+                    "known": True,
+                }
+                for pid, y in zip(prediction_ids, outcomes, strict=True)
+            ],
+        )
+    engine.dispose()

@@ -67,7 +67,13 @@ def measure_canary(
 
 
 def _float_metadata(prefix: str, values: dict[str, Any]) -> dict[str, float]:
+    """The numbers of ``values`` as floats (the UI plots float metadata over materializations), keys prefixed;
+    missing values are left out."""
     return {f"{prefix}{k}": float(v) for k, v in values.items() if isinstance(v, int | float) and v is not None}
+
+
+def _float_or_none(value: float | None) -> float | dg.MetadataValue[Any]:
+    return dg.MetadataValue.null() if value is None else float(value)
 
 
 def _monitoring_asset(kind: str, description: str) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
@@ -93,7 +99,9 @@ class LivePerformanceConfig(dg.Config):
     description=(
         "Live quality of each served model version (and role) from the inference log joined with the outcomes "
         "posted to /feedback: labelled count, accuracy, ROC AUC, Brier score, calibration error and per-group "
-        "metrics by protected attribute, over a window. JSON at monitoring/live_performance.json."
+        "metrics by protected attribute, over a window; predictions, outcomes and coverage per decision, and "
+        "labels_cover (approved_only: the realized metrics are those of the approved population). JSON at "
+        "monitoring/live_performance.json."
     ),
 )
 def live_model_performance(
@@ -117,13 +125,16 @@ def live_model_performance(
     context.log.info(f"live performance since {start:%Y-%m-%d %H:%M} UTC:\n{table}")
     per_version: dict[str, float] = {}
     for version, metrics in document["versions"].items():
-        per_version.update(
-            _float_metadata(f"{version}/", {k: metrics[k] for k in ("labelled", "accuracy", "roc_auc", "brier", "ece")})
-        )
+        keys = ("labelled", "coverage", "accuracy", "roc_auc", "brier", "ece")
+        per_version.update(_float_metadata(f"{version}/", {k: metrics[k] for k in keys}))
+        for decision, counts in metrics["decisions"].items():
+            per_version.update(_float_metadata(f"{version}/{decision}/", counts))
     return dg.MaterializeResult(
         metadata={
             "predictions": document["predictions"],
             "labelled": document["labelled"],
+            "coverage": _float_or_none(document["coverage"]),
+            "labels_cover": dg.MetadataValue.json({v: m["labels_cover"] for v, m in document["versions"].items()}),
             "window_hours": hours,
             "versions": dg.MetadataValue.md(table),
             "groups": dg.MetadataValue.json({v: m["groups"] for v, m in document["versions"].items()}),
@@ -293,10 +304,7 @@ def ab_comparison_report(
         report["ended"] = datetime.now(UTC).isoformat()
     model_store.write_json(lake, AB_REPORT_KEY, report)
     rows = [("labelled", "labelled"), ("accuracy", "accuracy"), ("ROC AUC", "roc_auc"), ("Brier", "brier")]
-
-    def cell(value: Any) -> str:
-        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
-
+    cell = live_quality.cell
     table = "\n".join(
         [f"| metric | {a} | {b} |", "|---|---|---|"]
         + [f"| {label} | {cell(result['a'].get(k))} | {cell(result['b'].get(k))} |" for label, k in rows]
