@@ -11,13 +11,23 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platform_assets.core import lake_keys
-from platform_assets.core.model_version import MODEL_FILE, RECORD_FILE, BaselineSet, ModelVersion, version_label
+from platform_assets.core.model_version import (
+    MODEL_FILE,
+    ONNX_FILE,
+    RECORD_FILE,
+    BaselineSet,
+    ModelVersion,
+    version_label,
+)
 from platform_assets.core.registry import MODEL_NAME
 from platform_assets.ml.dataset import ModellingDataset, Split
 from platform_assets.resources.lake import LakeStorage, content_hash
+
+if TYPE_CHECKING:
+    from platform_assets.core.onnx_runtime import OnnxModel
 
 BASELINES_FILE = "baselines.json"
 
@@ -104,6 +114,24 @@ def open_dataset(lake: LakeStorage, record: ModelVersion | BaselineSet) -> Model
     from platform_assets.resources.training_data import open_partitions
 
     return open_partitions(lake, record.data_versions, record.split)
+
+
+#: Most rows of a version's training split in a drift or stability reference (a seeded sample of a larger split).
+REFERENCE_ROWS = 100_000
+
+
+def reference_sample(lake: LakeStorage, record: ModelVersion, max_rows: int = REFERENCE_ROWS) -> Split:
+    """The reference of ``record``'s drift and stability reports: at most ``max_rows`` rows of its training split,
+    sampled with the split's seed (the same rows every time)."""
+    return open_dataset(lake, record).sample("train", max_rows, seed=record.split.seed)
+
+
+def load_onnx(lake: LakeStorage, record: ModelVersion) -> OnnxModel:
+    """``record``'s served artifact, ``model.onnx``, in ONNX Runtime (bytes checked against the recorded sha256)."""
+    from platform_assets.core import onnx_runtime
+
+    data = read_verified(lake, version_key(record.version, ONNX_FILE, record.model), record.onnx_sha256)
+    return onnx_runtime.load_model(data, sha256=record.onnx_sha256)
 
 
 def load_splits(

@@ -94,6 +94,12 @@ class PlatformSettings(BaseSettings):
     loop_max_accuracy_drop: float = Field(default=slo.ACCURACY_DROP.max_accuracy_drop, ge=0, le=1)
     loop_min_labelled: int = Field(default=slo.ACCURACY_DROP.min_labelled, ge=1)
     loop_retrigger_hours: float = Field(default=slo.ACCURACY_DROP.retrigger_hours, ge=0)
+    loop_use_estimate: bool = Field(
+        default=slo.ACCURACY_DROP.use_estimate, description="Accuracy drop: test the estimate while outcomes are few."
+    )
+    loop_min_predictions_for_estimate: int = Field(default=slo.ACCURACY_DROP.min_predictions_for_estimate, ge=1)
+    loop_max_estimated_auc_drop: float = Field(default=slo.ACCURACY_DROP.max_estimated_auc_drop, ge=0, le=1)
+    loop_max_estimated_accuracy_drop: float = Field(default=slo.ACCURACY_DROP.max_estimated_accuracy_drop, ge=0, le=1)
     loop_drift_share: float = Field(default=slo.DRIFT.drift_share, ge=0, le=1)
     loop_canary_steps: str = Field(
         default=",".join(f"{step:g}" for step in slo.CANARY.steps), description="Challenger weights, percent, a,b,c."

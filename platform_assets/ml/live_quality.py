@@ -227,7 +227,9 @@ class DropPolicy:
     ``relative``: live ROC AUC more than ``max_auc_drop`` below the validation ROC AUC (or live accuracy
     more than ``max_accuracy_drop`` below validation accuracy); ``absolute``: live accuracy below
     ``accuracy_floor``; ``either``: both tests, one breach is enough. Accuracies and AUCs are fractions,
-    ``min_labelled`` is rows.
+    ``min_labelled`` is rows. With ``use_estimate``, fewer than ``min_labelled`` outcomes and at least
+    ``min_predictions_for_estimate`` predictions, the same tests run on the estimated metrics with the
+    ``max_estimated_*`` margins (``estimate_breach``).
     """
 
     mode: DropMode = slo.ACCURACY_DROP.mode
@@ -235,12 +237,20 @@ class DropPolicy:
     max_auc_drop: float = slo.ACCURACY_DROP.max_auc_drop
     max_accuracy_drop: float = slo.ACCURACY_DROP.max_accuracy_drop
     min_labelled: int = slo.ACCURACY_DROP.min_labelled
+    use_estimate: bool = slo.ACCURACY_DROP.use_estimate
+    min_predictions_for_estimate: int = slo.ACCURACY_DROP.min_predictions_for_estimate
+    max_estimated_auc_drop: float = slo.ACCURACY_DROP.max_estimated_auc_drop
+    max_estimated_accuracy_drop: float = slo.ACCURACY_DROP.max_estimated_accuracy_drop
 
     def __post_init__(self) -> None:
         if self.mode not in ("relative", "absolute", "either"):
             raise ValueError(f"drop mode must be relative, absolute or either, got {self.mode!r}")
         if self.min_labelled < 1:
             raise ValueError(f"min_labelled must be at least 1, got {self.min_labelled}")
+        if self.min_predictions_for_estimate < 1:
+            raise ValueError(
+                f"min_predictions_for_estimate must be at least 1, got {self.min_predictions_for_estimate}"
+            )
 
 
 def quality_breach(live: Mapping[str, Any], validation: Mapping[str, Any] | None, policy: DropPolicy) -> list[str]:
@@ -251,20 +261,56 @@ def quality_breach(live: Mapping[str, Any], validation: Mapping[str, Any] | None
     """
     if live["labelled"] < policy.min_labelled:
         raise ValueError(f"only {live['labelled']} of the {policy.min_labelled} labelled outcomes needed")
+    return _breaches("live", live, validation, policy, policy.max_auc_drop, policy.max_accuracy_drop)
+
+
+def estimate_breach(
+    estimated: Mapping[str, Any], validation: Mapping[str, Any] | None, policy: DropPolicy
+) -> list[str]:
+    """Why the ``estimated`` quality (``EstimatedPerformance.as_dict()``: ``roc_auc``, ``accuracy``, ``n``
+    predictions) counts as dropped, by ``quality_breach``'s tests with the estimate's margins.
+
+    Raises ``ValueError`` when it rests on fewer than ``policy.min_predictions_for_estimate`` predictions, or
+    when a relative test needs validation metrics that are missing.
+    """
+    if estimated["n"] < policy.min_predictions_for_estimate:
+        raise ValueError(
+            f"only {estimated['n']} of the {policy.min_predictions_for_estimate} predictions an estimate needs"
+        )
+    return _breaches(
+        "estimated",
+        estimated,
+        validation,
+        policy,
+        policy.max_estimated_auc_drop,
+        policy.max_estimated_accuracy_drop,
+    )
+
+
+def _breaches(
+    basis: str,
+    measured: Mapping[str, Any],
+    validation: Mapping[str, Any] | None,
+    policy: DropPolicy,
+    max_auc_drop: float,
+    max_accuracy_drop: float,
+) -> list[str]:
     reasons = []
-    if policy.mode in ("absolute", "either") and live["accuracy"] < policy.accuracy_floor:
-        reasons.append(f"live accuracy {live['accuracy']:.4f} < floor {policy.accuracy_floor:.4f}")
+    if policy.mode in ("absolute", "either") and measured["accuracy"] < policy.accuracy_floor:
+        reasons.append(f"{basis} accuracy {measured['accuracy']:.4f} < floor {policy.accuracy_floor:.4f}")
     if policy.mode in ("relative", "either"):
         if not validation or "roc_auc" not in validation:
             raise ValueError("the model's validation metrics are missing from its record")
-        if live["roc_auc"] is not None and live["roc_auc"] < validation["roc_auc"] - policy.max_auc_drop:
+        auc = measured["roc_auc"]
+        if auc is not None and auc < validation["roc_auc"] - max_auc_drop:
             reasons.append(
-                f"live ROC AUC {live['roc_auc']:.4f} is {validation['roc_auc'] - live['roc_auc']:.4f} below "
-                f"validation {validation['roc_auc']:.4f} (allowed {policy.max_auc_drop:.4f})"
+                f"{basis} ROC AUC {auc:.4f} is {validation['roc_auc'] - auc:.4f} below "
+                f"validation {validation['roc_auc']:.4f} (allowed {max_auc_drop:.4f})"
             )
-        if "accuracy" in validation and live["accuracy"] < validation["accuracy"] - policy.max_accuracy_drop:
+        accuracy = measured["accuracy"]
+        if "accuracy" in validation and accuracy < validation["accuracy"] - max_accuracy_drop:
             reasons.append(
-                f"live accuracy {live['accuracy']:.4f} is {validation['accuracy'] - live['accuracy']:.4f} below "
-                f"validation {validation['accuracy']:.4f} (allowed {policy.max_accuracy_drop:.4f})"
+                f"{basis} accuracy {accuracy:.4f} is {validation['accuracy'] - accuracy:.4f} below "
+                f"validation {validation['accuracy']:.4f} (allowed {max_accuracy_drop:.4f})"
             )
     return reasons

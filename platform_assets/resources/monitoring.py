@@ -52,6 +52,20 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
     retrigger_hours: float = Field(
         default=slo.ACCURACY_DROP.retrigger_hours, description="Hours before the same model may trigger again."
     )
+    use_estimate: bool = Field(
+        default=slo.ACCURACY_DROP.use_estimate,
+        description="With too few outcomes, test the performance estimated from the calibrated probabilities.",
+    )
+    min_predictions_for_estimate: int = Field(
+        default=slo.ACCURACY_DROP.min_predictions_for_estimate, description="Predictions before the estimate counts."
+    )
+    max_estimated_auc_drop: float = Field(
+        default=slo.ACCURACY_DROP.max_estimated_auc_drop, description="Allowed estimated AUC below validation AUC."
+    )
+    max_estimated_accuracy_drop: float = Field(
+        default=slo.ACCURACY_DROP.max_estimated_accuracy_drop,
+        description="Allowed estimated accuracy below validation accuracy.",
+    )
     drift_share: float = Field(
         default=slo.DRIFT.drift_share, description="data_drift_report drift share that requests a retrain."
     )
@@ -81,6 +95,10 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
             max_auc_drop=self.max_auc_drop,
             max_accuracy_drop=self.max_accuracy_drop,
             min_labelled=self.min_labelled,
+            use_estimate=self.use_estimate,
+            min_predictions_for_estimate=self.min_predictions_for_estimate,
+            max_estimated_auc_drop=self.max_estimated_auc_drop,
+            max_estimated_accuracy_drop=self.max_estimated_accuracy_drop,
         )
 
     def canary_policy(self) -> CanaryPolicy:
@@ -106,9 +124,13 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
         return (now or datetime.now(UTC)) - timedelta(hours=self.window_hours)
 
     def predictions(
-        self, start: datetime | None = None, model_versions: list[str] | None = None, labelled_only: bool = True
+        self,
+        start: datetime | None = None,
+        model_versions: list[str] | None = None,
+        labelled_only: bool = True,
+        end: datetime | None = None,
     ) -> pd.DataFrame:
-        """Predictions since ``start`` (default: the window) joined with their outcomes.
+        """Predictions made in ``[start, end)`` (default: the window up to now) joined with their outcomes.
 
         Raises ``FileNotFoundError`` when a SQLite log does not exist yet (nothing was served), and
         SQLAlchemy errors when the store cannot be read.
@@ -124,6 +146,7 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
             return read_predictions(
                 engine,
                 start=start if start is not None else self.window_start(),
+                end=end,
                 model_versions=model_versions,
                 labelled_only=labelled_only,
             )

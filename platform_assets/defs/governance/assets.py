@@ -150,7 +150,7 @@ class DriftConfig(dg.Config):
     threshold: float | None = Field(default=None, description="Drift threshold of that test; None uses its default.")
     drift_share: float = Field(default=0.5, description="Share of drifted features that counts as dataset drift.")
     reference_rows: int = Field(
-        default=100_000,
+        default=model_store.REFERENCE_ROWS,
         gt=0,
         description="Most rows of the model's training split in the reference: a seeded sample of a larger split.",
     )
@@ -184,9 +184,7 @@ def data_drift_report(
     with fail_fast():
         loaded = model_store.load_version(lake, context.partition_key, splits=())
         info = loaded.record
-        training_rows = model_store.open_dataset(lake, info).sample(
-            "train", config.reference_rows, seed=info.split.seed
-        )
+        training_rows = model_store.reference_sample(lake, info, config.reference_rows)
     window = TrainingData(window_days=config.window_partitions)
     partitions = window.available_partitions(lake)
     current_rows, current_versions = window.load(lake)

@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from platform_assets import model_store
 from platform_assets.deploy.local import DeploymentFailed
 from platform_assets.deploy.rollout import RolloutPlan
-from platform_assets.ml import ab_comparison, canary, live_quality
+from platform_assets.ml import ab_comparison, canary, estimated_quality, live_quality
 from platform_assets.resources.deployer import ServiceDeployer
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.mlflow import ModelRegistry
@@ -28,6 +29,7 @@ from platform_assets.retries import fail_fast, io_retry_policy
 GROUP = "monitoring"
 LIVE_PERFORMANCE_KEY = "monitoring/live_performance.json"
 AB_REPORT_KEY = "monitoring/ab_comparison.json"
+ESTIMATED_PERFORMANCE_KEY = "monitoring/estimated_performance.json"
 DEPLOYMENT = dg.AssetKey("credit_risk_deployment")
 
 
@@ -64,6 +66,18 @@ def measure_canary(
         served["champion"] if served else None,
     )
     return decision, {"window_start": start.isoformat(), "quality": quality}
+
+
+def window_predictions(
+    live_monitoring: LiveMonitoring, window_hours: float | None
+) -> tuple[float, datetime, pd.DataFrame]:
+    """The window's length (hours: ``window_hours``, or the resource's), its start and every prediction made since,
+    labelled or not; no inference log yet is a failure that is not retried."""
+    hours = window_hours if window_hours is not None else live_monitoring.window_hours
+    start = datetime.now(UTC) - timedelta(hours=hours)
+    with fail_fast(FileNotFoundError):
+        frame = live_monitoring.predictions(start=start, labelled_only=False)
+    return hours, start, frame
 
 
 def _float_metadata(prefix: str, values: dict[str, Any]) -> dict[str, float]:
@@ -110,10 +124,7 @@ def live_model_performance(
     lake: LakeStorage,
     live_monitoring: LiveMonitoring,
 ) -> dg.MaterializeResult[Any]:
-    hours = config.window_hours if config.window_hours is not None else live_monitoring.window_hours
-    start = datetime.now(UTC) - timedelta(hours=hours)
-    with fail_fast(FileNotFoundError):
-        frame = live_monitoring.predictions(start=start, labelled_only=False)
+    hours, start, frame = window_predictions(live_monitoring, config.window_hours)
     document = live_quality.live_performance(frame, config.min_group_size)
     for version, metrics in document["versions"].items():
         metrics["validation_metrics"] = validation_metrics(lake, version)
@@ -139,6 +150,95 @@ def live_model_performance(
             "versions": dg.MetadataValue.md(table),
             "groups": dg.MetadataValue.json({v: m["groups"] for v, m in document["versions"].items()}),
             "path": dg.MetadataValue.path(lake.uri(LIVE_PERFORMANCE_KEY)),
+            **per_version,
+        }
+    )
+
+
+# -- estimated_performance -------------------------------------------------------------------------------
+def stability_reference(lake: LakeStorage, version: str, max_rows: int) -> estimated_quality.StabilityReference:
+    """``version``'s reference, the drift report's: a seeded sample of its training split (at most ``max_rows``
+    rows), scored by its served ``model.onnx``, with the rows' raw inputs."""
+    record = model_store.load_record(lake, version)
+    sample = model_store.reference_sample(lake, record, max_rows)
+    scores = model_store.load_onnx(lake, record).predict(sample.features.tensor, sample.features.static)
+    missing = [c for c in estimated_quality.INPUT_COLUMNS if c not in sample.frame.columns]
+    if missing:
+        raise ValueError(f"the training rows of {version} lack the raw column(s) {missing}: rematerialize its tensors")
+    return estimated_quality.StabilityReference(
+        scores=scores.astype("float64"),
+        inputs=sample.frame[list(estimated_quality.INPUT_COLUMNS)].astype("float64"),
+        threshold=record.threshold,
+        description=f"train split of {version} ({len(sample)} rows, at most {max_rows}), scored by its model.onnx",
+    )
+
+
+class EstimatedPerformanceConfig(dg.Config):
+    window_hours: float | None = Field(default=None, description="Predictions of the last N hours; None: resource's.")
+    reference_rows: int = Field(
+        default=model_store.REFERENCE_ROWS, gt=0, description="Most rows of each version's training split compared."
+    )
+
+
+@_monitoring_asset(
+    kind="pandas",
+    description=(
+        "Quality of each served model version before its outcomes arrive: ROC AUC and accuracy estimated from the "
+        "logged calibrated probabilities, beside the realized values on whatever outcomes exist (with their "
+        "coverage per decision); PSI of the score and CSI of the declined rows' inputs against the version's "
+        "training split, each with an alarm threshold for the window's size. JSON at "
+        "monitoring/estimated_performance.json."
+    ),
+)
+def estimated_performance(
+    context: dg.AssetExecutionContext,
+    config: EstimatedPerformanceConfig,
+    lake: LakeStorage,
+    live_monitoring: LiveMonitoring,
+) -> dg.MaterializeResult[Any]:
+    hours, start, frame = window_predictions(live_monitoring, config.window_hours)
+    policy = estimated_quality.StabilityPolicy()
+    versions: dict[str, Any] = {}
+    for version, rows in frame.groupby("model_version", sort=True):
+        with fail_fast(FileNotFoundError, ValueError):
+            reference = stability_reference(lake, str(version), config.reference_rows)
+            versions[str(version)] = estimated_quality.version_report(rows, reference, policy)
+    document = {
+        "predictions": len(frame),
+        "versions": versions,
+        "stability": {"bins": policy.bins, "confidence": policy.confidence},
+        "window_hours": hours,
+        "window_start": start.isoformat(),
+        "computed_at": datetime.now(UTC).isoformat(),
+    }
+    model_store.write_json(lake, ESTIMATED_PERFORMANCE_KEY, document)
+    table = estimated_quality.report_table(document)
+    context.log.info(f"estimated performance since {start:%Y-%m-%d %H:%M} UTC:\n{table}")
+    per_version: dict[str, float] = {}
+    alarms: dict[str, list[str]] = {}
+    for version, report in versions.items():
+        score = report["score_psi"]
+        estimated = report["estimated"]
+        per_version.update(
+            _float_metadata(f"{version}/estimated_", {k: estimated[k] for k in ("roc_auc", "accuracy", "n")})
+        )
+        per_version.update(_float_metadata(f"{version}/realized_", report["realized"]))
+        per_version.update(
+            {
+                f"{version}/score_psi": score["psi"],
+                f"{version}/score_psi_threshold": score["threshold"],
+                **{f"{version}/csi/{c}": r["csi"] for c, r in report["inputs_csi"]["columns"].items()},
+            }
+        )
+        alarms[version] = (["score"] if score["alarm"] else []) + report["inputs_csi"]["alarms"]
+    return dg.MaterializeResult(
+        metadata={
+            "predictions": len(frame),
+            "window_hours": float(hours),
+            "versions": dg.MetadataValue.md(table),
+            "alarms": dg.MetadataValue.json(alarms),
+            "labels_cover": dg.MetadataValue.json({v: r["realized"]["labels_cover"] for v, r in versions.items()}),
+            "path": dg.MetadataValue.path(lake.uri(ESTIMATED_PERFORMANCE_KEY)),
             **per_version,
         }
     )

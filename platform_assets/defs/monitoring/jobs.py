@@ -19,3 +19,9 @@ live_performance_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("live_model_performance"),
     description="Live accuracy, ROC AUC, calibration and per-group metrics of the served versions.",
 )
+
+estimated_performance_job = dg.define_asset_job(
+    name="estimated_performance_job",
+    selection=dg.AssetSelection.assets("estimated_performance"),
+    description="Estimated quality of the served versions before outcomes arrive, and their score and input PSI.",
+)

@@ -11,7 +11,7 @@ import dagster as dg
 from platform_assets.defs.monitoring.assets import measure_canary, validation_metrics
 from platform_assets.defs.monitoring.jobs import ab_report_job, canary_job
 from platform_assets.defs.training.jobs import retrain_and_deploy_job
-from platform_assets.ml import live_quality
+from platform_assets.ml import estimated_quality, live_quality, performance_estimation
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.monitoring import LiveMonitoring
@@ -49,6 +49,97 @@ def now_utc() -> datetime:
 
 
 # -- accuracy drop -----------------------------------------------------------------------------------------
+ESTIMATED_PERFORMANCE = dg.AssetKey("estimated_performance")
+#: Estimate-based triggers awaiting the realized verdict, and verdicts, kept in the cursor (oldest dropped first).
+MAX_PENDING_ESTIMATES = 10
+MAX_VERDICTS = 10
+
+
+def _metric(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _judge_estimates(
+    context: dg.SensorEvaluationContext,
+    live_monitoring: LiveMonitoring,
+    lake: LakeStorage,
+    policy: live_quality.DropPolicy,
+    cursor: dict[str, Any],
+    now: datetime,
+) -> list[dg.AssetObservation]:
+    """Judge each earlier estimate-based trigger whose window now has ``policy.min_labelled`` outcomes: the realized
+    test on the same rows CONFIRMS the estimate (it breaches too) or CONTRADICTS it. Moves judged entries from
+    ``cursor["pending_estimates"]`` to ``cursor["verdicts"]`` and returns one observation of
+    ``estimated_performance`` per verdict. Raises when the inference log or the lake cannot be read."""
+    still_pending, observations = [], []
+    verdicts = list(cursor.get("verdicts", []))
+    for entry in cursor.get("pending_estimates", []):
+        version = entry["model_version"]
+        rows = live_monitoring.predictions(
+            start=datetime.fromisoformat(entry["window_start"]),
+            end=datetime.fromisoformat(entry["window_end"]),
+            model_versions=[version],
+            labelled_only=False,
+        )
+        realized = live_quality.frame_quality(rows)
+        if realized["labelled"] < policy.min_labelled:
+            still_pending.append(entry)
+            continue
+        coverage = live_quality.label_coverage(rows)
+        try:
+            reasons = live_quality.quality_breach(realized, validation_metrics(lake, version), policy)
+        except ValueError as error:  # its validation metrics went missing since: nothing to judge against
+            still_pending.append(entry)
+            context.log.warning(f"estimate of {version} at {entry['triggered_at']} cannot be judged: {error}")
+            continue
+        verdict = "confirmed" if reasons else "contradicted"
+        estimated = entry["estimated"]
+        judged = {
+            **entry,
+            "verdict": verdict,
+            "judged_at": now.isoformat(),
+            "realized": {k: realized[k] for k in ("labelled", "accuracy", "roc_auc")},
+            "realized_reasons": reasons,
+            "labels_cover": coverage["labels_cover"],
+            "coverage": coverage["coverage"],
+        }
+        verdicts.append(judged)
+        context.log.info(
+            f"estimate-based drop of {version} (triggered {entry['triggered_at']}: estimated ROC AUC "
+            f"{_metric(estimated['roc_auc'])}) {verdict.upper()} by {realized['labelled']} outcomes of its window "
+            f"(realized ROC AUC {_metric(realized['roc_auc'])}, labels cover {coverage['labels_cover']})"
+        )
+        observations.append(
+            dg.AssetObservation(
+                asset_key=ESTIMATED_PERFORMANCE,
+                metadata={
+                    "accuracy_drop_verdict": verdict,
+                    "model_version": version,
+                    "run_key": entry["run_key"],
+                    "triggered_at": entry["triggered_at"],
+                    "window_start": entry["window_start"],
+                    "window_end": entry["window_end"],
+                    "estimated_roc_auc": _float_or_nan(estimated["roc_auc"]),
+                    "estimated_accuracy": float(estimated["accuracy"]),
+                    "realized_roc_auc": _float_or_nan(realized["roc_auc"]),
+                    "realized_accuracy": float(realized["accuracy"]),
+                    "labelled": float(realized["labelled"]),
+                    "coverage": _float_or_nan(coverage["coverage"]),
+                    "labels_cover": coverage["labels_cover"],
+                    "estimate_reasons": dg.MetadataValue.json(entry["reasons"]),
+                    "realized_reasons": dg.MetadataValue.json(reasons),
+                },
+            )
+        )
+    cursor["pending_estimates"] = still_pending
+    cursor["verdicts"] = verdicts[-MAX_VERDICTS:]
+    return observations
+
+
+def _float_or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 @dg.sensor(
     name="accuracy_drop_sensor",
     job=retrain_and_deploy_job,
@@ -57,7 +148,10 @@ def now_utc() -> datetime:
     description=(
         "Requests retrain_and_deploy_job when the champion's live quality (inference log joined with feedback, "
         "over the window) drops: relative to its validation metrics (default) and/or below an absolute accuracy "
-        "floor, once enough outcomes are labelled. One drop, one retrain (cursor: model version, last trigger)."
+        "floor, once enough outcomes are labelled; with PLATFORM_LOOP_USE_ESTIMATE, before then on the quality "
+        "estimated from its calibrated probabilities, and later records on estimated_performance whether the "
+        "window's outcomes confirmed or contradicted that estimate. One drop, one retrain (cursor: model "
+        "version, last trigger, estimates awaiting their verdict)."
     ),
 )
 def accuracy_drop_sensor(
@@ -72,48 +166,95 @@ def accuracy_drop_sensor(
         return unreachable("model registry", error)
     if champion is None:
         return dg.SkipReason("no champion in the model registry: nothing is serving")
-    try:
-        frame = live_monitoring.predictions(model_versions=[champion])
-    except Exception as error:  # noqa: BLE001
-        return unreachable("inference log", error)
-    live = live_quality.frame_quality(frame)
     policy = live_monitoring.drop_policy()
-    try:
-        validation = validation_metrics(lake, champion)
-        reasons = live_quality.quality_breach(live, validation, policy)
-    except ValueError as error:
-        return dg.SkipReason(f"champion {champion}: {error}")
-    except Exception as error:  # noqa: BLE001
-        return unreachable("lake", error)
-    auc = "n/a" if live["roc_auc"] is None else f"{live['roc_auc']:.4f}"
-    shown = f"accuracy {live['accuracy']:.4f}, ROC AUC {auc}"
-    if not reasons:
-        return dg.SkipReason(f"champion {champion} holds over {live['labelled']} labelled outcomes ({shown})")
     cursor = read_cursor(context)
     now = now_utc()
+    start = live_monitoring.window_start(now)
+    try:
+        frame = live_monitoring.predictions(
+            start=start, model_versions=[champion], labelled_only=not policy.use_estimate
+        )
+    except Exception as error:  # noqa: BLE001
+        return unreachable("inference log", error)
+    try:
+        observations = _judge_estimates(context, live_monitoring, lake, policy, cursor, now)
+    except Exception as error:  # noqa: BLE001
+        return unreachable("inference log or lake (judging earlier estimates)", error)
+
+    def skip(reason: str) -> dg.SensorResult:
+        return dg.SensorResult(skip_reason=reason, cursor=json.dumps(cursor), asset_events=observations)
+
+    live = live_quality.frame_quality(frame)
+    on_estimate = policy.use_estimate and live["labelled"] < policy.min_labelled
+    if on_estimate and len(frame) < policy.min_predictions_for_estimate:
+        return skip(
+            f"champion {champion}: only {live['labelled']} of the {policy.min_labelled} labelled outcomes needed, "
+            f"and {len(frame)} of the {policy.min_predictions_for_estimate} predictions an estimate needs"
+        )
+    estimated: dict[str, Any] | None = None
+    try:
+        validation = validation_metrics(lake, champion)
+        if on_estimate:
+            estimated = performance_estimation.estimate_performance(
+                frame["probability"].to_numpy(dtype="float64"), estimated_quality.decision_threshold(frame)
+            ).as_dict()
+            reasons = live_quality.estimate_breach(estimated, validation, policy)
+            holds = (
+                f"holds by its estimate over {estimated['n']} predictions (estimated accuracy "
+                f"{estimated['accuracy']:.4f}, ROC AUC {_metric(estimated['roc_auc'])}; {live['labelled']} of "
+                f"{policy.min_labelled} outcomes so far)"
+            )
+        else:
+            reasons = live_quality.quality_breach(live, validation, policy)
+            shown = f"accuracy {live['accuracy']:.4f}, ROC AUC {_metric(live['roc_auc'])}"
+            holds = f"holds over {live['labelled']} labelled outcomes ({shown})"
+    except ValueError as error:
+        return skip(f"champion {champion}: {error}")
+    except Exception as error:  # noqa: BLE001
+        return unreachable("lake", error)
+    if not reasons:
+        return skip(f"champion {champion} {holds}")
     last = cursor.get("triggered_at")
     if cursor.get("model_version") == champion and last:
         again = datetime.fromisoformat(last) + timedelta(hours=live_monitoring.retrigger_hours)
         if now < again:
-            return dg.SkipReason(
+            return skip(
                 f"champion {champion} dropped ({reasons[0]}), but a retrain was already requested at {last}; "
                 f"the next request is possible after {again.isoformat()}"
             )
     if job_active(context, retrain_and_deploy_job.name):
-        return dg.SkipReason(f"champion {champion} dropped ({reasons[0]}); a retrain is already running")
-    request = dg.RunRequest(
-        run_key=f"accuracy-drop-{champion}-{now:%Y%m%dT%H%M%S}",
-        tags={
-            "loop/trigger": "accuracy_drop",
-            "loop/model_version": champion,
-            "loop/labelled": str(live["labelled"]),
-            "loop/reason": "; ".join(reasons)[:240],
-        },
-    )
-    context.log.info(f"champion {champion}: {'; '.join(reasons)} -> retrain")
+        return skip(f"champion {champion} dropped ({reasons[0]}); a retrain is already running")
+    basis = "realized" if estimated is None else "estimate"
+    run_key = f"accuracy-drop-{champion}-{now:%Y%m%dT%H%M%S}"
+    tags = {
+        "loop/trigger": "accuracy_drop",
+        "loop/basis": basis,
+        "loop/model_version": champion,
+        "loop/labelled": str(live["labelled"]),
+        "loop/reason": "; ".join(reasons)[:240],
+    }
+    if estimated is not None:
+        tags.update(
+            {
+                "loop/predictions": str(estimated["n"]),
+                "loop/estimated_roc_auc": _metric(estimated["roc_auc"]),
+                "loop/estimated_accuracy": _metric(estimated["accuracy"]),
+            }
+        )
+        pending = {
+            "model_version": champion,
+            "run_key": run_key,
+            "triggered_at": now.isoformat(),
+            "window_start": start.isoformat(),
+            "window_end": now.isoformat(),
+            "estimated": {k: estimated[k] for k in ("roc_auc", "accuracy", "n", "method")},
+            "reasons": reasons,
+        }
+        cursor["pending_estimates"] = [*cursor.get("pending_estimates", []), pending][-MAX_PENDING_ESTIMATES:]
+    context.log.info(f"champion {champion}: {'; '.join(reasons)} ({basis}) -> retrain")
+    cursor.update({"model_version": champion, "triggered_at": now.isoformat(), "reasons": reasons, "basis": basis})
     return dg.SensorResult(
-        run_requests=[request],
-        cursor=json.dumps({"model_version": champion, "triggered_at": now.isoformat(), "reasons": reasons}),
+        run_requests=[dg.RunRequest(run_key=run_key, tags=tags)], cursor=json.dumps(cursor), asset_events=observations
     )
 
 
