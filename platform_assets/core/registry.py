@@ -57,3 +57,14 @@ def set_challenger_weight(percent: float, *, model_name: str = MODEL_NAME, track
     if not 0.0 <= float(percent) <= 100.0:
         raise ValueError(f"challenger weight must be within 0..100 percent, got {percent}")
     client(tracking_uri).set_registered_model_tag(model_name, WEIGHT_TAG, repr(float(percent)))
+
+
+#: Version tag: who launched the training run that created the version (``core.approval.launcher_from_run_tags``:
+#: ``sensor:<name>``, ``schedule:<name>`` or ``user:<name>``); the maker of maker-checker.
+LAUNCHED_BY_TAG: Final = "launched_by"
+#: Version tag: the version's signed promotion approval (``core.approval.PromotionApproval``, compact JSON).
+PROMOTION_APPROVAL_TAG: Final = "promotion_approval"
+#: Version tags: when (ISO 8601, UTC) and why a version was retired: it was champion and was replaced, or it was
+#: rolled back from shadow or canary. A retired version cannot be approved for promotion.
+RETIRED_TAG: Final = "retired_at"
+RETIRED_REASON_TAG: Final = "retired_reason"
