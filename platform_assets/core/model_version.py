@@ -123,6 +123,13 @@ class ModelVersion(_Frozen):
     mlflow_run_id: str
     mlflow_model_uri: str
     dagster_run_id: str = Field(description="The Dagster run that trained this version.")
+    launched_by: str | None = Field(
+        default=None,
+        description=(
+            "Who launched that run: sensor:<name>, schedule:<name> or user:<name> (core.approval); None in records "
+            "written before it was recorded."
+        ),
+    )
     trained_at: datetime
     artifacts: dict[str, str] = Field(description="Artifact file name -> sha256 of its bytes.")
     threshold: float = Field(ge=0, le=1, description="Decision threshold on the calibrated probability of default.")

@@ -39,7 +39,8 @@ def data_version(instance: dg.DagsterInstance, asset: str, partition: str | None
     return records[0].asset_materialization.tags["dagster/data_version"]
 
 
-def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
+def test_whole_graph_on_synthetic_data(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATFORM_USER", "Ann Lee")  # Dagster OSS names no launcher: the setting does
     definitions = bound_to(PlatformSettings(rows_per_day=600, auc_floor=0.6))
     lake = definitions.resources["lake"]
     with dg.DagsterInstance.get() as instance:
@@ -92,6 +93,8 @@ def test_whole_graph_on_synthetic_data(platform_home: Path) -> None:
     flavors = mlflow.models.get_model_info(info.mlflow_model_uri).flavors
     assert "onnx" in flavors and "tensorflow" in mlflow.models.get_model_info(version.tags["keras_model_uri"]).flavors
     assert float(version.tags["threshold"]) == pytest.approx(info.threshold)
+    # The maker of maker-checker, in the record and on the version.
+    assert info.launched_by == version.tags[registry.LAUNCHED_BY_TAG] == "user:Ann Lee"
     assert version.tags["feature_spec_version"] == features.FEATURE_SPEC_VERSION
     run = client.get_run(info.mlflow_run_id)
     assert run.info.status == "FINISHED"

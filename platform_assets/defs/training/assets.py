@@ -6,7 +6,9 @@ version its partition key names, so overlapping runs never mix versions.
 """
 
 import dataclasses
+import getpass
 import json
+import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from dagster_mlflow.resources import MlFlow
 from pydantic import Field
 
 from platform_assets import model_store
+from platform_assets.core.approval import launcher_from_run_tags
 from platform_assets.core.model_version import (
     MODEL_FILE,
     ONNX_FILE,
@@ -27,7 +30,7 @@ from platform_assets.core.model_version import (
     ThresholdPolicy,
     TrainingSample,
 )
-from platform_assets.core.registry import MODEL_NAME
+from platform_assets.core.registry import LAUNCHED_BY_TAG, MODEL_NAME
 from platform_assets.defs.features.assets import credit_history_tensors
 from platform_assets.ml import calibration, evaluate, reason_codes
 from platform_assets.ml.model import CNNConfig
@@ -132,6 +135,16 @@ def tensor_feature_spec(instance: dg.DagsterInstance, partitions: list[str]) -> 
     return next(iter(specs))
 
 
+def run_launcher(run_tags: dict[str, str]) -> str:
+    """Who launched this run (``core.approval.launcher_from_run_tags``): the sensor or schedule, else the user
+    Dagster+ records, else ``PLATFORM_USER``, else the OS user of the run's process (Dagster OSS has no users)."""
+    try:
+        os_user: str | None = getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry: the other sources decide
+        os_user = None
+    return launcher_from_run_tags(run_tags, os.environ.get("PLATFORM_USER"), os_user)
+
+
 def version_record(context: dg.AssetExecutionContext, lake: LakeStorage) -> ModelVersion:
     """The record of the version this run's partition key names (a missing one is not retried)."""
     with fail_fast():
@@ -161,6 +174,8 @@ def default_risk_model(
 ) -> dg.MaterializeResult[Any]:
     import mlflow
 
+    # The maker of maker-checker: whoever launched this training may not approve the version's promotion.
+    launched_by = run_launcher(dict(context.run.tags))
     with fail_fast():
         train_config = config.to_train_config()
         data, data_versions = training_data.open(lake)
@@ -210,6 +225,7 @@ def default_risk_model(
                 check_inputs=validation.keras_inputs(),
                 model_name=MODEL_NAME,
                 dagster_run_id=context.run.run_id,
+                extra_tags={LAUNCHED_BY_TAG: launched_by},
             )
         mlflow.log_metric("val_onnx_max_abs_diff", registered.onnx_max_abs_diff)
     # The lake keeps the very bytes MLflow stored, so one sha256 names each artifact everywhere.
@@ -222,6 +238,7 @@ def default_risk_model(
         mlflow_run_id=run_id,
         mlflow_model_uri=registered.model_uri,
         dagster_run_id=context.run.run_id,
+        launched_by=launched_by,
         trained_at=datetime.now(UTC),
         artifacts={MODEL_FILE: model_sha, ONNX_FILE: onnx_sha},
         threshold=trained.threshold,
@@ -245,6 +262,7 @@ def default_risk_model(
             "model_version": record.version,
             "mlflow_run_id": run_id,
             "mlflow_model_uri": registered.model_uri,
+            "launched_by": launched_by,
             "threshold": trained.threshold,
             "threshold_policy": dg.MetadataValue.json(train_config.policy.model_dump(mode="json")),
             "calibration_method": trained.calibration.method,
