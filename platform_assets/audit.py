@@ -4,6 +4,11 @@
     python -m platform_assets.audit --prediction-id <id>     # prediction -> model version -> ...
     python -m platform_assets.audit --prediction-id <id> --recompute-reasons
 
+The chain shows the version's promotion approval in force (who approved it, when, until when, and whether it is
+valid now: signed by the platform key, bound to this manifest, unexpired); for a prediction also the approval that
+was in force when it was served, if any. A version that was never approved is not an error (a challenger is
+served before its approval); a tampered approval is.
+
 A prediction's adverse-action reasons are printed as the service gave them (from the inference log);
 ``--recompute-reasons`` recomputes them from the logged application fields with the version's model and the
 reason-code table of its signed manifest, and says whether they are the same.
@@ -12,8 +17,8 @@ Reads the lake (``PLATFORM_LAKE_URI`` / ``PLATFORM_HOME``) and verifies the mani
 configured public key (``PLATFORM_VERIFY_KEY_FILE``; locally the demo key under
 ``$PLATFORM_HOME/keys``). The run ids and partitions printed come from the *signed* manifest, so
 they are only trusted when the signature line says ``VERIFIED``. Exit code 0 when the chain is
-complete and verified (and recomputed reasons are the same), 1 when it is printed but does not verify (or the
-recomputed reasons differ), 2 when it cannot be built.
+complete and verified (and recomputed reasons are the same), 1 when it is printed but does not verify (the manifest,
+or an approval whose signature does not check out; or the recomputed reasons differ), 2 when it cannot be built.
 """
 
 from __future__ import annotations
@@ -23,15 +28,18 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from platform_assets import model_store, settings
 from platform_assets.core import lake_keys, registry, signing
 from platform_assets.core import manifest as manifests
+from platform_assets.core.approval import ApprovalStatus, approval_status
 from platform_assets.core.model_version import MODEL_FILE, RECORD_FILE
 from platform_assets.core.reason_codes import ReasonCodes
 from platform_assets.defs.resources import signer as signer_for
+from platform_assets.governance import approvals
 from platform_assets.ml import reason_codes
 from platform_assets.ml.train import predict_cnn
 from platform_assets.resources.lake import LakeStorage, lake_from_uri
@@ -53,6 +61,11 @@ class AuditChain:
     prediction: dict[str, Any] | None = None
     #: "identical" or what differs, when the prediction's reasons were recomputed.
     reasons_recomputed: str | None = None
+    #: The approval in force now (``ApprovalStatus.as_dict``), and the one in force when the prediction was served.
+    approval: dict[str, Any] | None = None
+    approval_at_prediction: dict[str, Any] | None = None
+    #: sha256 of the manifest.json bytes audited (what an approval must be bound to).
+    manifest_sha256: str = ""
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +85,8 @@ class AuditChain:
             "mlflow_run_id": lineage.get("mlflow_run_id"),
             "mlflow_model_uri": lineage.get("mlflow_model_uri"),
             "data_partitions": data.get("data_versions", {}),
+            "approval": self.approval,
+            "approval_at_prediction": self.approval_at_prediction,
             "notes": self.notes,
         }
 
@@ -118,9 +133,36 @@ def audit_model_version(
         except ValueError:
             document = {}
     chain = AuditChain(model, version, lake.uri(manifest_key), verified, status, document)
+    chain.manifest_sha256 = manifests.sha256(body)
+    in_force = approvals.in_force(lake, version, model)
+    chain.approval = check_approval(in_force, signer, chain, datetime.now(UTC)).as_dict()
     if document and document.get("lineage", {}).get("mlflow_run_id") != info.mlflow_run_id:
         chain.notes.append(f"{RECORD_FILE} and the manifest name different MLflow runs")
     return chain
+
+
+def check_approval(document: Any, signer: ModelSigner, chain: AuditChain, when: datetime) -> ApprovalStatus:
+    """``document`` (an approval of ``chain``'s version, or None) checked against the audited manifest at ``when``."""
+    try:
+        key = signer.verify_key()
+    except signing.SigningKeyError as error:
+        return ApprovalStatus("bad_signature", f"the approval cannot be checked: {error}")
+    return approval_status(
+        document,
+        key,
+        model_version=chain.model_version,
+        manifest_sha256=chain.manifest_sha256,
+        environment=signer.environment,
+        now=when,
+    )
+
+
+def approval_when_served(
+    lake: LakeStorage, signer: ModelSigner, chain: AuditChain, served_at: datetime
+) -> ApprovalStatus:
+    """The approval in force when a prediction was served (the newest given by then), checked as of then."""
+    given = [a for a in approvals.history(lake, chain.model_version, chain.model) if a.approved_at <= served_at]
+    return check_approval(given[-1] if given else None, signer, chain, served_at)
 
 
 def lookup_prediction(prediction_id: str) -> dict[str, Any]:
@@ -154,6 +196,13 @@ def audit_prediction(prediction_id: str, *, recompute_reasons: bool = False, **k
     prediction = lookup_prediction(prediction_id)
     chain = audit_model_version(str(prediction["model_version"]), **kwargs)
     chain.prediction = prediction
+    served_at = datetime.fromisoformat(str(prediction["created_at"]))  # the log stores UTC without an offset
+    chain.approval_at_prediction = approval_when_served(
+        kwargs.get("lake") or default_lake(),
+        kwargs.get("signer") or signer_for(settings.load()),
+        chain,
+        served_at if served_at.tzinfo else served_at.replace(tzinfo=UTC),
+    ).as_dict()
     if recompute_reasons:
         chain.reasons_recomputed = recompute(prediction, chain, kwargs.get("lake") or default_lake())
     return chain
@@ -180,6 +229,19 @@ def recompute(prediction: dict[str, Any], chain: AuditChain, lake: LakeStorage) 
     return "identical" if difference is None else f"DIFFERENT: {difference}"
 
 
+def approval_line(status: dict[str, Any]) -> str:
+    """``VALID: approved by ... until ...`` or the state and why, with who trained the version."""
+    approval = status.get("approval")
+    trained = f" (trained by {approval['trained_by']}, signed by {approval['key_id']})" if approval else ""
+    return f"{status['state'].upper()}: {status['reason']}{trained}"
+
+
+def approval_tampered(chain: AuditChain) -> bool:
+    """An approval is recorded whose signature does not check out (a missing or expired one is no such failure)."""
+    checked = (chain.approval, chain.approval_at_prediction)
+    return any(status is not None and status["state"] == "bad_signature" for status in checked)
+
+
 def format_chain(chain: AuditChain) -> str:
     d = chain.as_dict()
     lines = []
@@ -194,12 +256,18 @@ def format_chain(chain: AuditChain) -> str:
                 for r in json.loads(p.get("reasons") or "[]")
             ],
             *([f"  recomputed   {chain.reasons_recomputed}"] if chain.reasons_recomputed else []),
+            *(
+                [f"  approval     when served: {approval_line(chain.approval_at_prediction)}"]
+                if chain.approval_at_prediction
+                else []
+            ),
             "  -> model version",
         ]
     lines += [
         f"model          {d['model']} {d['model_version']} (trained {d['trained_at']}, code {d['code_version']})",
         f"manifest       {d['manifest']}",
         f"  signature    {d['signature_status']}",
+        *([f"approval       {approval_line(chain.approval)}"] if chain.approval else []),
         f"dagster run    {d['dagster_run_id']} (training); manifest signed in run {d['manifest_dagster_run_id']}",
         f"mlflow run     {d['mlflow_run_id']} ({d['mlflow_model_uri']})",
         "data partitions (credit_history_tensors, data version = sha256):",
@@ -230,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"audit: {error}", file=sys.stderr)
         return 2
     print(json.dumps(chain.as_dict(), indent=2, sort_keys=True) if args.json else format_chain(chain))
-    return 0 if chain.verified and not (chain.reasons_recomputed or "").startswith("DIFFERENT") else 1
+    failed = not chain.verified or approval_tampered(chain) or (chain.reasons_recomputed or "").startswith("DIFFERENT")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,22 @@ def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     yield home
+
+
+@pytest.fixture(scope="session")
+def approval_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Signed versions v1 (trained by a person) and v2 (by a sensor) in a lake and a SQLite MLflow registry, with
+    the key pair: built once (``approval_support.build_template``), copied by ``approval_platform``."""
+    from approval_support import build_template
+
+    root = tmp_path_factory.mktemp("approval-template")
+    build_template(root)
+    return root
+
+
+@pytest.fixture
+def approval_platform(approval_template: Path, platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh copy of ``approval_template`` as the staging platform the settings point at."""
+    from approval_support import use_platform
+
+    return use_platform(approval_template, platform_home, monkeypatch)

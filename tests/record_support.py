@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from platform_assets import model_store
+from platform_assets.core import lake_keys, signing
+from platform_assets.core import manifest as manifests
 from platform_assets.core.model_version import (
     MODEL_FILE,
     ONNX_FILE,
@@ -15,6 +18,7 @@ from platform_assets.core.model_version import (
     ThresholdPolicy,
 )
 from platform_assets.ml import features, reason_codes, schema
+from platform_assets.resources.lake import LakeStorage
 
 MODEL = "default_risk_model"
 
@@ -56,3 +60,25 @@ def model_version(
     }
     fields.update(overrides)
     return ModelVersion(**fields)
+
+
+def publish_signed(lake: LakeStorage, info: ModelVersion, key: Any) -> bytes:
+    """Publish ``info`` with a manifest signed by ``key`` beside it; return the manifest's bytes."""
+    folder = lake_keys.model_dir(info.model, info.version)
+    model_store.publish(lake, info)
+    body = manifests.canonical_json(
+        manifests.build_manifest(
+            record=info,
+            evaluation={"model_version": info.version, "metrics": {}, "best_baseline": "logistic_regression"},
+            fairness_summary={},
+            documents={},
+            code={"git_commit": "abc123", "available": True, "dirty": False},
+            libraries={},
+            key_id=signing.key_id(key),
+            created_at=datetime.now(UTC).isoformat(),
+            dagster_run_id="dagster-run-10",
+        )
+    )
+    lake.write_bytes(f"{folder}/manifest.json", body)
+    lake.write_bytes(f"{folder}/manifest.sig", signing.sign(key, body))
+    return body

@@ -170,6 +170,36 @@ class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
+    def retire(self, version: str, reason: str) -> str:
+        """Mark ``version`` (``v3`` or ``3``) retired (tags ``retired_at``, ``retired_reason``); return when it was.
+
+        Call it once the version holds no alias any more: after the champion was replaced, or after a rollback from
+        shadow or canary. A retired version cannot be approved for promotion (``core.approval``). Retiring it again
+        keeps the first time. Raises ``ValueError`` for an unknown version, an empty reason, or a version that still
+        holds an alias.
+        """
+        from mlflow.exceptions import MlflowException
+
+        label = version_label(version)
+        if not reason.strip():
+            raise ValueError(f"retiring {self.model_name} {label} needs a reason")
+        holding = sorted(alias for alias, held in self.aliases().items() if held == label)
+        if holding:
+            raise ValueError(
+                f"{self.model_name} {label} still holds the alias {', '.join(holding)}: move it before retiring {label}"
+            )
+        client = self.client()
+        try:
+            tags = dict(client.get_model_version(self.model_name, label.removeprefix("v")).tags or {})
+        except MlflowException as error:
+            raise ValueError(f"cannot retire {self.model_name} {label}: {error.message}") from None
+        if tags.get(registry.RETIRED_TAG):
+            return str(tags[registry.RETIRED_TAG])
+        retired_at = datetime.now(UTC).isoformat()
+        client.set_model_version_tag(self.model_name, label.removeprefix("v"), registry.RETIRED_REASON_TAG, reason)
+        client.set_model_version_tag(self.model_name, label.removeprefix("v"), registry.RETIRED_TAG, retired_at)
+        return retired_at
+
 
 @dataclass(frozen=True)
 class RegisteredVersion:

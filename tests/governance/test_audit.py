@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from record_support import model_version
+from record_support import model_version, publish_signed
 
-from platform_assets import audit, model_store
+from platform_assets import audit
 from platform_assets.core import lake_keys, signing
-from platform_assets.core import manifest as manifests
 from platform_assets.core.inference_log import schema as inference_log
-from platform_assets.core.model_version import ModelVersion
 from platform_assets.ml import drift, features, reason_codes, schema
 from platform_assets.ml.onnx_export import export_onnx
 from platform_assets.ml.train import predict_cnn
@@ -42,27 +39,6 @@ def signed_lake(tmp_path: Path) -> tuple[LocalLake, ModelSigner]:
     )
     publish_signed(lake, info, signing.load_private_key_file(private))
     return lake, ModelSigner(public_key_file=str(public), environment="prod")
-
-
-def publish_signed(lake: LocalLake, info: ModelVersion, key: Any) -> None:
-    """Publish ``info`` with a manifest signed by ``key`` beside it."""
-    folder = lake_keys.model_dir(MODEL, info.version)
-    model_store.publish(lake, info)
-    body = manifests.canonical_json(
-        manifests.build_manifest(
-            record=info,
-            evaluation={"model_version": info.version, "metrics": {}, "best_baseline": "logistic_regression"},
-            fairness_summary={},
-            documents={},
-            code={"git_commit": "abc123", "available": True, "dirty": False},
-            libraries={},
-            key_id=signing.key_id(key),
-            created_at=datetime.now(UTC).isoformat(),
-            dagster_run_id="dagster-run-10",
-        )
-    )
-    lake.write_bytes(f"{folder}/manifest.json", body)
-    lake.write_bytes(f"{folder}/manifest.sig", signing.sign(key, body))
 
 
 def test_chain_of_a_model_version(signed_lake: tuple[LocalLake, ModelSigner]) -> None:

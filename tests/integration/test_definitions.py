@@ -104,6 +104,7 @@ def test_every_asset_about_a_model_version_is_partitioned_by_it(platform_home: P
         "model_card",
         "credit_risk_bento",
         "credit_risk_deployment",
+        "promotion_approval",
     }
     for name in per_version:
         partitions = graph.get(dg.AssetKey(name)).partitions_def
