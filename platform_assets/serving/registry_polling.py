@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from platform_assets.core import registry
+from platform_assets.serving.approvals import ApprovalBoard
 from platform_assets.serving.model_loading import LoadedModel, ModelRefused, load_version
 from platform_assets.serving.settings import ServingSettings
 from platform_assets.serving.signature import VerifyKey
@@ -96,6 +97,8 @@ class ModelManager:
         else:
             logger.info("model manifests are verified with key %s (%s)", self.verify_key.key_id, self.verify_key.source)
         self.current = ModelSet()
+        #: The served versions' promotion approvals, re-read after each poll (shown in ``status``).
+        self.approvals = ApprovalBoard(self.verify_key, settings.platform_env)
         self._on_swap = on_swap
         self._loader = loader if loader is not None else self._load_verified
         self._refresh_lock = threading.Lock()
@@ -182,6 +185,9 @@ class ModelManager:
                     challenger = None
                 new = ModelSet(champion, challenger, parse_weight(model_tags.get(registry.WEIGHT_TAG)))
                 self.last_error = None
+                self.approvals.update(
+                    self.client(), self.settings.model_name, [m.version for m in (champion, challenger) if m]
+                )
             except Exception as exc:  # the registry is unreachable or answers nonsense: keep serving
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("model refresh failed, keeping %s: %s", old.describe(), self.last_error)
@@ -224,6 +230,7 @@ class ModelManager:
                     "feature_spec_version": model.tags.get(registry.FEATURE_SPEC_TAG),
                     "signature": model.signature,
                     "backend": model.backend,
+                    "approval": self.approvals.describe(model.version, model.tags),
                 }
         return {
             **current.describe(),

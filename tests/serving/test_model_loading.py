@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from serving_support import local_path, quiet
 
 from platform_assets.core import manifest as manifests
 from platform_assets.core import registry, signing
+from platform_assets.core.approval import ApprovalSubject, sign_approval
 from platform_assets.core.environment import Environment
 from platform_assets.serving.registry_polling import ModelManager
 from platform_assets.serving.settings import ServingSettings
@@ -156,3 +158,35 @@ def test_unloadable_bytes_are_refused_even_when_every_hash_agrees(store: Store) 
     registry.set_alias(registry.CHAMPION, store.versions["v3"].version, tracking_uri=store.tracking_uri)
     assert models.refresh().champion.label == "v1"  # type: ignore[union-attr]
     assert "does not load in ONNX Runtime" in models.status()["refused"]["v3"]
+
+
+def test_the_status_shows_an_approval_given_while_the_version_serves(store: Store) -> None:
+    """The approval is given after v1 was loaded (as a challenger is approved while it serves); the next poll shows it
+    without reloading v1."""
+    import mlflow
+
+    registry.set_alias(registry.CHAMPION, store.versions["v1"].version, tracking_uri=store.tracking_uri)
+    models = manager(store)
+    assert models.refresh().champion is not None
+    assert models.status()["models"]["champion"]["approval"]["state"] == "missing"
+    client = mlflow.MlflowClient(tracking_uri=store.tracking_uri)
+    version = store.versions["v1"].version
+    run_id = client.get_model_version(registry.MODEL_NAME, version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        body = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{MANIFEST_ARTIFACT_DIR}/{manifests.MANIFEST_FILE}", dst_path=tmp
+            )
+        ).read_bytes()
+    client.set_model_version_tag(registry.MODEL_NAME, version, registry.MANIFEST_SHA_TAG, manifests.sha256(body))
+    subject = ApprovalSubject(registry.MODEL_NAME, "v1", manifests.sha256(body), "sensor:accuracy_drop_sensor")
+    approval = sign_approval(
+        store.key, subject, approved_by="Jane Roe", reason="reviewed", environment="local", now=datetime.now(UTC)
+    )
+    client.set_model_version_tag(registry.MODEL_NAME, version, registry.PROMOTION_APPROVAL_TAG, approval.to_json())
+    loaded = models.refresh().champion
+    assert loaded is not None and loaded.label == "v1"
+    shown = models.status()["models"]["champion"]["approval"]
+    assert shown["state"] == "valid", shown
+    assert shown["approval"]["approved_by"] == "Jane Roe"
+    assert shown["approval"]["expires_at"] == approval.expires_at.isoformat()
