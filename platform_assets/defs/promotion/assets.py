@@ -23,7 +23,7 @@ from platform_assets.partitions import model_versions
 from platform_assets.resources.lake import LakeStorage
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.signer import ModelSigner
-from platform_assets.retries import io_retry_policy
+from platform_assets.retries import fail_fast, io_retry_policy
 
 
 class ApprovalConfig(dg.Config):
@@ -72,7 +72,8 @@ def promotion_approval(
     model_registry: ModelRegistry,
     model_signer: ModelSigner,
 ) -> dg.MaterializeResult[Any]:
-    try:
+    # A refusal, a bad key or config cannot heal by waiting: fail at once; a registry or lake hiccup retries.
+    with fail_fast():
         approval = approvals.approve(
             lake,
             model_registry,
@@ -85,8 +86,6 @@ def promotion_approval(
             auto=config.auto,
             log=context.log,
         )
-    except ApprovalRefused as error:
-        raise dg.Failure(description=f"approval refused: {error}", allow_retries=False) from error
     if approval.auto:
         context.log.warning(f"{approval.model_version}: {approval.approved_by} (counts in the local environment only)")
     key = approvals.in_force_key(approval.model_version, approval.model)
