@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from platform_assets import settings
 from platform_assets.core import registry
+from platform_assets.core.environment import Environment
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -95,11 +96,24 @@ def train_and_release(
     return version
 
 
+#: The local demo has nobody to approve a version's promotion: it records the labelled auto-approval instead
+#: (``core.approval.AUTO_APPROVER``), which counts in the local environment only.
+AUTO_APPROVAL = {"ops": {"promotion_approval": {"config": {"auto": True, "reason": "make demo: no reviewer"}}}}
+
+
+def auto_approve(definitions: Any, instance: Any, version: str) -> None:
+    """Record the local demo's labelled auto-approval of ``version`` (``promotion_approval_job``)."""
+    job = definitions.resolve_job_def("promotion_approval_job")
+    what = f"promotion_approval_job for {version} (local demo auto-approval, no human)"
+    _execute(job, instance, what, partition_key=version, run_config={**CONSOLE, **AUTO_APPROVAL})
+
+
 def run_pipeline(
     partitions: list[str], run_config: dict[str, Any] | None = None, *, deploy: bool = False
 ) -> dict[str, Any]:
     """Materialize ingest + features for ``partitions``, then train one model version and evaluate and govern it
-    (and, with ``deploy``, build and roll it out); return its evaluation report.
+    (and, with ``deploy``, build and roll it out, and in the local environment record the labelled auto-approval of
+    its promotion); return its evaluation report.
 
     Raises ``RuntimeError`` naming the job and partition of the first failed run.
     """
@@ -116,6 +130,8 @@ def run_pipeline(
         for partition in partitions:
             _execute(ingest, instance, f"daily_ingest_job {partition}", partition_key=partition, run_config=CONSOLE)
         version = train_and_release(definitions, instance, run_config, deploy=deploy)
+        if deploy and settings.load().env is Environment.LOCAL:
+            auto_approve(definitions, instance, version)
     lake = _bound_resource(definitions, "lake")
     record = model_store.load_record(lake, version)
     report = model_store.read_json(lake, model_store.version_key(version, EVALUATION_FILE))

@@ -13,6 +13,7 @@ import pytest
 from net_support import free_port
 
 from platform_assets.core.api_keys import create_key
+from platform_assets.core.approval import AUTO_APPROVER
 from platform_assets.defs.resources import resources
 from platform_assets.demo import run_pipeline
 from platform_assets.ml import schema, synthetic
@@ -27,14 +28,16 @@ def fast(seed: int) -> dict[str, object]:
 
 
 @pytest.fixture
-def deployment_env(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def deployment_env(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """A predict key and an admin key of the local service."""
     monkeypatch.setenv("PLATFORM_ROWS_PER_DAY", "500")
     monkeypatch.setenv("PLATFORM_AUC_FLOOR", "0.5")
     monkeypatch.setenv("PLATFORM_BASELINE_MARGIN", "0.5")  # a 3-epoch CNN on 700 rows: mechanics, not quality
     monkeypatch.setenv("PLATFORM_SERVICE_PORT", str(free_port()))
     deployer = resources().resources["deployer"]
     key, _ = create_key(deployer.api_keys_file(), ["predict"], note="test client")
-    yield key
+    admin_key, _ = create_key(deployer.api_keys_file(), ["admin"], note="test operator")
+    yield key, admin_key
     state = deployer.local_manager().current()
     if state is not None:
         deployer.local_manager().stop(state)
@@ -50,8 +53,8 @@ def predict(url: str, key: str) -> list[dict[str, object]]:
     return response.json()["predictions"]
 
 
-def test_deployment_serves_and_moves_traffic_to_the_retrained_version(deployment_env: str) -> None:
-    key = deployment_env
+def test_deployment_serves_and_moves_traffic_to_the_retrained_version(deployment_env: tuple[str, str]) -> None:
+    key, admin_key = deployment_env
     deployer = resources().resources["deployer"]
 
     run_pipeline(PARTITIONS, fast(seed=1), deploy=True)
@@ -59,6 +62,12 @@ def test_deployment_serves_and_moves_traffic_to_the_retrained_version(deployment
     assert first is not None, "the deployment left no running service"
     assert httpx.get(f"{first.url}/readyz", timeout=5).status_code == 200
     assert {p["model_version"] for p in predict(first.url, key)} == {"v1"}
+    # The local demo records the labelled auto-approval after the release; the service shows it, verified.
+    operator = {"Authorization": f"Bearer {admin_key}"}
+    status = httpx.post(f"{first.url}/admin/status", json={"refresh": True}, headers=operator, timeout=30).json()
+    approval = status["models"]["champion"]["approval"]
+    assert approval["state"] == "valid", approval
+    assert approval["approval"]["approved_by"] == AUTO_APPROVER and approval["approval"]["auto"] is True
     # The README's Python client call.
     application = synthetic.generate_partition(date(2026, 12, 2), 1, 7).drop(columns=[schema.TARGET])
     with bentoml.SyncHTTPClient(first.url, token=key) as client:
