@@ -6,7 +6,7 @@
 
 The approver must be a named person who did not launch the version's training; the approval is signed with the
 platform key, bound to the version's signed manifest and expires (default and maximum in ``core/slo.py``
-``APPROVAL``). It is written to the version's lake folder and to its MLflow tag ``promotion_approval``. Reads the
+``PROMOTION``). It is written to the version's lake folder and to its MLflow tag ``promotion_approval``. Reads the
 platform settings (``PLATFORM_ENV``, ``PLATFORM_HOME``, ``PLATFORM_LAKE_URI``, ``MLFLOW_TRACKING_URI``,
 ``PLATFORM_SIGNING_KEY_FILE``, ``PLATFORM_VERIFY_KEY_FILE``) like the audit CLI. Exit 0 with the approval printed;
 2 with the refusal on stderr (unknown or retired version, approver who trained it, empty name or reason, expiry out
@@ -28,6 +28,8 @@ from platform_assets.core.approval import AUTO_APPROVER, ApprovalRefused, approv
 from platform_assets.defs.resources import signer as signer_for
 from platform_assets.governance import approvals
 from platform_assets.resources.mlflow import ModelRegistry
+
+GATE = slo.PROMOTION
 
 
 def default_registry(config: settings.PlatformSettings) -> ModelRegistry:
@@ -72,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--expires-hours",
         type=float,
-        default=slo.APPROVAL.valid_hours,
-        help=f"hours it lasts (default {slo.APPROVAL.valid_hours:g}, at most {slo.APPROVAL.max_valid_hours:g})",
+        default=GATE.approval_valid_hours,
+        help=f"hours it lasts (default {GATE.approval_valid_hours:g}, at most {GATE.approval_max_valid_hours:g})",
     )
     parser.add_argument("--auto", action="store_true", help="the labelled auto-approval (PLATFORM_ENV=local only)")
     parser.add_argument("--list", action="store_true", help="list the version's approvals instead")

@@ -9,7 +9,7 @@ other field, so a changed name, expiry, version or manifest no longer verifies. 
 
 ``sign_approval`` refuses what must not be approved (``ApprovalRefused``, naming the version or the person):
 a retired version, an approver who trained it (names compared trimmed and case-insensitively; ``user:`` is
-ignored), an empty name or reason, an expiry of <= 0 hours or beyond ``slo.APPROVAL.max_valid_hours``,
+ignored), an empty name or reason, an expiry of <= 0 hours or beyond ``slo.PROMOTION.approval_max_valid_hours``,
 and the labelled auto-approval outside the ``local`` environment. ``approval_status`` is what a rollout asks
 before it promotes: valid only when the approval is signed by the platform key, bound to the version's current
 manifest, not expired and, outside ``local``, given by a person.
@@ -196,7 +196,7 @@ def _check_request(
             raise ApprovalRefused(f"approved_by has {len(approved_by)} characters, at most {MAX_NAME_CHARS}")
         if is_automation(approved_by) or person(approved_by) == person(AUTO_APPROVER):
             raise ApprovalRefused(f"approved_by {approved_by!r} is not a person: a named person approves {label}")
-    max_hours = slo.APPROVAL.max_valid_hours
+    max_hours = slo.PROMOTION.approval_max_valid_hours
     if not 0 < valid_hours <= max_hours:
         raise ApprovalRefused(
             f"the approval of {label} must expire after more than 0 and at most {max_hours:g} hours, "
@@ -226,7 +226,7 @@ def sign_approval(
     reason: str,
     environment: Environment | str,
     now: datetime,
-    valid_hours: float = slo.APPROVAL.valid_hours,
+    valid_hours: float = slo.PROMOTION.approval_valid_hours,
     auto: bool = False,
 ) -> PromotionApproval:
     """The signed approval of ``subject`` by ``approved_by`` from ``now`` for ``valid_hours`` hours.

@@ -145,6 +145,8 @@ class PromotionGate:
     shadow_min_predictions: int
     #: How long a signed human approval of a promotion stays valid, hours.
     approval_valid_hours: float
+    #: Longest validity an approver may give a promotion approval (``core.approval``), hours.
+    approval_max_valid_hours: float
 
 
 @dataclass(frozen=True)
@@ -233,24 +235,11 @@ PROMOTION: Final = PromotionGate(
     max_disparate_impact_drop=0.05,
     shadow_min_predictions=1000,
     approval_valid_hours=72.0,
+    # An approval older than a month approves a situation nobody has looked at recently.
+    approval_max_valid_hours=720.0,
 )
 
 #: The alert pages at the excess the canary rolls back at.
 CHALLENGER_ALERTS: Final = ChallengerAlerts(
     max_error_ratio_excess=CANARY.max_error_rate_excess, min_prediction_share_of_weight=0.5, max_mean_score_shift=0.1
 )
-
-
-@dataclass(frozen=True)
-class ApprovalPolicy:
-    """How long a maker-checker promotion approval (``core.approval``) lasts."""
-
-    #: Validity of an approval unless its approver asks for less (or more, up to the maximum), hours.
-    valid_hours: float
-    #: Longest validity an approver may give, hours.
-    max_valid_hours: float
-
-
-#: Three days cover a canary's steps with their labelled-outcome waits (``CANARY``) over a weekend; an approval
-#: older than a month approves a situation nobody looked at recently.
-APPROVAL: Final = ApprovalPolicy(valid_hours=72.0, max_valid_hours=720.0)

@@ -23,6 +23,8 @@ from platform_assets.governance import approvals
 from platform_assets.partitions import model_versions
 from platform_assets.resources.signer import ModelSigner
 
+TOO_LONG_HOURS = 2 * slo.PROMOTION.approval_max_valid_hours
+
 
 @pytest.fixture
 def platform(approval_platform: ApprovalPlatform) -> ApprovalPlatform:
@@ -85,7 +87,15 @@ def test_a_sensor_trained_version_is_approved_by_any_named_person(
         (["v1", "--by", "Jane Roe", "--reason", "  "], "needs a reason"),
         (["v1", "--by", "Jane Roe", "--reason", "r", "--expires-hours", "0"], "more than 0 and at most"),
         (
-            ["v1", "--by", "Jane Roe", "--reason", "r", "--expires-hours", str(slo.APPROVAL.max_valid_hours * 2)],
+            [
+                "v1",
+                "--by",
+                "Jane Roe",
+                "--reason",
+                "r",
+                "--expires-hours",
+                str(2 * slo.PROMOTION.approval_max_valid_hours),
+            ],
             "more than 0 and at most",
         ),
         (["v1", "--auto", "--reason", "demo"], "auto-approval of default_risk_model v1 is refused in the 'staging'"),

@@ -74,7 +74,7 @@ def test_a_signed_approval_is_valid_until_it_expires(key: Ed25519PrivateKey) -> 
     assert valid.valid and "approved by Jane Roe" in valid.reason
     expired = status(approval.to_json(), key, now=NOW + timedelta(hours=24))
     assert expired.state == "expired" and "expired at 2026-11-03T09:30:00+00:00" in expired.reason
-    assert approve(key).expires_at == NOW + timedelta(hours=slo.APPROVAL.valid_hours)
+    assert approve(key).expires_at == NOW + timedelta(hours=slo.PROMOTION.approval_valid_hours)
 
 
 @pytest.mark.parametrize(
@@ -139,15 +139,15 @@ def test_refusals_name_the_version_or_the_person(key: Ed25519PrivateKey) -> None
         ({"approved_by": AUTO_APPROVER}, "is not a person"),
         ({"valid_hours": 0}, "more than 0 and at most"),
         ({"valid_hours": -5}, "more than 0 and at most"),
-        ({"valid_hours": slo.APPROVAL.max_valid_hours + 1}, "more than 0 and at most"),
+        ({"valid_hours": slo.PROMOTION.approval_max_valid_hours + 1}, "more than 0 and at most"),
         ({"auto": True}, "auto-approval of default_risk_model v3 is refused in the 'prod' environment"),
         ({"target": subject(trained_by=None)}, "v3 has no recorded trainer"),
     ]
     for overrides, message in cases:
         with pytest.raises(ApprovalRefused, match=message):
             approve(key, **overrides)
-    longest = approve(key, valid_hours=slo.APPROVAL.max_valid_hours)
-    assert longest.expires_at == NOW + timedelta(hours=slo.APPROVAL.max_valid_hours)
+    longest = approve(key, valid_hours=slo.PROMOTION.approval_max_valid_hours)
+    assert longest.expires_at == NOW + timedelta(hours=slo.PROMOTION.approval_max_valid_hours)
 
 
 def test_the_local_auto_approval_is_labelled_and_counts_only_locally(key: Ed25519PrivateKey) -> None:

@@ -34,8 +34,8 @@ class ApprovalConfig(dg.Config):
     )
     reason: str = Field(default="", description="Why the version may become champion.")
     expires_hours: float = Field(
-        default=slo.APPROVAL.valid_hours,
-        description=f"Hours the approval lasts (at most {slo.APPROVAL.max_valid_hours:g}).",
+        default=slo.PROMOTION.approval_valid_hours,
+        description=f"Hours the approval lasts (at most {slo.PROMOTION.approval_max_valid_hours:g}).",
     )
     auto: bool = Field(default=False, description="Local demo only: a labelled auto-approval that names no person.")
 
