@@ -17,6 +17,7 @@ from ops_support import K8S, OVERLAYS, by_kind, kustomize_build, one
 
 from platform_assets import settings
 from platform_assets.core.environment import Environment
+from platform_assets.deploy.image import RUN_OPTIONS
 
 Obj = dict[str, Any]
 #: Variables either settings object reads besides its prefix: cleared so the host's values cannot leak in.
@@ -175,8 +176,18 @@ def test_service_uses_the_shared_inference_log_and_mlflow(
     assert secrets["PGPASSWORD"] == ("credit-risk-inference-db", settings.INFERENCE_DB_PASSWORD)
     # The verify key is a Secret file, so staging and prod serve only verified models.
     assert secret_file(template, container, str(served.verify_key_file)) == ("credit-risk-verify-key", "verify_key.pem")
-    # No pod-local store: no emptyDir in the service pods, no SQLite anywhere in the overlay's configuration.
-    assert not [volume for volume in template["spec"].get("volumes", []) if "emptyDir" in volume]
+    # No pod-local store: the pods' one emptyDir is the memory-backed /tmp their read-only root filesystem needs
+    # for scratch files (tests/prod/test_prod_image.py runs the image so), no SQLite anywhere in the overlay.
+    scratch = [volume for volume in template["spec"].get("volumes", []) if "emptyDir" in volume]
+    assert [(volume["name"], volume["emptyDir"].get("medium")) for volume in scratch] == [("tmp", "Memory")]
+    assert [m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tmp"] == ["/tmp"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # The pod gives the service what the image test gives its container (``RUN_OPTIONS``): no more room at /tmp.
+    assert "--read-only" in RUN_OPTIONS
+    (tmpfs,) = [option.removeprefix("--tmpfs=") for option in RUN_OPTIONS if option.startswith("--tmpfs=")]
+    mount_point, mount_options = tmpfs.split(":", 1)
+    (size,) = [option.removeprefix("size=") for option in mount_options.split(",") if option.startswith("size=")]
+    assert (mount_point, f"{size.removesuffix('m')}Mi") == ("/tmp", scratch[0]["emptyDir"]["sizeLimit"])
     for config_map in by_kind(list(objects), "ConfigMap").values():
         assert "sqlite" not in yaml.safe_dump(config_map["data"]), config_map["metadata"]["name"]
 
