@@ -151,7 +151,8 @@ image: install system-packages
 
 ## make prod-local: the production profile on this machine until Ctrl-C (README, "Deploy to a cluster"):
 ## PostgreSQL, moto S3, an MLflow server, the pipeline once with PLATFORM_ENV=prod, two service replicas
-## (3001, 3002) and the Dagster UI (3000) on them; state under $(PLATFORM_HOME)/prod-local.
+## (3001, 3002) and the Dagster UI (3000) on them; state under $(PLATFORM_HOME)/prod-local. Other ports:
+## make prod-local PROD_LOCAL_UI_PORT=3100 PROD_LOCAL_SERVICE_PORTS=3101,3102 (it refuses taken ones).
 ## make prod-local-stop: stops it from another shell.
 .PHONY: prod-local prod-local-stop
 prod-local: install system-packages

@@ -113,15 +113,17 @@ def dagster_webserver(
     dev: bool = False,
     until_assets_load: bool = False,
     timeout: float = 120.0,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """A Dagster webserver on ``workspace.yaml`` at the repository root, on a free loopback port; yields its URL.
+    """A Dagster webserver on ``workspace.yaml`` at the repository root, on loopback ``port`` (a free one when
+    ``None``); yields its URL.
 
     ``dev`` runs ``dagster dev`` (webserver and daemon) rather than ``dagster-webserver``. The server is ready
     when it answers ``/server_info``, or with ``until_assets_load`` when its code location lists asset nodes.
     Output goes to ``log_path``; the test fails with the log's tail when the server exits or is not ready
     within ``timeout`` seconds, and the server's process group is stopped on exit.
     """
-    port = free_port()
+    port = free_port() if port is None else port
     program = [str(DAGSTER_BIN / "dagster"), "dev"] if dev else [str(DAGSTER_BIN / "dagster-webserver")]
     with running_server(
         [*program, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],

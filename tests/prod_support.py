@@ -28,17 +28,19 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from net_support import free_port, log_tail, stop_process_group
 
 #: Credentials of the fake AWS account moto serves (never real ones).
@@ -360,55 +362,175 @@ def prod_stores(root: Path, *, keep_database_in_root: bool = False) -> Iterator[
 
 # -- make prod-local ------------------------------------------------------------------------------------
 
-LOCAL_SERVICE_PORTS = (3001, 3002)
+#: Where ``make prod-local`` serves unless ``PROD_LOCAL_UI_PORT`` / ``PROD_LOCAL_SERVICE_PORTS`` say otherwise.
 DAGSTER_UI_PORT = 3000
+LOCAL_SERVICE_PORTS = (3001, 3002)
+PID_FILE = "prod-local.pid"
+#: Seconds ``make prod-local-stop`` waits: the Dagster UI, both replicas, MLflow, moto and PostgreSQL stop in turn.
+STOP_TIMEOUT = 180.0
 
 
-def run_local(root: Path) -> None:
+class ProdLocalError(RuntimeError):
+    """``make prod-local`` cannot start or stop as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LocalPorts:
+    """The loopback ports of ``make prod-local``: the Dagster UI and the service's replicas A and B."""
+
+    ui: int
+    replicas: tuple[int, int]
+
+    @classmethod
+    def parse(cls, ui: str, replicas: str) -> LocalPorts:
+        """From ``PROD_LOCAL_UI_PORT`` (a port) and ``PROD_LOCAL_SERVICE_PORTS`` (two ports, ``A,B``)."""
+
+        def port(text: str, variable: str) -> int:
+            if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+                raise ProdLocalError(f"{variable}: {text!r} is not a TCP port (1-65535)")
+            return int(text)
+
+        parts = replicas.split(",")
+        if len(parts) != 2:
+            raise ProdLocalError(f"PROD_LOCAL_SERVICE_PORTS: {replicas!r} is not two ports A,B (replica A, replica B)")
+        replica_a, replica_b = (port(part, "PROD_LOCAL_SERVICE_PORTS") for part in parts)
+        ports = cls(port(ui, "PROD_LOCAL_UI_PORT"), (replica_a, replica_b))
+        if len(set(ports.all())) != 3:
+            raise ProdLocalError(f"PROD_LOCAL_UI_PORT and PROD_LOCAL_SERVICE_PORTS repeat a port: {ports.all()}")
+        return ports
+
+    def all(self) -> tuple[int, int, int]:
+        return (self.ui, *self.replicas)
+
+
+def taken_ports(ports: Sequence[int], host: str = "127.0.0.1") -> list[int]:
+    """Those of ``ports`` that cannot be bound on ``host`` now (another process holds them)."""
+    taken = []
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT is no owner
+            try:
+                sock.bind((host, port))
+            except OSError:
+                taken.append(port)
+    return taken
+
+
+def write_pid_file(root: Path) -> None:
+    """``root``/prod-local.pid: this process' pid and start time (a reused pid is then told apart)."""
+    me = psutil.Process()
+    tmp = root / f"{PID_FILE}.tmp"
+    tmp.write_text(f"{me.pid} {me.create_time()}")
+    os.replace(tmp, root / PID_FILE)
+
+
+def running_process(root: Path) -> psutil.Process | None:
+    """The ``make prod-local`` of ``root`` if it runs; ``None`` when there is no pid file or it is stale (its process
+    exited, or the pid now belongs to another process, which is then never signalled)."""
+    try:
+        pid, started = (root / PID_FILE).read_text().split()
+        process = psutil.Process(int(pid))
+        if process.create_time() != float(started) or process.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
+        return None
+    return process
+
+
+def run_step(command: Sequence[str]) -> None:
+    """``command`` to its end in a process group of its own, which is stopped (SIGTERM, then SIGKILL) if
+    prod-local stops meanwhile; ``ProdLocalError`` naming it when it fails."""
+    process = subprocess.Popen(list(command), start_new_session=True)
+    try:
+        code = process.wait()
+    finally:
+        if process.poll() is None:
+            stop_process_group(process)
+    if code != 0:
+        raise ProdLocalError(f"{' '.join(command[1:])} failed (exit {code}); its output is above")
+
+
+def own_bentoml_home(bento: str, shared_home: Path, home: Path) -> Path:
+    """``home``, a BentoML home holding only ``bento`` (exported from ``shared_home``). A replica needs a home
+    of its own: ``bentoml serve`` empties its home's Prometheus folder when it starts, and every replica on a
+    home reports the counters of all of them from ``/metrics``."""
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    archive = home.parent / "bento-export.bento"
+    for command, bentoml_home in ((["export", bento, str(archive)], shared_home), (["import", str(archive)], home)):
+        result = subprocess.run(
+            [sys.executable, "-m", "bentoml", *command],
+            env={**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ProdLocalError(f"bentoml {' '.join(command)} failed: {result.stdout}{result.stderr}")
+    archive.unlink()
+    return home
+
+
+def run_local(root: Path, ports: LocalPorts) -> None:
     """The production profile for a person, until SIGTERM (``make prod-local-stop``) or Ctrl-C: the stores
     (state and logs under ``root``), the inference log's migration, the pipeline once with ``PLATFORM_ENV=prod``
     (``platform_assets.demo``: ingest, train, gates, signed manifest, Bento, deployed by the local deployer as
-    replica A on port 3001), replica B of the same Bento on 3002, both on the shared inference log and
-    registry, and the Dagster UI and daemon on 3000 with the same settings (its sensors and schedules drive
-    the loop from there)."""
+    replica A), replica B of the same Bento, both on the shared inference log and registry, and the Dagster UI
+    and daemon with the same settings (its sensors and schedules drive the loop from there).
+
+    Refuses (``ProdLocalError``), before starting anything, when it already runs for ``root`` or a port is taken.
+    """
     from net_support import dagster_webserver
 
     from platform_assets.deploy.local import LocalServiceManager
 
+    started = time.monotonic()
     root.mkdir(parents=True, exist_ok=True)
-    (root / "prod-local.pid").write_text(str(os.getpid()))
+    running = running_process(root)
+    if running is not None:
+        raise ProdLocalError(f"prod-local already runs for {root} (pid {running.pid}): make prod-local-stop first")
+    taken = taken_ports(ports.all())
+    if taken:
+        raise ProdLocalError(
+            f"port(s) {', '.join(map(str, taken))} of 127.0.0.1 are taken: stop what holds them or choose others, "
+            f"e.g. make prod-local PROD_LOCAL_UI_PORT=3100 PROD_LOCAL_SERVICE_PORTS=3101,3102 (now {ports.all()})"
+        )
+    write_pid_file(root)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds every context below: servers stop
-    replicas: list[tuple[LocalServiceManager, Any]] = []
+    managers: list[LocalServiceManager] = []  # each stopped on the way out, whatever it got to start
     try:
         with prod_stores(root, keep_database_in_root=True) as stores:
             home = root / "platform_home"
             env = stores.platform_env(home) | {
                 "PLATFORM_DEPLOY_TARGET": "local",  # no cluster here: the local deployer runs replica A
-                "PLATFORM_SERVICE_PORT": str(LOCAL_SERVICE_PORTS[0]),
+                "PLATFORM_SERVICE_PORT": str(ports.replicas[0]),
                 "SPARK_MASTER": "local[2]",
                 "PYSPARK_PYTHON": sys.executable,
             }
             os.environ.update(env)
-            # The admin's step of a first release (the service only checks the inference log's schema).
-            subprocess.run([sys.executable, "-m", "platform_assets.migrate", "upgrade"], check=True)
-            subprocess.run([sys.executable, "-m", "platform_assets.demo", "--days", "3"], check=True)
             from platform_assets.definitions import bound_to
             from platform_assets.settings import PlatformSettings
 
             deployer = bound_to(PlatformSettings()).resources["deployer"].process_config_and_initialize()
-            replica_a = deployer.local_manager()
-            state_a = replica_a.current()
+            managers.append(deployer.local_manager())  # the pipeline's deployment starts replica A under it
+            # The admin's step of a first release (the service only checks the inference log's schema).
+            run_step([sys.executable, "-m", "platform_assets.migrate", "upgrade"])
+            run_step([sys.executable, "-m", "platform_assets.demo", "--days", "3"])
+            state_a = managers[0].current()
             if state_a is None:
                 raise ServerFailed(f"the deployment left no service running; see {home / 'serving'}")
-            replicas.append((replica_a, state_a))
-            replica_b = LocalServiceManager(root / "replica_b", port=LOCAL_SERVICE_PORTS[1])
-            state_b, _ = replica_b.deploy(state_a.bento, deployer.service_env(deployer.bentoml_home()), 240)
-            replicas.append((replica_b, state_b))
-            with dagster_webserver(dict(os.environ), root / "dagster-dev.log", dev=True, timeout=300) as ui:
+            replica_b = LocalServiceManager(root / "replica_b", port=ports.replicas[1])
+            managers.append(replica_b)
+            bentoml_b = own_bentoml_home(state_a.bento, deployer.bentoml_home(), root / "replica_b" / "bentoml")
+            state_b, _ = replica_b.deploy(state_a.bento, deployer.service_env(bentoml_b), 240)
+            log = root / "dagster-dev.log"
+            with dagster_webserver(dict(os.environ), log, dev=True, timeout=300, port=ports.ui) as ui:
                 print(
-                    f"\nprod-local is up (state under {root}):\n"
+                    f"\nprod-local is up after {time.monotonic() - started:.0f} s (state under {root}):\n"
                     f"  Dagster UI         {ui}\n"
-                    f"  service replicas   {state_a.url}  {state_b.url}  (API keys: make api-key)\n"
+                    f"  service replicas   {state_a.url}  {state_b.url}\n"
+                    f"  API keys           make api-key ROLE=predict PLATFORM_HOME={home}  "
+                    f"(a demo key: {home / 'serving' / 'demo.key'})\n"
                     f"  MLflow server      {stores.mlflow.url}\n"
                     f"  S3 (moto)          {stores.s3.endpoint_url}  lake {stores.lake_uri}\n"
                     f"  PostgreSQL         127.0.0.1:{stores.postgres.port} (inference_log, mlflow, dagster)\n"
@@ -417,42 +539,59 @@ def run_local(root: Path) -> None:
                 )
                 signal.pause()
     finally:
-        for manager, state in replicas:
-            manager.stop(state)
-        (root / "prod-local.pid").unlink(missing_ok=True)
+        for manager in managers:
+            manager.stop(manager.current())
+        (root / PID_FILE).unlink(missing_ok=True)
 
 
-def stop_local(root: Path) -> int:
-    """Ask a running ``run_local(root)`` to stop, and wait for it (up to two minutes)."""
-    pid_file = root / "prod-local.pid"
-    if not pid_file.is_file():
-        print(f"prod-local is not running (no {pid_file})")
+def stop_local(root: Path, timeout: float = STOP_TIMEOUT) -> int:
+    """Ask the ``run_local(root)`` that runs to stop, and wait until its process is gone; 1 if it is not gone
+    within ``timeout`` seconds. A stale pid file is removed, and its pid never signalled."""
+    pid_file = root / PID_FILE
+    process = running_process(root)
+    if process is None:
+        if pid_file.exists():
+            pid_file.unlink()
+            print(f"prod-local was not running; removed the stale {pid_file}")
+        else:
+            print(f"prod-local is not running (no {pid_file})")
         return 0
-    pid = int(pid_file.read_text())
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pid_file.unlink(missing_ok=True)
-        print(f"prod-local (pid {pid}) was not running; removed {pid_file}")
-        return 0
-    deadline = time.monotonic() + 120
-    while pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if pid_file.exists():
-        print(f"prod-local (pid {pid}) did not stop within 120 s", file=sys.stderr)
+        process.terminate()
+        process.wait(timeout)
+    except psutil.NoSuchProcess:
+        pass  # it ended between the check and the signal
+    except psutil.TimeoutExpired:
+        print(f"prod-local (pid {process.pid}) did not stop within {timeout:g} s", file=sys.stderr)
         return 1
-    print("prod-local stopped")
+    print(f"prod-local (pid {process.pid}) stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``make prod-local`` (``run``) and ``make prod-local-stop`` (``stop``); 2 when it cannot do as asked."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tests/prod_support.py", description="make prod-local / make prod-local-stop")
+    parser.add_argument("action", choices=["run", "stop"])
+    parser.add_argument("--root", type=Path, required=True, help="state folder, e.g. $(PLATFORM_HOME)/prod-local")
+    arguments = parser.parse_args(argv)
+    root = arguments.root.resolve()
+    try:
+        if arguments.action == "stop":
+            return stop_local(root)
+        ports = LocalPorts.parse(
+            os.environ.get("PROD_LOCAL_UI_PORT", str(DAGSTER_UI_PORT)),
+            os.environ.get("PROD_LOCAL_SERVICE_PORTS", ",".join(map(str, LOCAL_SERVICE_PORTS))),
+        )
+        run_local(root, ports)
+    except (ProdLocalError, ServerFailed) as error:
+        print(f"prod-local: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: everything above has been stopped on the way out
+        return 130
     return 0
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="make prod-local / make prod-local-stop")
-    parser.add_argument("action", choices=["run", "stop"])
-    parser.add_argument("--root", type=Path, required=True, help="state folder, e.g. $(PLATFORM_HOME)/prod-local")
-    arguments = parser.parse_args()
-    root = arguments.root.resolve()
-    if arguments.action == "stop":
-        raise SystemExit(stop_local(root))
-    run_local(root)
+    raise SystemExit(main())
