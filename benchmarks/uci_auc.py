@@ -79,21 +79,22 @@ def seeds_table(runs: list[dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated training seeds")
-    seeds = [int(s) for s in parser.parse_args().seeds.split(",")]
+def uci_graph(home_prefix: str) -> tuple[dict[str, Any], Any] | None:
+    """Run the graph once on the UCI CSV (``PLATFORM_UCI_CSV``, else ``../shared/data/`` beside the checkout) over
+    all replay days, in ``PLATFORM_HOME`` or a new temporary home named ``home_prefix``; print its evaluation
+    table; return its evaluation report and the lake holding the version. ``None`` (said on stderr) without
+    the CSV."""
     csv = Path(os.environ.get("PLATFORM_UCI_CSV") or REPO.parent / "shared/data/uci_credit_default_taiwan.csv")
     if not csv.is_file():
         print(f"UCI CSV not found at {csv}: set PLATFORM_UCI_CSV", file=sys.stderr)
-        return 2
+        return None
     os.environ.update(
         PLATFORM_SOURCE="uci_csv",
         PLATFORM_UCI_CSV=str(csv),
         PLATFORM_UCI_REPLAY_START="2026-10-01",
-        PLATFORM_HOME=os.environ.get("PLATFORM_HOME") or tempfile.mkdtemp(prefix="uci_auc_"),
+        PLATFORM_HOME=os.environ.get("PLATFORM_HOME") or tempfile.mkdtemp(prefix=home_prefix),
     )
-    from platform_assets import model_store, settings
+    from platform_assets import settings
     from platform_assets.defs.resources import resources
     from platform_assets.demo import run_pipeline
     from platform_assets.ml.evaluate import metrics_table
@@ -106,8 +107,20 @@ def main() -> int:
     print(f"\nUCI credit default, {report['partitions']} daily partitions, test set {report['test_rows']} rows")
     print(f"the graph's model version {report['model_version']} (training seed 42), in {graph_seconds:.0f} s:")
     print(metrics_table(report["metrics"]))
+    return report, (resources().resources or {})["lake"]
 
-    lake = (resources().resources or {})["lake"]
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated training seeds")
+    seeds = [int(s) for s in parser.parse_args().seeds.split(",")]
+    began = time.perf_counter()
+    graph = uci_graph("uci_auc_")
+    if graph is None:
+        return 2
+    report, lake = graph
+    from platform_assets import model_store
+
     record = model_store.load_record(lake, report["model_version"])
     data = model_store.open_dataset(lake, record)
     splits = {name: data.materialize(name) for name in ("validation", "test")}
