@@ -23,7 +23,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from platform_assets.core import slo
+from platform_assets.core import registry, slo
 from platform_assets.core.environment import Environment
 from platform_assets.core.inference_log.schema import inference_db_under
 
@@ -72,6 +72,9 @@ class PlatformSettings(BaseSettings):
     )
     rollout_strategy: Literal["replace", "canary"] = Field(default="replace", description="How a new version ships.")
     first_canary_weight: float = Field(default=10.0, gt=0, le=100, description="First canary step, percent.")
+    shadow_share: float = Field(
+        default=registry.DEFAULT_SHADOW_SHARE, ge=0, le=100, description="Served applications a shadow scores, percent."
+    )
     k8s_overlay: str | None = Field(default=None, description="Override of the kustomize overlay.")
     k8s_namespace: str | None = Field(default=None, description="Override of the Kubernetes namespace.")
     training_window_days: int = Field(default=0, ge=0, description="Newest N tensor partitions to train on; 0: all.")

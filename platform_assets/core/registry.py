@@ -1,5 +1,10 @@
 """The MLflow model registry as a contract: the model's name, the aliases that say who serves, the tags the
-service verifies when it loads a version, and the moves of aliases and traffic weight.
+service verifies when it loads a version, and the moves of aliases, traffic weight and shadow share.
+
+A rollout's whole state is three aliases and four registered-model tags: ``champion`` answers, ``challenger``
+answers ``challenger_weight`` percent of application IDs (since ``challenger_step_since``), and ``shadow``
+scores ``shadow_share`` percent of the applications the others answered, off the response path, without ever
+deciding one (since ``shadow_since``). A version holds at most one of the three roles.
 
 A registered version is the served model, ``model.onnx`` in MLflow's onnx flavor; the Keras model it was
 exported from is logged in the same run (``KERAS_MODEL_URI_TAG``). Training writes these tags
@@ -16,11 +21,20 @@ from typing import Any, Final
 MODEL_NAME: Final = "default_risk_model"
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
+#: A candidate that scores served applications for comparison only; its decisions are logged, never returned.
+SHADOW: Final = "shadow"
+#: Every role a version can hold, in order of authority.
+ROLES: Final = (CHAMPION, CHALLENGER, SHADOW)
 #: Registered-model tag: the challenger's share of traffic in percent (0..100).
 WEIGHT_TAG: Final = "challenger_weight"
 #: Registered-model tag: when the challenger's current canary step began (ISO 8601, UTC; empty without a
 #: challenger). With the aliases and the weight it is the whole state of a model-version rollout.
 STEP_SINCE_TAG: Final = "challenger_step_since"
+#: Registered-model tag: percent (0..100) of the served applications the shadow also scores; absent -> 100.
+SHADOW_SHARE_TAG: Final = "shadow_share"
+DEFAULT_SHADOW_SHARE: Final = 100.0
+#: Registered-model tag: when the current shadow began (ISO 8601, UTC; empty without a shadow).
+SHADOW_SINCE_TAG: Final = "shadow_since"
 #: Version tags the service reads (and verifies) when it loads a version.
 THRESHOLD_TAG: Final = "threshold"
 FEATURE_SPEC_TAG: Final = "feature_spec_version"
@@ -44,7 +58,7 @@ def client(tracking_uri: str | None) -> Any:
 
 
 def set_alias(alias: str, version: str | int, *, model_name: str = MODEL_NAME, tracking_uri: str | None = None) -> None:
-    """Point ``alias`` (champion or challenger) at ``version`` (``3`` or ``"v3"``)."""
+    """Point ``alias`` (champion, challenger or shadow) at ``version`` (``3`` or ``"v3"``)."""
     client(tracking_uri).set_registered_model_alias(model_name, alias, str(version).removeprefix("v"))
 
 
@@ -54,9 +68,22 @@ def remove_alias(alias: str, *, model_name: str = MODEL_NAME, tracking_uri: str 
 
 def set_challenger_weight(percent: float, *, model_name: str = MODEL_NAME, tracking_uri: str | None = None) -> None:
     """Route ``percent`` (0..100) of application IDs to the challenger."""
-    if not 0.0 <= float(percent) <= 100.0:
-        raise ValueError(f"challenger weight must be within 0..100 percent, got {percent}")
-    client(tracking_uri).set_registered_model_tag(model_name, WEIGHT_TAG, repr(float(percent)))
+    weight = check_percent("challenger weight", percent)
+    client(tracking_uri).set_registered_model_tag(model_name, WEIGHT_TAG, repr(weight))
+
+
+def check_percent(name: str, percent: float) -> float:
+    """``percent`` as a float; ``ValueError`` naming ``name`` unless it is within 0..100."""
+    value = float(percent)
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"{name} must be within 0..100 percent, got {percent}")
+    return value
+
+
+def set_shadow_share(percent: float, *, model_name: str = MODEL_NAME, tracking_uri: str | None = None) -> None:
+    """Let the shadow score ``percent`` (0..100) of the served applications (by application ID)."""
+    share = check_percent("shadow share", percent)
+    client(tracking_uri).set_registered_model_tag(model_name, SHADOW_SHARE_TAG, repr(share))
 
 
 #: Version tag: who launched the training run that created the version (``core.approval.launcher_from_run_tags``:

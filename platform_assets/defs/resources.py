@@ -128,6 +128,7 @@ def resources_for(config: settings.PlatformSettings) -> dict[str, Any]:
             tls_dir=str(config.service_tls_dir) if config.service_tls_dir else None,
             strategy=config.rollout_strategy,
             first_canary_weight=config.first_canary_weight,
+            shadow_share=config.shadow_share,
             k8s_overlay=topology.k8s_overlay,
             k8s_namespace=topology.k8s_namespace,
         ),

@@ -11,6 +11,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
+from platform_assets.core import registry
 from platform_assets.core.service_tls import TLSFiles, verify
 from platform_assets.deploy.local import DeploymentFailed, LocalServiceManager, ServiceState
 from platform_assets.deploy.rollout import RolloutPlan, Strategy
@@ -32,8 +33,16 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
     tls_dir: str | None = Field(
         default=None, description="Mutual TLS: service/ and client/ (ca.crt, tls.crt, tls.key) below it; none: HTTP."
     )
-    strategy: Strategy = Field(default="replace", description="replace the champion, or start a canary.")
+    strategy: Strategy = Field(
+        default="replace", description="replace the champion, or start a canary (the new version first as shadow)."
+    )
     first_canary_weight: float = Field(default=10.0, description="Challenger traffic share when a canary starts.")
+    shadow_share: float = Field(
+        default=registry.DEFAULT_SHADOW_SHARE,
+        ge=0.0,
+        le=100.0,
+        description="Percent of the served applications a new shadow version scores.",
+    )
     ready_timeout_seconds: float = Field(default=180.0, description="How long a new service may take to be ready.")
     refresh_seconds: float = Field(default=2.0, description="How often the service polls the registry.")
     k8s_overlay: str = Field(default="k8s/overlays/staging", description="Kustomize overlay for the kubernetes target.")
@@ -105,7 +114,7 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
 
     def wait_for_models(self, state: ServiceState, plan: RolloutPlan) -> dict[str, Any]:
         """Poll ``/admin/status`` until every worker serves what ``plan`` says (champion, challenger and its
-        weight); return the last status.
+        weight, shadow); return the last status.
 
         Each worker polls the registry on its own: a canary step is only in force once all of them route at
         the new weight, so the answers are told apart by ``worker_pid`` until ``workers`` of them agree.
@@ -130,6 +139,7 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
             if (
                 status.get("champion") == plan.champion
                 and status.get("challenger") == plan.challenger
+                and status.get("shadow") == plan.shadow
                 and weight is not None
                 and abs(float(weight) - (plan.challenger_weight if plan.challenger else 0.0)) < 1e-9
             ):
@@ -141,5 +151,5 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
             time.sleep(1)
         raise DeploymentFailed(
             f"service at {state.url} did not switch to champion={plan.champion} challenger={plan.challenger} "
-            f"within {self.ready_timeout_seconds:.0f} s; last status: {status}"
+            f"shadow={plan.shadow} within {self.ready_timeout_seconds:.0f} s; last status: {status}"
         )

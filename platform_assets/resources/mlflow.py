@@ -124,6 +124,21 @@ class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
             return {}
         return {alias: f"v{version}" for alias, version in model.aliases.items()}
 
+    def state(self) -> RolloutPlan | None:
+        """The rollout state the registry holds now (action ``unchanged``; the share tag left as it is); None
+        without a champion. ``ValueError`` when one version holds two roles (an alias set by hand)."""
+        aliases = self.aliases()
+        if registry.CHAMPION not in aliases:
+            return None
+        challenger = aliases.get(registry.CHALLENGER)
+        return RolloutPlan(
+            aliases[registry.CHAMPION],
+            challenger,
+            self.challenger_weight() if challenger else 0.0,
+            "unchanged",
+            shadow=aliases.get(registry.SHADOW),
+        )
+
     def challenger_weight(self) -> float:
         """The challenger's traffic share in percent (0 when unset)."""
         return float(self._tags().get(CHALLENGER_WEIGHT_TAG, 0.0))
@@ -133,34 +148,66 @@ class ModelRegistry(dg.ConfigurableResource["ModelRegistry"]):
         value = self._tags().get(registry.STEP_SINCE_TAG, "")
         return datetime.fromisoformat(value) if value else None
 
-    def _tags(self) -> dict[str, str]:
+    def shadow_share(self) -> float:
+        """Percent of the served applications the shadow scores (``registry.DEFAULT_SHADOW_SHARE`` when unset)."""
+        value = self._tags().get(registry.SHADOW_SHARE_TAG, "")
+        return float(value) if value else registry.DEFAULT_SHADOW_SHARE
+
+    def shadow_started(self) -> datetime | None:
+        """When the current shadow began (UTC); None without a shadow (its alias removed by hand too) or a
+        recorded start."""
+        model = self._registered()
+        if model is None or registry.SHADOW not in model.aliases:
+            return None
+        value = dict(model.tags).get(registry.SHADOW_SINCE_TAG, "")
+        return datetime.fromisoformat(value) if value else None
+
+    def _registered(self) -> Any:
         from mlflow.exceptions import MlflowException
 
         try:
-            return dict(self.client().get_registered_model(self.model_name).tags)
+            return self.client().get_registered_model(self.model_name)
         except MlflowException:
-            return {}
+            return None
+
+    def _tags(self) -> dict[str, str]:
+        model = self._registered()
+        return dict(model.tags) if model is not None else {}
 
     def apply(self, plan: RolloutPlan) -> None:
-        """Move the aliases and weight to ``plan``: challenger weight first to 0 so no request is routed
-        to a version that is about to stop being the challenger."""
-        self.restore(
-            {"champion": plan.champion, **({"challenger": plan.challenger} if plan.challenger else {})},
-            plan.challenger_weight,
-        )
+        """Move the aliases, weight and shadow share to ``plan`` (``restore``)."""
+        self.restore(plan.aliases(), plan.challenger_weight, plan.shadow_share)
 
-    def restore(self, aliases: dict[str, str], weight: float) -> None:
-        """Set exactly ``aliases`` (champion/challenger) and the challenger ``weight``; a challenger's step
-        starts now (``step_started``), so its measurements cover this state only."""
+    def restore(self, aliases: dict[str, str], weight: float, shadow_share: float | None = None) -> None:
+        """Set exactly ``aliases`` (champion/challenger/shadow), the challenger ``weight`` and, unless None, the
+        ``shadow_share`` (percent).
+
+        The challenger weight goes to 0 first and the aliases that go away are removed before any is moved, so no
+        request is routed to a version that is about to stop being the challenger, and a version moving to
+        another role (shadow to challenger, challenger to champion) never holds two on the way. A challenger's
+        step starts now (``step_started``), so its measurements cover this state only; a shadow's start
+        (``shadow_started``) is kept while the same version stays the shadow.
+        """
         client = self.client()
+        before = self.aliases()
         client.set_registered_model_tag(self.model_name, CHALLENGER_WEIGHT_TAG, "0.0")
-        for alias in ("champion", "challenger"):
-            if alias in aliases:
-                client.set_registered_model_alias(self.model_name, alias, aliases[alias].removeprefix("v"))
-            elif alias in self.aliases():
+        for alias in registry.ROLES:
+            if alias in before and alias not in aliases:
                 client.delete_registered_model_alias(self.model_name, alias)
-        since = datetime.now(UTC).isoformat() if "challenger" in aliases else ""
-        client.set_registered_model_tag(self.model_name, registry.STEP_SINCE_TAG, since)
+        for alias in registry.ROLES:
+            if alias in aliases and aliases[alias] != before.get(alias):
+                client.set_registered_model_alias(self.model_name, alias, aliases[alias].removeprefix("v"))
+        now = datetime.now(UTC).isoformat()
+        step_since = now if registry.CHALLENGER in aliases else ""
+        client.set_registered_model_tag(self.model_name, registry.STEP_SINCE_TAG, step_since)
+        shadow = aliases.get(registry.SHADOW)
+        if shadow is None:
+            client.set_registered_model_tag(self.model_name, registry.SHADOW_SINCE_TAG, "")
+        elif shadow != before.get(registry.SHADOW) or self.shadow_started() is None:
+            client.set_registered_model_tag(self.model_name, registry.SHADOW_SINCE_TAG, now)
+        if shadow_share is not None:
+            share = registry.check_percent("shadow share", shadow_share)
+            client.set_registered_model_tag(self.model_name, registry.SHADOW_SHARE_TAG, repr(share))
         client.set_registered_model_tag(self.model_name, CHALLENGER_WEIGHT_TAG, repr(float(weight)))
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:

@@ -1,6 +1,7 @@
 """The closed loop with real processes: a served model degrades on shifted traffic, the accuracy-drop sensor
-requests a retrain, the retrain deploys a challenger, the canary sensor steps it to promotion; then a
-deliberately worse challenger is rolled back while requests keep flowing, none failing."""
+requests a retrain, the retrain deploys a shadow that (as a passed shadow gate would) becomes the challenger, the
+canary sensor steps it to promotion; then a deliberately worse challenger is rolled back while requests keep
+flowing, none failing."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from platform_assets.defs.monitoring.sensors import accuracy_drop_sensor, canary
 from platform_assets.defs.resources import resources
 from platform_assets.defs.training.sensors import model_version_sensor
 from platform_assets.demo import run_pipeline
+from platform_assets.deploy.rollout import start_canary
 from platform_assets.replay import apply_shift, replay, synthetic_source
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -92,6 +94,15 @@ def retrain_and_release(
     return handed_on.cursor
 
 
+def start_the_canary(definitions: dg.Definitions) -> None:
+    """What a passed shadow gate does: the shadow becomes the challenger at the first canary weight, and every
+    worker of the service routes by it."""
+    registry, deployer = definitions.resources["model_registry"], definitions.resources["deployer"]
+    plan = start_canary(registry.state(), deployer.first_canary_weight)
+    registry.apply(plan)
+    deployer.wait_for_models(deployer.local_manager().current(), plan)
+
+
 def step_canary(definitions: dg.Definitions, instance: Any, cursor: str | None) -> tuple[dg.RunRequest, str]:
     result = evaluate(canary_sensor, definitions, instance, cursor)
     assert result.run_requests, result.skip_message
@@ -121,11 +132,13 @@ def test_drop_retrain_canary_promote_then_rollback(loop_env: str, monkeypatch: p
         again = evaluate(accuracy_drop_sensor, definitions, instance, fired.cursor)
         assert not again.run_requests and "already requested" in again.skip_message
 
-        # The requested retrain, rolled out as a canary challenger at 10 %.
+        # The requested retrain, rolled out as a canary: first the shadow, then the challenger at 10 %.
         monkeypatch.setenv("PLATFORM_ROLLOUT_STRATEGY", "canary")
         definitions = defs()
         versions_cursor = json.dumps({"storage_id": latest_storage_id(instance)})
         versions_cursor = retrain_and_release(definitions, instance, training(seed=2), retrain.tags, versions_cursor)
+        assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v1", "shadow": "v2"}, 0.0)
+        start_the_canary(definitions)
         assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v1", "challenger": "v2"}, 10.0)
 
         waiting = evaluate(canary_sensor, definitions, instance)
@@ -142,6 +155,8 @@ def test_drop_retrain_canary_promote_then_rollback(loop_env: str, monkeypatch: p
         # A deliberately worse challenger (gradient ascent) is rolled back while requests keep flowing.
         bad = training(seed=3, learning_rate=-0.003, epochs=2)
         retrain_and_release(definitions, instance, bad, {}, versions_cursor)
+        assert registry.aliases() == {"champion": "v2", "shadow": "v3"}
+        start_the_canary(definitions)
         assert registry.aliases() == {"champion": "v2", "challenger": "v3"}
         send(url, key, 2500, date(2027, 1, 4))
         statuses: list[int] = []

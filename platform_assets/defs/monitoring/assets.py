@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import Field
 
 from platform_assets import model_store
+from platform_assets.core import registry
 from platform_assets.deploy.local import DeploymentFailed
 from platform_assets.deploy.rollout import RolloutPlan
 from platform_assets.ml import ab_comparison, canary, estimated_quality, live_quality
@@ -52,6 +53,8 @@ def measure_canary(
     """
     start = model_registry.step_started() or live_monitoring.window_start()
     frame = live_monitoring.predictions(start=start)
+    # A shadow's rows are scores nobody was answered with: the canary compares what the two roles decided.
+    frame = frame[frame["role"] != registry.SHADOW]
     quality = {
         role: live_quality.frame_quality(frame[frame["model_version"] == version])
         for role, version in (("champion", champion), ("challenger", challenger))
@@ -253,14 +256,17 @@ class CanaryDecisionConfig(dg.Config):
     force: str = Field(default="", description="Operator override: 'promote' or 'rollback' regardless of metrics.")
 
 
-def plan_for(decision: canary.CanaryDecision, champion: str, challenger: str) -> RolloutPlan | None:
-    """The registry state a decision leads to (same RolloutPlan/ModelRegistry mechanics as the deployment)."""
+def plan_for(
+    decision: canary.CanaryDecision, champion: str, challenger: str, shadow: str | None = None
+) -> RolloutPlan | None:
+    """The registry state a decision leads to (same RolloutPlan/ModelRegistry mechanics as the deployment); a
+    ``shadow`` scoring meanwhile keeps scoring."""
     if decision.action == "step":
-        return RolloutPlan(champion, challenger, decision.to_weight, "canary_started")
+        return RolloutPlan(champion, challenger, decision.to_weight, "canary_started", shadow=shadow)
     if decision.action == "promote":
-        return RolloutPlan(challenger, None, 0.0, "replaced")
+        return RolloutPlan(challenger, None, 0.0, "replaced", shadow=shadow)
     if decision.action == "rollback":
-        return RolloutPlan(champion, None, 0.0, "unchanged")
+        return RolloutPlan(champion, None, 0.0, "unchanged", shadow=shadow)
     return None
 
 
@@ -313,7 +319,7 @@ def canary_decision(
     if config.force:
         with fail_fast(ValueError):
             decision = _forced(decision, config.force)
-    plan = plan_for(decision, champion, challenger)
+    plan = plan_for(decision, champion, challenger, aliases.get(registry.SHADOW))
     served: dict[str, Any] = {}
     if plan is not None:
         previous = (aliases, weight)
@@ -400,7 +406,9 @@ def ab_comparison_report(
     )
     report = {"version_a": a, "version_b": b, "since": start.isoformat(), **result}
     if config.end_test and aliases.get("challenger") == b and aliases.get("champion"):
-        model_registry.apply(RolloutPlan(aliases["champion"], None, 0.0, "unchanged"))
+        model_registry.apply(
+            RolloutPlan(aliases["champion"], None, 0.0, "unchanged", shadow=aliases.get(registry.SHADOW))
+        )
         report["ended"] = datetime.now(UTC).isoformat()
     model_store.write_json(lake, AB_REPORT_KEY, report)
     rows = [("labelled", "labelled"), ("accuracy", "accuracy"), ("ROC AUC", "roc_auc"), ("Brier", "brier")]

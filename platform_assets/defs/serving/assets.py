@@ -15,7 +15,7 @@ from platform_assets.defs.governance.assets import model_manifest
 from platform_assets.defs.training.assets import model_evaluation, version_record
 from platform_assets.deploy.bento import build_bento
 from platform_assets.deploy.local import DeploymentFailed
-from platform_assets.deploy.rollout import plan_rollout
+from platform_assets.deploy.rollout import RolloutPlan, plan_rollout
 from platform_assets.partitions import model_versions
 from platform_assets.resources.deployer import ServiceDeployer
 from platform_assets.resources.lake import LakeStorage
@@ -69,11 +69,17 @@ def credit_risk_bento(
     )
 
 
-def serving_table(champion: str, challenger: str | None, weight: float) -> str:
-    """What serves after a rollout (weight: the challenger's percent), as the Markdown table on the asset."""
-    rows = [(champion, "champion", 100.0 - weight)] + ([(challenger, "challenger", weight)] if challenger else [])
+def serving_table(plan: RolloutPlan, shadow_share: float) -> str:
+    """What serves after a rollout, as the Markdown table on the asset: each role's share of the answered traffic
+    (percent), and the share of those applications the shadow also scores (``shadow_share``, percent)."""
+    weight = plan.challenger_weight if plan.challenger else 0.0
+    rows = [(plan.champion, "champion", f"{100.0 - weight:g}")]
+    if plan.challenger:
+        rows.append((plan.challenger, "challenger", f"{weight:g}"))
+    if plan.shadow:
+        rows.append((plan.shadow, "shadow", f"0 (scores {shadow_share:g} % of it)"))
     return "| version | role | traffic % |\n|---|---|---|\n" + "\n".join(
-        f"| {version} | {role} | {share:g} |" for version, role, share in rows
+        f"| {version} | {role} | {share} |" for version, role, share in rows
     )
 
 
@@ -84,8 +90,9 @@ def serving_table(champion: str, challenger: str | None, weight: float) -> str:
     kinds={"bentoml", "kubernetes"},
     retry_policy=io_retry_policy(),
     description=(
-        "Rolls the Bento out. Registry aliases decide which versions serve (champion, and a challenger at a "
-        "traffic weight on a canary); the local target keeps `bentoml serve` running on 127.0.0.1:3001 and "
+        "Rolls the Bento out. Registry aliases decide which versions serve: the champion, and on a canary the new "
+        "version first as the shadow (it scores served applications, decides none) until a gate makes it the "
+        "challenger at a traffic weight; the local target keeps `bentoml serve` running on 127.0.0.1:3001 and "
         "restarts it only when the code changed, keeping the previous Bento if the new one is not healthy."
     ),
 )
@@ -98,14 +105,9 @@ def credit_risk_deployment(
     if bento["model_version"] != version:
         raise dg.Failure(allow_retries=False, description=f"{BENTO_FILE} of {version} names {bento['model_version']}")
     aliases = model_registry.aliases()
-    plan = plan_rollout(
-        aliases.get("champion"),
-        aliases.get("challenger"),
-        model_registry.challenger_weight(),
-        bento["model_version"],
-        deployer.strategy,
-        deployer.first_canary_weight,
-    )
+    with fail_fast(ValueError):  # one version in two roles: the registry was edited by hand
+        current = model_registry.state()
+    plan = plan_rollout(current, bento["model_version"], deployer.strategy, deployer.shadow_share)
     if deployer.target == "kubernetes":
         from platform_assets.deploy.kubernetes import apply_rollout
 
@@ -113,7 +115,7 @@ def credit_risk_deployment(
         model_registry.apply(plan)
         metadata: dict[str, Any] = {"target": "kubernetes", "objects": dg.MetadataValue.json(applied)}
     else:
-        previous_registry = (aliases, model_registry.challenger_weight())
+        previous_registry = (aliases, model_registry.challenger_weight(), model_registry.shadow_share())
         model_registry.apply(plan)
         try:
             state, restarted = deployer.deploy_local(bento["tag"], bento["code_version"], deployer.bentoml_home())
@@ -129,16 +131,21 @@ def credit_risk_deployment(
             "restarted": restarted,
             "served_status": dg.MetadataValue.json(status),
         }
+    shadow_share = model_registry.shadow_share()
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(json.dumps([plan.champion, plan.challenger, plan.challenger_weight])),
+        data_version=dg.DataVersion(
+            json.dumps([plan.champion, plan.challenger, plan.challenger_weight, plan.shadow, shadow_share])
+        ),
         metadata={
             **metadata,
             "model_version": version,
             "bento_tag": bento["tag"],
             "action": plan.action,
-            "serving": dg.MetadataValue.md(serving_table(plan.champion, plan.challenger, plan.challenger_weight)),
+            "serving": dg.MetadataValue.md(serving_table(plan, shadow_share)),
             "champion": plan.champion,
             "challenger": plan.challenger or "none",
             "challenger_weight_percent": plan.challenger_weight,
+            "shadow": plan.shadow or "none",
+            "shadow_share_percent": shadow_share,
         },
     )
