@@ -42,6 +42,9 @@ PREDICT = 'endpoint="/predict"'
 #: The endpoints the latency objective covers (slo.SERVICE), as the rules select them.
 SLO_ENDPOINTS = f'endpoint=~"{"|".join(slo.SERVICE.latency_endpoints)}"'
 DECLINE = 'decision="decline"'
+#: The roles that answered the traffic (a shadow's predictions re-score applications another role answered).
+SERVED = obs.SERVED_ROLES
+SHADOW = f'role="{obs.SHADOW_ROLE}"'
 #: The objectives the alerts use (CreditRiskHighLatencyP99, CreditRiskHighErrorRatio): seconds, a ratio.
 LATENCY_SLO_SECONDS = slo.SERVICE.latency_p99_seconds
 ERROR_RATIO_SLO = slo.SERVICE.error_ratio
@@ -234,10 +237,11 @@ def latency_p99_by_version_panel() -> JSON:
 
 
 def predictions_panel() -> JSON:
-    expr = f"sum by (model_version, decision) ({_rate(obs.PREDICTIONS_TOTAL, VERSION)})"
+    expr = f"sum by (model_version, decision) ({_rate(obs.PREDICTIONS_TOTAL, VERSION, SERVED)})"
     return _timeseries(
         "Predictions by model version and decision",
-        "Scored applications per second, by the model version that scored them and its decision.",
+        "Answered applications per second, by the model version that answered them and its decision (a shadow's "
+        "scores are on the shadow panel).",
         [_target(expr, "v{{model_version}} {{decision}}", "A")],
         unit="reqps",
         stacked=True,
@@ -249,7 +253,8 @@ def decline_share_panel() -> JSON:
     declines = f"sum by (model_version) ({_rate(obs.PREDICTIONS_TOTAL, VERSION, DECLINE)})"
     return _timeseries(
         "Decline share by model version",
-        "Share of applications each model version declines: a challenger far from the champion deserves a look.",
+        "Share of applications each model version declines: a challenger or shadow far from the champion deserves "
+        "a look.",
         [_target(f"{declines} / {by_version}", "v{{model_version}}", "A")],
         unit="percentunit",
         max_value=1,
@@ -300,13 +305,29 @@ def score_by_version_panel() -> JSON:
 def traffic_weight_panel() -> JSON:
     configured = f"max by (role) ({obs.TRAFFIC_WEIGHT}{{{JOB}}})"
     predictions = f"sum by (role) ({_rate(obs.PREDICTIONS_TOTAL)})"
-    observed = f"{predictions} / ignoring (role) group_left () sum({_rate(obs.PREDICTIONS_TOTAL)})"
+    observed = f"{predictions} / ignoring (role) group_left () sum({_rate(obs.PREDICTIONS_TOTAL, SERVED)})"
     return _timeseries(
-        "Traffic weight: champion vs challenger",
-        "Configured traffic share per role (the gauge) against the share of predictions each role actually made.",
+        "Traffic weight per role",
+        "Configured share per role (the gauge) against the share of the answered applications each role actually "
+        "scored: champion and challenger split them, the shadow re-scores its share of them.",
         [_target(configured, "{{role}} configured", "A"), _target(observed, "{{role}} observed", "B")],
         unit="percentunit",
         max_value=1,
+    )
+
+
+def shadow_panel() -> JSON:
+    scored = f"sum by (model_version) ({_rate(obs.PREDICTIONS_TOTAL, VERSION, SHADOW)})"
+    not_scored = f"sum by (model_version, reason) ({_rate(obs.SHADOW_FAILURES_TOTAL, VERSION)})"
+    return _timeseries(
+        "Shadow scoring",
+        "Applications per second the shadow scored off the response path, and those it was to score and did not, "
+        "by reason (error: its scoring raised; queue_full: it is slower than the traffic). Never a response error.",
+        [
+            _target(scored, "v{{model_version}} scored", "A"),
+            _target(not_scored, "v{{model_version}} not scored: {{reason}}", "B"),
+        ],
+        unit="reqps",
     )
 
 
@@ -420,7 +441,8 @@ LAYOUT: list[tuple[str, list[tuple[Callable[[], JSON], int, int]]]] = [
             (decline_share_panel, 12, 8),
             (score_distribution_panel, 12, 9),
             (score_by_version_panel, 12, 9),
-            (feedback_rate_panel, 24, 7),
+            (shadow_panel, 12, 7),
+            (feedback_rate_panel, 12, 7),
         ],
     ),
     (

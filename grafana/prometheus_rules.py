@@ -34,6 +34,7 @@ edit those, not this file.
 
 Metric names come from platform_assets/observability.py (tests/ops checks every name used here).
 Request, error and latency metrics carry the model_version and role (champion|challenger) that answered,
+predictions and scores also the shadow's (role="shadow", applications another role answered),
 so the per-version series below compare a model-version canary's challenger with its champion inside the
 same pods. An image rollout (Argo) is judged by k8s/base/analysis-template.yaml on the canary pods instead.
 
@@ -297,14 +298,14 @@ def challenger_error_ratio_worse_alert() -> Commented:
 def challenger_prediction_shortfall_alert() -> Commented:
     share = slo.CHALLENGER_ALERTS.min_prediction_share_of_weight
     return (
-        "In-process A/B split: the challenger should make about traffic_weight of the predictions. Far fewer\n"
-        "means its requests fail or fall back to the champion.",
+        "In-process A/B split: the challenger should make about traffic_weight of the answered predictions (a\n"
+        "shadow's are not answers). Far fewer means its requests fail or fall back to the champion.",
         _alert(
             "CreditRiskChallengerPredictionShortfall",
             "(\n"
             '  (sum(rate(credit_risk_predictions_total{role="challenger"}[10m])) or vector(0))\n'
             "  /\n"
-            "  sum(rate(credit_risk_predictions_total[10m]))\n"
+            f"  sum(rate(credit_risk_predictions_total{{{obs.SERVED_ROLES}}}[10m]))\n"
             ")\n"
             "< on () group_left ()\n"
             f'({number(share)} * max(credit_risk_traffic_weight{{role="challenger"}} > 0))\n',

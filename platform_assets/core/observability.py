@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from platform_assets.core.registry import SHADOW
+
 NAMESPACE: Final = "credit_risk"
 
 #: The request metrics' ``model_version`` and ``role`` when no model answered (bad key, bad input before
@@ -17,13 +19,16 @@ REQUESTS_TOTAL: Final = f"{NAMESPACE}_requests_total"
 REQUEST_LATENCY_SECONDS: Final = f"{NAMESPACE}_request_latency_seconds"
 #: Counter, labels: endpoint, status, reason (a short machine-readable cause), model_version, role.
 REQUEST_ERRORS_TOTAL: Final = f"{NAMESPACE}_request_errors_total"
-#: Counter, labels: model_version, role (champion|challenger), decision (approve|decline).
+#: Counter, labels: model_version, role (champion|challenger|shadow), decision (approve|decline). The shadow's
+#: applications were also scored by the role that answered them: a sum of the traffic answered selects
+#: ``SERVED_ROLES``.
 PREDICTIONS_TOTAL: Final = f"{NAMESPACE}_predictions_total"
-#: Histogram of probabilities of default, labels: model_version, role.
+#: Histogram of probabilities of default, labels: model_version, role (champion|challenger|shadow).
 SCORE: Final = f"{NAMESPACE}_score"
 #: Counter, labels: known (true|false): whether the prediction/application was found.
 FEEDBACK_TOTAL: Final = f"{NAMESPACE}_feedback_total"
-#: Gauge, labels: role. The challenger's traffic share 0..1.
+#: Gauge, labels: role. Each role's share of the answered traffic 0..1; the shadow's: the share of the answered
+#: applications it scores.
 TRAFFIC_WEIGHT: Final = f"{NAMESPACE}_traffic_weight"
 #: Gauge (info-style, value 1), labels: role, model_version.
 MODEL_INFO: Final = f"{NAMESPACE}_model_info"
@@ -32,6 +37,14 @@ MODEL_INFO: Final = f"{NAMESPACE}_model_info"
 #: attribute: the recording rules below turn it into per-group approval rates and the disparate impact
 #: ratio, summed over workers and pods.
 GROUP_DECISIONS_TOTAL: Final = f"{NAMESPACE}_group_decisions_total"
+#: Counter, labels: model_version (the shadow's), reason (error|queue_full|missing_input|shutdown). Applications
+#: the shadow was to score and did not: its scoring raised, its queue was full (it is slower than the traffic),
+#: the model needs a protected attribute the application did not carry, or the worker stopped first. Never
+#: an error of the response, which the champion (or challenger) gave already.
+SHADOW_FAILURES_TOTAL: Final = f"{NAMESPACE}_shadow_failures_total"
+#: The role label of a shadow's series, and a matcher for the roles that answered the traffic.
+SHADOW_ROLE: Final = SHADOW
+SERVED_ROLES: Final = f'role!="{SHADOW_ROLE}"'
 
 #: BentoML's own request histogram (``metrics`` in the ``@bentoml.service`` decorator, namespace below),
 #: seconds, labels: endpoint (the path), service_name, service_version, http_response_code. The service's
@@ -84,5 +97,8 @@ EXPORTED: Final = (
     TRAFFIC_WEIGHT,
     MODEL_INFO,
     GROUP_DECISIONS_TOTAL,
+    SHADOW_FAILURES_TOTAL,
     BENTOML_REQUEST_DURATION_SECONDS,
 )
+#: The exported metrics that have series only while a shadow runs (and fails).
+SHADOW_ONLY: Final = (SHADOW_FAILURES_TOTAL,)

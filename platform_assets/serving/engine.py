@@ -35,6 +35,7 @@ from platform_assets.serving.payloads import (
 from platform_assets.serving.registry_polling import ModelManager, ModelSet
 from platform_assets.serving.scorer import ModelFailure, Scored, Scorer, invalid_rows
 from platform_assets.serving.settings import ServingSettings
+from platform_assets.serving.shadow import ShadowBatch, ShadowScorer
 
 logger = logging.getLogger(__name__)
 
@@ -74,19 +75,15 @@ def freeze_heap() -> None:
 
 def _on_swap(old: ModelSet, new: ModelSet) -> None:
     _publish(old, new)
-    if {id(old.champion), id(old.challenger)} != {id(new.champion), id(new.challenger)}:
-        freeze_heap()  # a model came or went (not just a weight change)
+    if {id(m) for _, m in old.roles()} != {id(m) for _, m in new.roles()}:
+        freeze_heap()  # a model came or went (not just a weight or share change)
 
 
 def _publish(old: ModelSet, new: ModelSet) -> None:
     weight = new.effective_weight / 100.0
-    current = {}
-    if new.champion is not None:
-        current["champion"] = (new.champion.label, 1.0 - weight)
-    if new.challenger is not None:
-        current["challenger"] = (new.challenger.label, weight)
-    previous = {role: m.label for role, m in (("champion", old.champion), ("challenger", old.challenger)) if m}
-    metrics.publish_models(current, previous)
+    shares = {"champion": 1.0 - weight, "challenger": weight, "shadow": new.effective_shadow_share / 100.0}
+    current = {role: (model.label, shares[role]) for role, model in new.roles()}
+    metrics.publish_models(current, {role: model.label for role, model in old.roles()})
 
 
 def answered_by(plan: list[tuple[LoadedModel, str, np.ndarray]]) -> tuple[str, str]:
@@ -116,6 +113,13 @@ class CreditRiskEngine:
         self.log = InferenceLog(settings.inference_db)
         self.scorer = Scorer(max_rows=max(4096, settings.max_batch), faulty=settings.fault_injection)
         self.bias = BiasWindow(settings.bias_window, settings.bias_window_seconds, settings.bias_min_group)
+        self.shadow = ShadowScorer(
+            self.log,
+            settings.shadow_queue_batches,
+            max_rows=max(4096, settings.max_batch),
+            fails=settings.shadow_fails,
+            delay_seconds=settings.shadow_delay_seconds,
+        )
         self.models = ModelManager(settings, on_swap=_on_swap)
         metrics.publish_models({}, {})
         self.models.refresh()
@@ -147,9 +151,11 @@ class CreditRiskEngine:
         return self.log.ready and self.models.current.champion is not None
 
     def close(self) -> None:
-        """Stop polling and scoring, then write every queued prediction."""
+        """Stop polling and scoring (the shadow gets a few seconds for what waits), then write every queued
+        prediction."""
         self.models.stop()
         self.scorer.close()
+        self.shadow.close()
         self.log.close()
 
     # -- predict ----------------------------------------------------------------------------------
@@ -225,11 +231,12 @@ class CreditRiskEngine:
         except ModelFailure as failure:
             role = next(r for m, r, _ in plan if m is failure.model)
             return Reply(500, {"error": str(failure)}, "model_error", (failure.model.label, role))
-        return Reply(200, self._respond(apps, plan, scored), model=served)
+        return Reply(200, self._respond(apps, plan, scored, snapshot), model=served)
 
     def _respond(
-        self, apps: Applications, plan: list[tuple[LoadedModel, str, np.ndarray]], scored: Scored
+        self, apps: Applications, plan: list[tuple[LoadedModel, str, np.ndarray]], scored: Scored, snapshot: ModelSet
     ) -> dict[str, Any]:
+        """The response body; logs the answered rows and offers them to the shadow (which never delays this)."""
         n = len(apps)
         probs: list[float] = scored.probabilities.astype("float64").tolist()
         if len(plan) == 1:  # one model scored every row (the usual case): no per-row assembly
@@ -252,7 +259,7 @@ class CreditRiskEngine:
             for c, log_name in PROTECTED_LOG_COLUMNS.items()
         }
         logged_reasons, inputs = explained_log_fields(apps.matrix, reasons)
-        self.log.log_rows(  # ROW_COLUMNS order: the protected columns (PROTECTED_LOG_COLUMNS order), then reasons
+        self.log.log_rows(  # ROW_COLUMNS order: protected columns (PROTECTED_LOG_COLUMNS order), reasons, served id
             utcnow(),
             list(
                 zip(
@@ -266,10 +273,15 @@ class CreditRiskEngine:
                     *protected.values(),
                     logged_reasons,
                     inputs,
+                    [None] * n,  # served_prediction_id: these rows answered
                     strict=True,
                 )
             ),
         )
+        if snapshot.shadow is not None and snapshot.shadow_share > 0:
+            self.shadow.offer(
+                ShadowBatch(snapshot.shadow, snapshot.shadow_share, apps.matrix, apps.ids, ids, protected)
+            )
         groups = protected_groups(protected, self.bias.age_edges)  # once for the window and the counters
         if self.bias.observe_groups(groups, decisions):
             metrics.observe_group_decisions(group_decisions(groups, decisions, labels))
@@ -356,5 +368,6 @@ class CreditRiskEngine:
                 "inference_log_dropped": self.log.dropped,
                 "inference_log_write_retries": self.log.write_retries,
                 "live_bias": self.bias.snapshot(),
+                "shadow_scoring": self.shadow.status(),
             },
         )

@@ -16,7 +16,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from platform_assets.core import observability as obs
 
 #: Roles a loaded model can have; the ``role`` label takes only these values.
-ROLES = ("champion", "challenger")
+ROLES = ("champion", "challenger", obs.SHADOW_ROLE)
 
 REQUESTS = Counter(
     obs.REQUESTS_TOTAL.removesuffix("_total"),
@@ -92,7 +92,8 @@ def observe_predictions(model_version: str, role: str, probabilities: list[float
 
 
 def publish_models(current: dict[str, tuple[str, float]], previous: dict[str, str]) -> None:
-    """Set the info and weight gauges: ``current`` maps role -> (version, traffic share)."""
+    """Set the info and weight gauges: ``current`` maps role -> (version, traffic share; the shadow's: the share
+    of the answered applications it scores)."""
     for role in ROLES:
         old = previous.get(role)
         new = current.get(role)
@@ -103,6 +104,11 @@ def publish_models(current: dict[str, tuple[str, float]], previous: dict[str, st
         TRAFFIC_WEIGHT.labels(role=role).set(new[1] if new is not None else 0.0)
 
 
+SHADOW_FAILURES = Counter(
+    obs.SHADOW_FAILURES_TOTAL.removesuffix("_total"),
+    "Applications the shadow was to score and did not, by its model version and why (never a response error).",
+    ["model_version", "reason"],
+)
 GROUP_DECISIONS = Counter(
     obs.GROUP_DECISIONS_TOTAL.removesuffix("_total"),
     "Scored applications that carried a protected attribute, by attribute, group, decision and model version.",

@@ -89,7 +89,8 @@ OPERATIONS: Final = (
     Operation(
         "/admin/status",
         "admin",
-        "The models this worker serves, refused versions, the last registry read and the live bias window; "
+        "The models this worker serves (and shadows), refused versions, the last registry read, the live bias "
+        "window and the shadow's counts; "
         '`{"refresh": true}` re-reads the registry first. An empty body counts as `{}`.',
         schemas.StatusInput,
         False,

@@ -1,11 +1,12 @@
-"""Which versions serve: champion and challenger from the MLflow registry's aliases and weight tag, swapped atomically.
+"""Which versions serve: champion, challenger and shadow from the MLflow registry's aliases and tags, swapped at once.
 
 ``ModelManager.current`` is one immutable ``ModelSet``; a refresh builds the next set completely (new
 versions downloaded, verified, opened in ONNX Runtime and warmed up by ``model_loading``) and then replaces that single
 reference, so a request that picked up the old set finishes on it and none sees a half-built one.
 A version that fails verification is refused with an error log line and the previous model of that role
 keeps serving; it is not retried until its registry tags change (the ``model_manifest`` asset tags a
-version when it signs it).
+version when it signs it). A version holds one role: an alias naming the champion's (or the challenger's)
+version again is ignored.
 """
 
 from __future__ import annotations
@@ -37,15 +38,33 @@ class ModelSet:
     challenger: LoadedModel | None = None
     #: Challenger traffic in percent as tagged in the registry (ignored without a challenger).
     weight_percent: float = 0.0
+    #: Scores served applications off the response path; never answers one.
+    shadow: LoadedModel | None = None
+    #: Percent of the served applications the shadow scores, as tagged (ignored without a shadow).
+    shadow_share: float = registry.DEFAULT_SHADOW_SHARE
 
     @property
     def effective_weight(self) -> float:
         return self.weight_percent if self.challenger is not None else 0.0
 
+    @property
+    def effective_shadow_share(self) -> float:
+        return self.shadow_share if self.shadow is not None else 0.0
+
+    def roles(self) -> list[tuple[str, LoadedModel]]:
+        """(role, model) of every loaded role, champion first."""
+        pairs = (
+            (registry.CHAMPION, self.champion),
+            (registry.CHALLENGER, self.challenger),
+            (registry.SHADOW, self.shadow),
+        )
+        return [(role, model) for role, model in pairs if model is not None]
+
     def find(self, label: str) -> tuple[LoadedModel, str] | None:
-        """The loaded model whose label (``v3``, or ``3``) is ``label``, with its role."""
-        for role, model in (("champion", self.champion), ("challenger", self.challenger)):
-            if model is not None and label in (model.label, model.version):
+        """The answering model (champion or challenger, never the shadow) whose label (``v3``, or ``3``) is
+        ``label``, with its role."""
+        for role, model in self.roles():
+            if role != registry.SHADOW and label in (model.label, model.version):
                 return model, role
         return None
 
@@ -54,25 +73,30 @@ class ModelSet:
             "champion": self.champion.label if self.champion else None,
             "challenger": self.challenger.label if self.challenger else None,
             "challenger_weight_percent": self.effective_weight,
+            "shadow": self.shadow.label if self.shadow else None,
+            "shadow_share_percent": self.effective_shadow_share,
         }
 
 
-def parse_weight(raw: str | None) -> float:
-    """The ``challenger_weight`` tag as a percent in 0..100; absent or invalid -> 0 (logged)."""
+def parse_percent(tags: dict[str, str], tag: str, default: float) -> float:
+    """A percent tag (``challenger_weight``, ``shadow_share``) in 0..100; absent -> ``default``, invalid ->
+    ``default`` (logged)."""
+    raw = tags.get(tag)
     if raw is None or raw == "":
-        return 0.0
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not 0.0 <= value <= 100.0:
-        logger.error("ignoring registered-model tag %s=%r: must be a percent in 0..100", registry.WEIGHT_TAG, raw)
-        return 0.0
+        logger.error("ignoring registered-model tag %s=%r: must be a percent in 0..100", tag, raw)
+        return default
     return value
 
 
 class ModelManager:
-    """Keeps ``current`` in step with the registry's aliases and weight tag; polls in a daemon thread.
+    """Keeps ``current`` in step with the registry's aliases, weight and shadow-share tags; polls in a daemon
+    thread.
 
     ``settings`` gives the model name, registry URI, poll interval and ONNX Runtime threads, and (unless
     ``verify_key`` is given) the manifest verify key; ``loader`` replaces ``model_loading.load_version``.
@@ -134,8 +158,8 @@ class ModelManager:
         previous: LoadedModel | None = getattr(old, role)
         if version is None:
             return previous if role == "champion" else None  # a vanished champion alias keeps the last one
-        for loaded in (old.champion, old.challenger):
-            if loaded is not None and loaded.version == version:
+        for _, loaded in old.roles():
+            if loaded.version == version:
                 return loaded
         tags = dict(self.client().get_model_version(self.settings.model_name, version).tags or {})
         fingerprint = repr(sorted(tags.items()))
@@ -161,7 +185,7 @@ class ModelManager:
         return model
 
     def refresh(self) -> ModelSet:
-        """Read aliases and the weight tag; load what changed; swap in one assignment. Returns the set."""
+        """Read aliases and the weight and share tags; load what changed; swap in one assignment. Returns the set."""
         from mlflow.exceptions import MlflowException
 
         with self._refresh_lock:
@@ -179,15 +203,25 @@ class ModelManager:
                 challenger_version = aliases.get(registry.CHALLENGER)
                 if challenger_version == champion_version:
                     challenger_version = None
+                shadow_version = aliases.get(registry.SHADOW)
+                if shadow_version in (champion_version, challenger_version):
+                    shadow_version = None  # a version moving to an answering role: it answers, it does not shadow
                 champion = self._resolve("champion", champion_version, old)
                 challenger = self._resolve("challenger", challenger_version, old)
                 if challenger is not None and champion is not None and challenger.version == champion.version:
                     challenger = None
-                new = ModelSet(champion, challenger, parse_weight(model_tags.get(registry.WEIGHT_TAG)))
-                self.last_error = None
-                self.approvals.update(
-                    self.client(), self.settings.model_name, [m.version for m in (champion, challenger) if m]
+                shadow = self._resolve("shadow", shadow_version, old)
+                if shadow is not None and shadow.version in {m.version for m in (champion, challenger) if m}:
+                    shadow = None
+                new = ModelSet(
+                    champion,
+                    challenger,
+                    parse_percent(model_tags, registry.WEIGHT_TAG, 0.0),
+                    shadow,
+                    parse_percent(model_tags, registry.SHADOW_SHARE_TAG, registry.DEFAULT_SHADOW_SHARE),
                 )
+                self.last_error = None
+                self.approvals.update(self.client(), self.settings.model_name, [m.version for _, m in new.roles()])
             except Exception as exc:  # the registry is unreachable or answers nonsense: keep serving
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("model refresh failed, keeping %s: %s", old.describe(), self.last_error)
@@ -220,18 +254,17 @@ class ModelManager:
     def status(self) -> dict[str, Any]:
         current = self.current
         models = {}
-        for role, model in (("champion", current.champion), ("challenger", current.challenger)):
-            if model is not None:
-                models[role] = {
-                    "model_version": model.label,
-                    "threshold": model.threshold,
-                    "sha256": model.sha256,
-                    "run_id": model.run_id,
-                    "feature_spec_version": model.tags.get(registry.FEATURE_SPEC_TAG),
-                    "signature": model.signature,
-                    "backend": model.backend,
-                    "approval": self.approvals.describe(model.version, model.tags),
-                }
+        for role, model in current.roles():
+            models[role] = {
+                "model_version": model.label,
+                "threshold": model.threshold,
+                "sha256": model.sha256,
+                "run_id": model.run_id,
+                "feature_spec_version": model.tags.get(registry.FEATURE_SPEC_TAG),
+                "signature": model.signature,
+                "backend": model.backend,
+                "approval": self.approvals.describe(model.version, model.tags),
+            }
         return {
             **current.describe(),
             "models": models,

@@ -240,11 +240,27 @@ class LiveBias(Body):
     attributes: dict[str, AttributeBias]
 
 
+class ShadowScoring(Body):
+    """This worker's shadow since it started, in applications (a batch waiting is one request's rows)."""
+
+    scored: int = Field(ge=0, description="applications the shadow scored and logged with role shadow")
+    failed: int = Field(ge=0, description="applications whose shadow scoring raised")
+    dropped: int = Field(ge=0, description="applications not shadowed: the shadow's queue was full (it is slow)")
+    missing_input: int = Field(ge=0, description="applications without a protected value the shadow model reads")
+    pending_batches: int = Field(ge=0, description="answered batches waiting for the shadow")
+    queue_batches: int = Field(ge=1, description="most batches that may wait (CREDIT_RISK_SHADOW_QUEUE_BATCHES)")
+    last_error: str | None = Field(description="the shadow's last scoring failure, if any")
+
+
 class StatusOutput(bentoml.IODescriptor, Body):  # type: ignore[misc]
     champion: str | None
     challenger: str | None
     challenger_weight_percent: float = Field(ge=0.0, le=100.0)
-    models: dict[Literal["champion", "challenger"], ServedModel]
+    shadow: str | None = Field(description="the version that scores answered applications and decides none")
+    shadow_share_percent: float = Field(
+        ge=0.0, le=100.0, description="share of the answered applications the shadow scores (0 without one)"
+    )
+    models: dict[Literal["champion", "challenger", "shadow"], ServedModel]
     refused: dict[str, str] = Field(description="version label -> why it was refused")
     last_refresh: float | None = Field(description="Unix time (seconds) of the last registry read")
     last_error: str | None = Field(description="why the last registry read failed, if it did")
@@ -258,6 +274,7 @@ class StatusOutput(bentoml.IODescriptor, Body):  # type: ignore[misc]
         ge=0, description="failed prediction writes a later try made good (the database was away for a while)"
     )
     live_bias: LiveBias
+    shadow_scoring: ShadowScoring
     worker_pid: int = Field(ge=1, description="the worker that answered (each worker polls the registry on its own)")
 
 

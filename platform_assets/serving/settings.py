@@ -30,6 +30,11 @@ from platform_assets.core.service_tls import TLSFiles, TLSFilesError
 ENV_PREFIX: Final = "CREDIT_RISK_"
 #: Bytes of JSON allowed per application when CREDIT_RISK_MAX_BODY_BYTES is not set (plus 1 KiB).
 BYTES_PER_ROW: Final = 4096
+#: ``CREDIT_RISK_FAULT_INJECTION`` tokens that break the shadow rather than a version: ``shadow`` makes its
+#: scoring raise, ``shadow_slow`` (or ``shadow_slow=SECONDS``) makes it sleep before each pass.
+SHADOW_FAULT: Final = "shadow"
+SHADOW_SLOW_FAULT: Final = "shadow_slow"
+SHADOW_SLOW_DEFAULT_SECONDS: Final = 5.0
 
 
 class InvalidSettings(ValueError):
@@ -164,8 +169,13 @@ class ServingSettings(ServerSettings):
     CREDIT_RISK_BIAS_WINDOW            predictions in the live bias window                    ``1000``
     CREDIT_RISK_BIAS_WINDOW_SECONDS    oldest prediction age in the live bias window (s)      ``600``
     CREDIT_RISK_BIAS_MIN_GROUP         predictions a group needs to enter the live DI ratio   ``30``
+    CREDIT_RISK_SHADOW_QUEUE_BATCHES   served batches waiting for the shadow to score them;   ``64``
+                                       a batch arriving at a full queue is not shadowed
+                                       (counted, ``reason="queue_full"``)
     CREDIT_RISK_FAULT_INJECTION        test only: comma-separated model versions (``v3``)     (none)
-                                       whose scoring raises (a 500); refused unless
+                                       whose scoring raises (a 500), ``shadow`` (the
+                                       shadow's scoring raises), ``shadow_slow[=SECONDS]``
+                                       (it sleeps 5 s, or SECONDS, per pass); refused unless
                                        ``PLATFORM_ENV=local``
     PLATFORM_ENV                       ``local``, ``staging`` or ``prod``: without a verify   ``local``
                                        key, ``local`` serves unverified, others refuse
@@ -208,10 +218,16 @@ class ServingSettings(ServerSettings):
         ge=1,
         description="Predictions a group needs to enter the DI ratio.",
     )
+    #: Each worker's shadow queue holds at most this many served batches (a batch is one request's rows, up to
+    #: ``max_batch``): a shadow slower than the traffic loses batches, never memory or response time.
+    shadow_queue_batches: int = Field(
+        default=64, ge=1, description="Served batches waiting for the shadow; a full queue drops the next."
+    )
     #: A failure drill for the canary's per-version gates (tests/loop/test_loop_canary_rollback.py): a model
-    #: that loads and verifies but fails every request routed to it. Never allowed outside local.
+    #: that loads and verifies but fails every request routed to it; and for the shadow (tests/serving/
+    #: test_serving_shadow.py): a shadow that raises or stalls. Never allowed outside local.
     fault_injection: Annotated[frozenset[str], NoDecode] = Field(
-        default=frozenset(), description="Test only: model versions whose scoring raises."
+        default=frozenset(), description="Test only: model versions whose scoring raises; shadow, shadow_slow."
     )
     platform_env: Environment = Field(
         default=Environment.LOCAL, validation_alias="PLATFORM_ENV", description="Deployment environment."
@@ -236,6 +252,35 @@ class ServingSettings(ServerSettings):
         if isinstance(value, str):
             return frozenset(path.strip() for path in value.split(",") if path.strip())
         return value
+
+    @field_validator("fault_injection", mode="after")
+    @classmethod
+    def _shadow_delay_is_seconds(cls, value: frozenset[str]) -> frozenset[str]:
+        for token in value:
+            if token.startswith(SHADOW_SLOW_FAULT + "="):
+                seconds = token.partition("=")[2]
+                try:
+                    ok = float(seconds) >= 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ValueError(f"{token!r}: {SHADOW_SLOW_FAULT}= takes seconds >= 0, e.g. shadow_slow=5")
+        return value
+
+    @property
+    def shadow_fails(self) -> bool:
+        """Whether the fault drill makes the shadow's scoring raise."""
+        return SHADOW_FAULT in self.fault_injection
+
+    @property
+    def shadow_delay_seconds(self) -> float:
+        """Seconds the fault drill makes the shadow sleep before each pass (0: none)."""
+        for token in self.fault_injection:
+            if token == SHADOW_SLOW_FAULT:
+                return SHADOW_SLOW_DEFAULT_SECONDS
+            if token.startswith(SHADOW_SLOW_FAULT + "="):
+                return float(token.partition("=")[2])
+        return 0.0
 
     @field_validator("api_keys_file", "verify_key_file", "platform_verify_key_file", mode="before")
     @classmethod

@@ -142,6 +142,32 @@ def test_reason_columns_are_added_to_a_log_at_0001_and_its_rows_kept(engine: Eng
         assert connection.execute(sa.text("SELECT count(*) FROM predictions")).scalar() == 2
 
 
+def test_served_prediction_id_is_added_to_a_log_at_0002_and_its_rows_kept(engine: Engine) -> None:
+    migrate.upgrade(engine, "0002")
+    with engine.begin() as connection:  # an answer logged before shadows existed
+        connection.execute(sa.insert(schema.predictions).values(**_prediction("p-1", reasons="[]", inputs="{}")))
+    assert "served_prediction_id" not in {c["name"] for c in sa.inspect(engine).get_columns("predictions")}
+
+    migrate.upgrade(engine)
+
+    assert migrate.current_revision(engine) == "0003" and _differences(engine) == []
+    indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("predictions")}
+    assert indexes["ix_predictions_served_prediction_id"] == ["served_prediction_id"]
+    with engine.begin() as connection:
+        shadow = _prediction("p-2", model_version="v2", role="shadow", served_prediction_id="p-1")
+        connection.execute(sa.insert(schema.predictions).values(**shadow))
+        rows = connection.execute(
+            sa.select(schema.predictions.c.prediction_id, schema.predictions.c.served_prediction_id).order_by(
+                "prediction_id"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("p-1", None), ("p-2", "p-1")]
+    migrate.downgrade(engine, "0002")  # and back: the column and its index go, the rows stay
+    assert "served_prediction_id" not in {c["name"] for c in sa.inspect(engine).get_columns("predictions")}
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM predictions")).scalar() == 2
+
+
 def test_downgrade_and_upgrade_round_trip(engine: Engine) -> None:
     migrate.upgrade(engine)
     migrate.downgrade(engine, "base")

@@ -101,7 +101,8 @@ def test_red_and_model_panels_are_present(dashboard: dict[str, Any]) -> None:
         "Predictions by model version and decision",
         "Score distribution",
         "Score by model version",
-        "Traffic weight: champion vs challenger",
+        "Traffic weight per role",
+        "Shadow scoring",
         "Feedback rate",
         "Live models",
     } <= titles

@@ -28,7 +28,7 @@ from platform_assets.core import observability as obs
 pytestmark = pytest.mark.slow
 
 JOB = "credit-risk-service"
-CHAMPION, CHALLENGER = "3", "4"
+CHAMPION, CHALLENGER, SHADOW = "3", "4", "5"
 POD_TEMPLATE_HASH = "6f7d9c8b4"
 SCRAPE_SECONDS = 1
 #: Bound on every wait: Prometheus start, first scrape, first rule evaluation.
@@ -71,10 +71,15 @@ class FakeService:
         self.groups = Counter(
             obs.GROUP_DECISIONS_TOTAL, "groups", ["attribute", "group", "decision", "model_version"], registry=r
         )
+        self.shadow_failures = Counter(
+            obs.SHADOW_FAILURES_TOTAL, "shadow failures", ["model_version", "reason"], registry=r
+        )
         self.weight.labels(role="challenger").set(0.2)
         self.weight.labels(role="champion").set(0.8)
         self.info.labels(role="champion", model_version=CHAMPION).set(1)
         self.info.labels(role="challenger", model_version=CHALLENGER).set(1)
+        self.weight.labels(role=obs.SHADOW_ROLE).set(1.0)
+        self.info.labels(role=obs.SHADOW_ROLE, model_version=SHADOW).set(1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._traffic, name="fake-credit-risk-traffic", daemon=True)
         self._counter = itertools.count()
@@ -87,7 +92,8 @@ class FakeService:
         ).observe(seconds)
 
     def tick(self) -> None:
-        """Ten requests: one 422, one 500 in twenty ticks; latency 2-8 ms; a fifth of scores by the challenger."""
+        """Ten requests: one 422, one 500 in twenty ticks; latency 2-8 ms; a fifth of scores by the challenger;
+        the shadow re-scores the answered applications, but for one in seven its queue was full."""
         for _ in range(10):
             i = next(self._counter)
             role, version = ("challenger", CHALLENGER) if i % 5 == 0 else ("champion", CHAMPION)
@@ -108,6 +114,11 @@ class FakeService:
             self.score.labels(model_version=version, role=role).observe(score)
             decision = "decline" if score > 0.5 else "approve"
             self.predictions.labels(model_version=version, role=role, decision=decision).inc()
+            if i % 7 == 3:
+                self.shadow_failures.labels(model_version=SHADOW, reason="queue_full").inc()
+            else:
+                self.score.labels(model_version=SHADOW, role=obs.SHADOW_ROLE).observe(score)
+                self.predictions.labels(model_version=SHADOW, role=obs.SHADOW_ROLE, decision=decision).inc()
             # Two sexes, each approved about as often: a fair live ratio.
             self.groups.labels(
                 attribute="sex", group=("male", "female")[i % 2], decision=decision, model_version=version
@@ -265,7 +276,7 @@ def test_every_recording_rule_has_results(scraped: PrometheusServer) -> None:
     (slo_p99,) = scraped.query("job:bentoml_service_request_duration_seconds:p99_5m")
     assert 0.005 < float(slo_p99["value"][1]) <= 0.01
     roles = {s["metric"]["role"] for s in scraped.query("model_version_role:credit_risk_predictions:rate5m")}
-    assert roles == {"champion", "challenger"}
+    assert roles == {"champion", "challenger", obs.SHADOW_ROLE}
     (sex,) = scraped.query(obs.LIVE_DISPARATE_IMPACT_RATIO)
     assert sex["metric"]["attribute"] == "sex" and 0.8 <= float(sex["value"][1]) <= 1.0
 

@@ -86,19 +86,20 @@ def test_inference_log_rows_store_exactly_what_sqlalchemy_reads_back(tmp_path: P
     else:
         assert log._insert._sql is not None
     created = schema.utcnow().replace(microsecond=0)  # str() of such a time drops the fraction
-    ids = schema.new_prediction_ids(3)
+    ids = schema.new_prediction_ids(4)
     reasons = (
         '[{"code":"R01","text":"Payment delayed","contribution":0.2,"fields":{"PAY_0":3},"reference":{"PAY_0":0}}]'
     )
     rows = [
-        (ids[0], "v1", "champion", 11, 0.125, 0.5, "approve", 2, 1, 2, 40, None, None),
-        (ids[1], "v2", "challenger", 2**40, 0.75, 0.5, "decline", None, None, None, None, reasons, '{"PAY_0":3}'),
-        (ids[2], "v1", "champion", 13, 1.0, 0.5, "decline", 1, None, 3, None, "[]", '{"PAY_0":0}'),
+        (ids[0], "v1", "champion", 11, 0.125, 0.5, "approve", 2, 1, 2, 40, None, None, None),
+        (ids[1], "v2", "challenger", 2**40, 0.75, 0.5, "decline", None, None, None, None, reasons, '{"PAY_0":3}', None),
+        (ids[2], "v1", "champion", 13, 1.0, 0.5, "decline", 1, None, 3, None, "[]", '{"PAY_0":0}', None),
+        (ids[3], "v3", "shadow", 11, 0.625, 0.4, "decline", 2, 1, 2, 40, None, None, ids[0]),
     ]
     log.log_rows(created, rows)
     log.close()
     frame = reader.read_predictions(url).set_index("prediction_id")
-    assert len(frame) == 3
+    assert len(frame) == 4
     for row in rows:
         stored = frame.loc[row[0]]
         assert stored["created_at"] == created
@@ -121,7 +122,7 @@ def test_inference_log_pending_counts_rows_until_committed(tmp_path: Path) -> No
     ids = schema.new_prediction_ids(3)
     log.log_rows(
         schema.utcnow(),
-        [(i, "v1", "champion", 1, 0.5, 0.5, "decline", None, None, None, None, "[]", "{}") for i in ids],
+        [(i, "v1", "champion", 1, 0.5, 0.5, "decline", None, None, None, None, "[]", "{}", None) for i in ids],
     )
     assert log.pending == 3
     release.set()
@@ -142,12 +143,12 @@ def test_inference_log_insert_keeps_sqlalchemy_batching_on_server_databases() ->
 
 
 def test_log_rows_end_with_the_protected_columns_then_the_reasons_in_engine_order() -> None:
-    """The engine zips the protected values (in PROTECTED_LOG_COLUMNS order) after the scored fields, then the
-    reasons and the inputs they were computed from."""
+    """The engine (and the shadow) zip the protected values (in PROTECTED_LOG_COLUMNS order) after the scored
+    fields, then the reasons and the inputs they were computed from, then the answer a shadow row shadows."""
     protected = tuple(schema.PROTECTED_LOG_COLUMNS.values())
-    assert schema.ROW_COLUMNS[-2:] == ("reasons", "inputs")
-    assert schema.ROW_COLUMNS[-len(protected) - 2 : -2] == protected
-    assert schema.ROW_COLUMNS[: -len(protected) - 2] == (
+    assert schema.ROW_COLUMNS[-3:] == ("reasons", "inputs", "served_prediction_id")
+    assert schema.ROW_COLUMNS[-len(protected) - 3 : -3] == protected
+    assert schema.ROW_COLUMNS[: -len(protected) - 3] == (
         "prediction_id",
         "model_version",
         "role",
@@ -182,3 +183,92 @@ def test_the_services_own_sqlite_log_is_migrated_when_it_opens(tmp_path: Path) -
         assert migrate.current_revision(log.engine) == migrate.head_revision()
     finally:
         log.close()
+
+
+def shadowed_log(url: str) -> tuple[writer.InferenceLog, list[str], list[str]]:
+    """Three applications answered by champion v1 and shadowed by v3, and one answered by challenger v2 that the
+    shadow did not score; returns the log and the answers' and the shadow rows' prediction ids."""
+    log = writer.InferenceLog(url, linger_seconds=0.0)
+    answers, shadows = schema.new_prediction_ids(4), schema.new_prediction_ids(3)
+    answered_at = schema.utcnow()
+    log.log_rows(
+        answered_at,
+        [
+            (answers[0], "v1", "champion", 11, 0.125, 0.5, "approve", 2, 1, 2, 40, None, None, None),
+            (answers[1], "v1", "champion", 12, 0.75, 0.5, "decline", 1, 2, 1, 55, "[]", "{}", None),
+            (answers[2], "v1", "champion", 13, 0.25, 0.5, "approve", None, None, None, 33, None, None, None),
+            (answers[3], "v2", "challenger", 14, 0.5, 0.5, "decline", None, None, None, None, "[]", "{}", None),
+        ],
+    )
+    log.log_rows(
+        answered_at + timedelta(milliseconds=5),  # the shadow scores after the answer
+        [
+            (shadows[0], "v3", "shadow", 11, 0.625, 0.4, "decline", 2, 1, 2, 40, None, None, answers[0]),
+            (shadows[1], "v3", "shadow", 12, 0.375, 0.4, "approve", 1, 2, 1, 55, None, None, answers[1]),
+            (shadows[2], "v3", "shadow", 13, 0.5, 0.4, "decline", None, None, None, 33, None, None, answers[2]),
+        ],
+    )
+    return log, answers, shadows
+
+
+def test_a_shadow_row_is_labelled_by_the_outcome_of_the_answer_it_shadows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log, answers, shadows = shadowed_log(url)
+    results = log.record_feedback(
+        [
+            {"prediction_id": answers[0], "defaulted": 1},
+            # By application ID: the latest answer, not the newer shadow row.
+            {"application_id": 12, "defaulted": 0},
+        ]
+    )
+    assert [r.prediction_id for r in results] == [answers[0], answers[1]] and all(r.known for r in results)
+    log.close()
+    outcome = reader.read_predictions(url).set_index("prediction_id")["defaulted"]
+    assert (outcome[answers[0]], outcome[shadows[0]]) == (1, 1)
+    assert (outcome[answers[1]], outcome[shadows[1]]) == (0, 0)
+    assert outcome.isna()[[answers[2], shadows[2], answers[3]]].all()
+    labelled = reader.read_predictions(url, labelled_only=True, model_versions=["v3"])
+    assert sorted(labelled["prediction_id"]) == sorted(shadows[:2])
+
+
+def test_shadow_pairs_put_each_shadow_score_beside_the_answer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log, answers, shadows = shadowed_log(url)
+    log.record_feedback([{"prediction_id": answers[1], "defaulted": 1}])
+    # A shadow row whose answer is no longer in the log (a retention sweep) has no pair.
+    log.log_rows(
+        schema.utcnow(), [(schema.new_prediction_ids(1)[0], "v3", "shadow", 15, 0.1, 0.4, "approve", *[None] * 6, "x")]
+    )
+    log.close()
+    pairs = reader.read_shadow_pairs(url, "v3")
+    assert list(pairs.columns) == list(reader.SHADOW_PAIR_COLUMNS) and len(pairs) == 3
+    second = pairs.set_index("application_id").loc[12]
+    assert (second["served_prediction_id"], second["shadow_prediction_id"]) == (answers[1], shadows[1])
+    assert (second["served_model_version"], second["served_role"], second["shadow_model_version"]) == (
+        "v1",
+        "champion",
+        "v3",
+    )
+    assert (second["served_probability"], second["served_decision"], second["served_threshold"]) == (
+        0.75,
+        "decline",
+        0.5,
+    )
+    assert (second["shadow_probability"], second["shadow_decision"], second["shadow_threshold"]) == (
+        0.375,
+        "approve",
+        0.4,
+    )
+    assert (second["sex"], second["education"], second["marriage"], second["age"], second["defaulted"]) == (
+        1,
+        2,
+        1,
+        55,
+        1,
+    )
+    assert second["created_at"] > second["served_at"]
+    assert pairs["defaulted"].isna().sum() == 2 and str(pairs["defaulted"].dtype) == "Int64"
+    assert reader.read_shadow_pairs(url, "v1").empty, "v1 answered; it shadowed nothing"
+    later = pairs["created_at"].max() + timedelta(seconds=1)
+    assert reader.read_shadow_pairs(url, "v3", start=later).empty
+    assert len(reader.read_shadow_pairs(url, "v3", end=later)) == 3

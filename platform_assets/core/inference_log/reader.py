@@ -14,7 +14,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from platform_assets.core.inference_log.schema import feedback, make_engine, predictions
+from platform_assets.core.inference_log.schema import PROTECTED_LOG_COLUMNS, feedback, make_engine, predictions
+from platform_assets.core.observability import SHADOW_ROLE
 
 
 def _engine(source: str | Engine) -> Engine:
@@ -33,6 +34,21 @@ def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+def _outcomes() -> Any:
+    """Each prediction id's latest outcome: ``prediction_id``, ``defaulted``, ``feedback_at``."""
+    latest = (
+        sa.select(feedback.c.prediction_id, sa.func.max(feedback.c.feedback_id).label("feedback_id"))
+        .where(feedback.c.prediction_id.is_not(None))
+        .group_by(feedback.c.prediction_id)
+        .subquery()
+    )
+    return (
+        sa.select(feedback.c.prediction_id, feedback.c.defaulted, feedback.c.received_at.label("feedback_at"))
+        .join(latest, latest.c.feedback_id == feedback.c.feedback_id)
+        .subquery()
+    )
+
+
 def read_predictions(
     source: str | Engine,
     *,
@@ -44,23 +60,16 @@ def read_predictions(
     """Predictions made in ``[start, end)`` (UTC), joined with their latest outcome.
 
     One row per prediction with the ``predictions`` columns plus ``defaulted`` (nullable 0/1) and
-    ``feedback_at``; ``labelled_only`` keeps the rows that have an outcome.
+    ``feedback_at``; ``labelled_only`` keeps the rows that have an outcome. A shadow row (role ``shadow``) has
+    the outcome of the prediction that answered its application (``served_prediction_id``).
     """
     engine = _engine(source)
-    latest = (
-        sa.select(feedback.c.prediction_id, sa.func.max(feedback.c.feedback_id).label("feedback_id"))
-        .where(feedback.c.prediction_id.is_not(None))
-        .group_by(feedback.c.prediction_id)
-        .subquery()
-    )
-    outcome = (
-        sa.select(feedback.c.prediction_id, feedback.c.defaulted, feedback.c.received_at.label("feedback_at"))
-        .join(latest, latest.c.feedback_id == feedback.c.feedback_id)
-        .subquery()
-    )
-    join = predictions.outerjoin(outcome, outcome.c.prediction_id == predictions.c.prediction_id)
+    outcome = _outcomes()
+    # The outcome belongs to the application that was answered: a shadow row takes its answer's.
+    labelled_by = sa.func.coalesce(predictions.c.served_prediction_id, predictions.c.prediction_id)
+    join = predictions.outerjoin(outcome, outcome.c.prediction_id == labelled_by)
     if labelled_only:
-        join = predictions.join(outcome, outcome.c.prediction_id == predictions.c.prediction_id)
+        join = predictions.join(outcome, outcome.c.prediction_id == labelled_by)
     query = sa.select(*predictions.c, outcome.c.defaulted, outcome.c.feedback_at).select_from(join)
     query = _window(query, predictions.c.created_at, start, end)
     if model_versions is not None:
@@ -69,6 +78,75 @@ def read_predictions(
         frame = pd.DataFrame(connection.execute(query.order_by(predictions.c.created_at)).mappings().all())
     if frame.empty:
         frame = pd.DataFrame(columns=[*predictions.c.keys(), "defaulted", "feedback_at"])
+    frame["defaulted"] = frame["defaulted"].astype("Int64")
+    return frame
+
+
+#: The columns of ``read_shadow_pairs``, in order.
+SHADOW_PAIR_COLUMNS = (
+    "application_id",
+    "served_prediction_id",
+    "served_model_version",
+    "served_role",
+    "served_probability",
+    "served_threshold",
+    "served_decision",
+    "shadow_prediction_id",
+    "shadow_model_version",
+    "shadow_probability",
+    "shadow_threshold",
+    "shadow_decision",
+    *PROTECTED_LOG_COLUMNS.values(),
+    "defaulted",
+    "feedback_at",
+    "served_at",
+    "created_at",
+)
+
+
+def read_shadow_pairs(
+    source: str | Engine, shadow_version: str, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Each prediction ``shadow_version`` made as the shadow in ``[start, end)`` (UTC, by the shadow row's
+    ``created_at``) beside the prediction that answered the same application: one row per shadow prediction,
+    ``SHADOW_PAIR_COLUMNS`` (probabilities of default, decisions at each model's own threshold, the protected
+    values sent, the answer's latest outcome ``defaulted`` as nullable 0/1, ``served_at`` when it answered and
+    ``created_at`` when the shadow scored). A shadow row whose answer is no longer in the log is left out.
+    """
+    engine = _engine(source)
+    shadow = predictions.alias("shadow")
+    served = predictions.alias("served")
+    outcome = _outcomes()
+    join = shadow.join(served, served.c.prediction_id == shadow.c.served_prediction_id).outerjoin(
+        outcome, outcome.c.prediction_id == served.c.prediction_id
+    )
+    query = (
+        sa.select(
+            served.c.application_id,
+            served.c.prediction_id.label("served_prediction_id"),
+            served.c.model_version.label("served_model_version"),
+            served.c.role.label("served_role"),
+            served.c.probability.label("served_probability"),
+            served.c.threshold.label("served_threshold"),
+            served.c.decision.label("served_decision"),
+            shadow.c.prediction_id.label("shadow_prediction_id"),
+            shadow.c.model_version.label("shadow_model_version"),
+            shadow.c.probability.label("shadow_probability"),
+            shadow.c.threshold.label("shadow_threshold"),
+            shadow.c.decision.label("shadow_decision"),
+            *(served.c[column] for column in PROTECTED_LOG_COLUMNS.values()),
+            outcome.c.defaulted,
+            outcome.c.feedback_at,
+            served.c.created_at.label("served_at"),
+            shadow.c.created_at,
+        )
+        .select_from(join)
+        .where(shadow.c.role == SHADOW_ROLE, shadow.c.model_version == shadow_version)
+    )
+    query = _window(query, shadow.c.created_at, start, end)
+    with engine.connect() as connection:
+        frame = pd.DataFrame(connection.execute(query.order_by(shadow.c.created_at)).mappings().all())
+    frame = frame.reindex(columns=list(SHADOW_PAIR_COLUMNS))
     frame["defaulted"] = frame["defaulted"].astype("Int64")
     return frame
 

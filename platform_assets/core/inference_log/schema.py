@@ -38,6 +38,9 @@ predictions = sa.Table(
     # The raw application fields of an explained row (JSON object, schema.FEATURE_COLUMNS -> whole number),
     # so its reasons can be recomputed offline; with the protected columns above, all the model read.
     sa.Column("inputs", sa.Text),
+    # A shadow row (role "shadow"): the prediction that answered its application, whose outcome labels it too.
+    # NULL on the rows that answered. (Revision 0003.)
+    sa.Column("served_prediction_id", sa.String(64), index=True),
 )
 
 feedback = sa.Table(
@@ -45,7 +48,7 @@ feedback = sa.Table(
     metadata,
     sa.Column("feedback_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("received_at", sa.DateTime, nullable=False, index=True),
-    # The prediction the outcome belongs to: as sent, or the latest prediction for the application ID.
+    # The prediction the outcome belongs to: as sent, or the latest answer (not a shadow row) for the application ID.
     sa.Column("prediction_id", sa.String(64), index=True),
     sa.Column("application_id", sa.BigInteger, index=True),
     sa.Column("defaulted", sa.Integer, nullable=False),

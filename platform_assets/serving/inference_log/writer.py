@@ -25,6 +25,7 @@ from platform_assets.core.inference_log.schema import (
     predictions,
     utcnow,
 )
+from platform_assets.core.observability import SHADOW_ROLE
 from platform_assets.ml import schema
 from platform_assets.serving.payloads import MATRIX_COLUMNS
 
@@ -333,9 +334,9 @@ class InferenceLog:
                         known = True
                         application_id = application_id if application_id is not None else int(found[0])
                 elif application_id is not None:
-                    latest = connection.execute(
+                    latest = connection.execute(  # the latest answer: a shadow's score answered nobody
                         sa.select(predictions.c.prediction_id)
-                        .where(predictions.c.application_id == application_id)
+                        .where(predictions.c.application_id == application_id, predictions.c.role != SHADOW_ROLE)
                         .order_by(predictions.c.created_at.desc())
                         .limit(1)
                     ).first()
