@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PLATFORM_HOME ?= $(CURDIR)/.platform_home
 export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster
 ROLE ?= predict
-# A retrain started by the sensors rolls the new model out as a canary (10 % -> 50 % -> promote).
+# A retrain started by the sensors rolls the new model out as a canary: shadow, then 10 % -> 50 % -> promote.
 export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
 .PHONY: demo test install system-packages lint check-defs materialize ui ui-secure loop-demo service-status \
@@ -114,7 +114,8 @@ secrets-baseline: install
 	$(BIN)/detect-secrets scan --baseline .secrets.baseline
 
 ## make loop-demo: with `make demo` running, send drifted traffic with feedback: the accuracy-drop sensor
-## retrains, the new version starts as a canary, the canary sensor steps it to promotion. Watch the UI.
+## retrains, the new version starts as the canary's shadow (the shadow gate makes it the challenger), the canary
+## sensor steps it to promotion. Watch the UI.
 loop-demo: install
 	test -s $(PLATFORM_HOME)/serving/loop-demo.key || $(BIN)/python -m platform_assets.serving.keys create \
 	  --role predict --role feedback --file $(PLATFORM_HOME)/serving/api_keys.json --note loop-demo \
