@@ -82,3 +82,16 @@ def publish_signed(lake: LakeStorage, info: ModelVersion, key: Any) -> bytes:
     lake.write_bytes(f"{folder}/manifest.json", body)
     lake.write_bytes(f"{folder}/manifest.sig", signing.sign(key, body))
     return body
+
+
+def registry_without_artifacts(home: Any, versions: int = 4, model_name: str = MODEL) -> str:
+    """The tracking URI of a real MLflow registry under ``home`` with versions 1..``versions`` of ``model_name``
+    and no artifacts: for tests of aliases and tags only."""
+    import mlflow
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(model_name)
+    for _ in range(versions):
+        client.create_model_version(model_name, source=(home / "model").as_uri())
+    return uri

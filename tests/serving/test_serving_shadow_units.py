@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
+from record_support import registry_without_artifacts
 
 from platform_assets.core import registry as names
 from platform_assets.core.environment import Environment
@@ -222,16 +223,8 @@ def test_the_shadow_fault_drill_is_read_from_the_settings(monkeypatch: pytest.Mo
 # -- registry polling ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def registry_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A real MLflow registry with versions 1..4 (no artifacts: the loader is a stand-in)."""
-    import mlflow
-
-    home = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{home / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(names.MODEL_NAME)
-    for _ in range(4):
-        client.create_model_version(names.MODEL_NAME, source=(home / "model").as_uri())
-    return uri
+    """A real MLflow registry with versions 1..4 (no artifacts: only aliases and tags are exercised)."""
+    return registry_without_artifacts(tmp_path_factory.mktemp("registry"))
 
 
 class Loader:

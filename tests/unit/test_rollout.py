@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from record_support import registry_without_artifacts
 
 from platform_assets.core import registry as names
 from platform_assets.deploy.rollout import RolloutPlan, plan_rollout, retire_shadow, start_canary
@@ -71,15 +72,7 @@ def test_a_plan_never_puts_one_version_in_two_roles_or_a_share_outside_percent()
 @pytest.fixture(scope="module")
 def registry_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real MLflow registry with versions 1..4 (no artifacts: only aliases and tags are exercised)."""
-    import mlflow
-
-    home = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{home / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(names.MODEL_NAME)
-    for _ in range(4):
-        client.create_model_version(names.MODEL_NAME, source=(home / "model").as_uri())
-    return uri
+    return registry_without_artifacts(tmp_path_factory.mktemp("registry"))
 
 
 @pytest.fixture
