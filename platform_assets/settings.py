@@ -75,6 +75,10 @@ class PlatformSettings(BaseSettings):
     shadow_share: float = Field(
         default=registry.DEFAULT_SHADOW_SHARE, ge=0, le=100, description="Served applications a shadow scores, percent."
     )
+    auto_approve_local: bool = Field(
+        default=True,
+        description="local only: a passed promotion gate records the labelled auto-approval when none is in force.",
+    )
     k8s_overlay: str | None = Field(default=None, description="Override of the kustomize overlay.")
     k8s_namespace: str | None = Field(default=None, description="Override of the Kubernetes namespace.")
     training_window_days: int = Field(default=0, ge=0, description="Newest N tensor partitions to train on; 0: all.")
@@ -112,6 +116,11 @@ class PlatformSettings(BaseSettings):
     loop_canary_max_accuracy_drop: float = Field(default=slo.CANARY.max_accuracy_drop, ge=0, le=1)
     loop_canary_max_error_rate: float = Field(default=slo.CANARY.max_error_rate, ge=0, le=1)
     loop_canary_max_p99_seconds: float = Field(default=slo.CANARY.max_p99_seconds, gt=0)
+    promotion_min_labelled: int = Field(default=slo.PROMOTION.min_labelled, ge=1)
+    promotion_auc_margin: float = Field(default=slo.PROMOTION.auc_margin, ge=0, le=1)
+    promotion_max_labelled_inconclusive: int = Field(default=slo.PROMOTION.max_labelled_inconclusive, ge=1)
+    promotion_max_approval_rate_change: float = Field(default=slo.PROMOTION.max_approval_rate_change, ge=0, le=1)
+    promotion_shadow_min_predictions: int = Field(default=slo.PROMOTION.shadow_min_predictions, ge=1)
     loop_mode: Literal["canary", "ab"] = Field(default="canary", description="canary: step and promote; ab: split.")
     loop_ab_hours: float = Field(default=24.0, gt=0, description="Length of an A/B test before its report.")
     spark_master: str = Field(default="local[*]", validation_alias=AliasChoices("SPARK_MASTER"))

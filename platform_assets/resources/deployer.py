@@ -43,6 +43,13 @@ class ServiceDeployer(dg.ConfigurableResource["ServiceDeployer"]):
         le=100.0,
         description="Percent of the served applications a new shadow version scores.",
     )
+    auto_approve_local: bool = Field(
+        default=True,
+        description=(
+            "Local environment only: a promotion whose gate passed records the labelled auto-approval when no "
+            "approval is in force (staging and prod always wait for a named approver)."
+        ),
+    )
     ready_timeout_seconds: float = Field(default=180.0, description="How long a new service may take to be ready.")
     refresh_seconds: float = Field(default=2.0, description="How often the service polls the registry.")
     k8s_overlay: str = Field(default="k8s/overlays/staging", description="Kustomize overlay for the kubernetes target.")

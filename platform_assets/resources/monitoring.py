@@ -5,6 +5,7 @@ drift and canary gates. Bound in ``platform_assets.defs.resources`` from the ``P
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,6 +86,22 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
     canary_max_p99_seconds: float = Field(
         default=slo.CANARY.max_p99_seconds, description="Allowed /predict latency p99 per step."
     )
+    promotion_min_labelled: int = Field(
+        default=slo.PROMOTION.min_labelled, description="Labelled outcomes a promotion gate needs, applicants."
+    )
+    promotion_auc_margin: float = Field(
+        default=slo.PROMOTION.auc_margin, description="Non-inferiority margin of the ROC AUC, AUC points."
+    )
+    promotion_max_labelled_inconclusive: int = Field(
+        default=slo.PROMOTION.max_labelled_inconclusive,
+        description="Labelled outcomes after which an inconclusive AUC comparison fails the gate.",
+    )
+    promotion_max_approval_rate_change: float = Field(
+        default=slo.PROMOTION.max_approval_rate_change, description="Largest approval-rate change, rate points."
+    )
+    promotion_shadow_min_predictions: int = Field(
+        default=slo.PROMOTION.shadow_min_predictions, description="Applications a shadow scores before its gate."
+    )
     mode: Literal["canary", "ab"] = Field(default="canary", description="canary: step and promote; ab: fixed split.")
     ab_hours: float = Field(default=24.0, description="Length of an A/B test before its report.")
 
@@ -109,6 +126,17 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
             max_accuracy_drop=self.canary_max_accuracy_drop,
             max_error_rate=self.canary_max_error_rate,
             max_p99_seconds=self.canary_max_p99_seconds,
+        )
+
+    def promotion_policy(self) -> slo.PromotionGate:
+        """``core.slo.PROMOTION`` with the thresholds the environment sets (``PLATFORM_PROMOTION_*``)."""
+        return dataclasses.replace(
+            slo.PROMOTION,
+            min_labelled=self.promotion_min_labelled,
+            auc_margin=self.promotion_auc_margin,
+            max_labelled_inconclusive=self.promotion_max_labelled_inconclusive,
+            max_approval_rate_change=self.promotion_max_approval_rate_change,
+            shadow_min_predictions=self.promotion_shadow_min_predictions,
         )
 
     def database(self) -> str:
@@ -150,6 +178,23 @@ class LiveMonitoring(dg.ConfigurableResource["LiveMonitoring"]):
                 model_versions=model_versions,
                 labelled_only=labelled_only,
             )
+        finally:
+            engine.dispose()
+
+    def shadow_pairs(self, version: str, start: datetime | None = None) -> pd.DataFrame:
+        """Every application ``version`` scored as the shadow (since ``start``; default: ever) beside the answer it
+        did not give, with the answer's outcome (``reader.read_shadow_pairs``). A version is the shadow once, so
+        without ``start`` this is its whole shadow phase, whose labels keep arriving through its canary.
+        An empty frame when nothing was logged yet."""
+        from platform_assets.core.inference_log.reader import SHADOW_PAIR_COLUMNS, read_shadow_pairs
+        from platform_assets.core.inference_log.schema import make_engine
+
+        url = self.database()
+        if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
+            return pd.DataFrame(columns=list(SHADOW_PAIR_COLUMNS))
+        engine = make_engine(url)
+        try:
+            return read_shadow_pairs(engine, version, start=start)
         finally:
             engine.dispose()
 

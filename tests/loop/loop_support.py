@@ -172,3 +172,49 @@ def post_outcomes(db: str, prediction_ids: list[str], outcomes: np.ndarray) -> N
             ],
         )
     engine.dispose()
+
+
+def log_shadowed(
+    db: str,
+    champion: str,
+    shadow: str,
+    n: int,
+    *,
+    champion_quality: float,
+    shadow_quality: float,
+    labelled: int | None = None,
+    seed: int = 0,
+) -> None:
+    """``n`` applications answered by ``champion`` and scored by ``shadow`` as the service logs them: the shadow's
+    rows carry the answer's prediction id; ``labelled`` answers (default all) have an outcome, which the reader
+    joins to both. Qualities as in ``log_outcomes``."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.22).astype(int)
+    noise = rng.normal(0, 1, n)
+    scored = {
+        version: 1 / (1 + np.exp(-(quality * (labels - 0.5) + noise * 0.5 + rng.normal(0, 0.87, n) - 1.0)))
+        for version, quality in ((champion, champion_quality), (shadow, shadow_quality))
+    }
+    take = n if labelled is None else labelled
+    answered = log_scored(db, champion, scored[champion], labels, labelled=np.arange(n) < take, rng=rng)
+    engine = make_engine(db)
+    with engine.begin() as connection:
+        served = {r.prediction_id: r for r in connection.execute(sa.select(predictions)).all()}
+        connection.execute(
+            predictions.insert(),
+            [
+                {
+                    **{c: getattr(served[pid], c) for c in ("application_id", "sex", "education", "marriage", "age")},
+                    "prediction_id": str(uuid.uuid4()),
+                    "created_at": utcnow(),
+                    "model_version": shadow,
+                    "role": "shadow",
+                    "probability": float(p),
+                    "threshold": 0.5,
+                    "decision": "decline" if p >= 0.5 else "approve",
+                    "served_prediction_id": pid,
+                }
+                for pid, p in zip(answered, scored[shadow], strict=True)
+            ],
+        )
+    engine.dispose()

@@ -9,8 +9,11 @@ from typing import Any
 import dagster as dg
 import pytest
 from loop_support import FakeRegistry, empty_log, lake_at, log_outcomes, monitoring, publish_validation
+from sensor_support import evaluate_sensor
 
+from platform_assets.definitions import defs
 from platform_assets.defs.monitoring.sensors import accuracy_drop_sensor, canary_sensor, drift_sensor
+from platform_assets.partitions import model_versions
 from platform_assets.resources.lake import LakeStorage
 
 
@@ -178,8 +181,14 @@ def test_canary_steps_once_per_step_and_promotes_at_the_last(db: str, lake: Lake
     assert not requests(again) and "already requested" in again.skip_message
 
     at_fifty = canary_resources(db, weight=50.0, canary_max_auc_drop=0.05, canary_max_accuracy_drop=0.05)
-    [promote] = requests(evaluate(canary_sensor, instance, cursor=first.cursor, **at_fifty))
+    # A request for a version's partition is checked against the definitions and the instance's partitions.
+    instance.add_dynamic_partitions(model_versions.name, ["v2"])
+    handed_over = evaluate_sensor(canary_sensor, defs(), instance, first.cursor, at_fifty)
+    [promote] = requests(handed_over)
     assert promote.tags["loop/action"] == "promote" and promote.tags["loop/to_weight"] == "100"
+    # The step to champion is the promotion gate's: promotion_job for the challenger, at its canary stage.
+    assert (promote.job_name, promote.partition_key) == ("promotion_job", "v2")
+    assert promote.run_config["ops"]["promotion_decision"]["config"] == {"expected_stage": "canary_to_champion"}
 
 
 def test_canary_rolls_back_a_worse_challenger(db: str, lake: LakeStorage, instance: Any) -> None:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from loop_support import empty_log, lake_at, log_outcomes, monitoring, publish_validation
 
+from platform_assets.core.registry import MODEL_NAME, RETIRED_TAG
 from platform_assets.ml import schema
 from platform_assets.replay import apply_shift, replay, synthetic_source
 
@@ -138,7 +139,7 @@ def run_canary(tmp_path: Path, db: str, registry: Any, **config: Any) -> dg.Exec
     return dg.materialize([canary_decision], resources=resources, run_config=run_config, raise_on_error=False)
 
 
-def test_canary_decision_steps_promotes_and_rolls_back_in_the_registry(tmp_path: Path, registry: Any) -> None:
+def test_canary_decision_steps_hands_over_and_rolls_back_in_the_registry(tmp_path: Path, registry: Any) -> None:
     from platform_assets.deploy.rollout import RolloutPlan
 
     db = f"sqlite:///{tmp_path / 'log.db'}"
@@ -168,10 +169,12 @@ def test_canary_decision_steps_promotes_and_rolls_back_in_the_registry(tmp_path:
 
     log_outcomes(db, "v1", 200, quality=2.0, seed=3)
     log_outcomes(db, "v2", 200, quality=2.0, role="challenger", seed=4)
-    promote = run_canary(tmp_path, db, registry)
-    [m] = promote.asset_materializations_for_node("canary_decision")
-    assert m.metadata["action"].value == "promote" and m.metadata["champion"].value == "v2"
-    assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v2"}, 0.0)
+    # The last step held: the canary hands the challenger to the promotion gate and changes nothing itself.
+    last = run_canary(tmp_path, db, registry)
+    [m] = last.asset_materializations_for_node("canary_decision")
+    assert m.metadata["action"].value == "wait" and "promotion_job for v2" in m.metadata["reasons"].value[-1]
+    assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v1", "challenger": "v2"}, 50.0)
+    registry.apply(RolloutPlan("v2", None, 0.0, "replaced"))  # what a passed promotion gate does
 
     # A worse challenger v3 is rolled back: weight 0, alias removed, champion unchanged, the reason kept.
     registry.apply(RolloutPlan("v2", "v3", 10.0, "canary_started"))
@@ -181,6 +184,7 @@ def test_canary_decision_steps_promotes_and_rolls_back_in_the_registry(tmp_path:
     [m] = rollback.asset_materializations_for_node("canary_decision")
     assert m.metadata["action"].value == "rollback" and "below the champion's" in m.metadata["reasons"].value[0]
     assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v2"}, 0.0)
+    assert registry.client().get_model_version(MODEL_NAME, "3").tags.get(RETIRED_TAG), "a rolled-back version retires"
     # The rollout's state is the registry's alone: no challenger, no step; no state file in the lake.
     assert registry.step_started() is None
     assert not lake_at(tmp_path / "lake").exists("monitoring/canary.json")
@@ -194,6 +198,8 @@ def test_canary_decision_can_be_forced_by_an_operator(tmp_path: Path, registry: 
     registry.apply(RolloutPlan("v1", "v2", 10.0, "canary_started"))
     bad = run_canary(tmp_path, db, registry, force="maybe")
     assert not bad.success and registry.challenger_weight() == 10.0
+    promote = run_canary(tmp_path, db, registry, force="promote")  # only through the promotion gate
+    assert not promote.success and registry.aliases() == {"champion": "v1", "challenger": "v2"}
     forced = run_canary(tmp_path, db, registry, force="rollback")
     [m] = forced.asset_materializations_for_node("canary_decision")
     assert m.metadata["action"].value == "rollback" and registry.aliases() == {"champion": "v1"}

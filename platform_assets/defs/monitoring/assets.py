@@ -253,33 +253,41 @@ class CanaryDecisionConfig(dg.Config):
         default="", description="The challenger the sensor judged; nothing changes if the registry moved on."
     )
     expected_weight: float = Field(default=-1.0, description="Its weight when judged (-1: do not check).")
-    force: str = Field(default="", description="Operator override: 'promote' or 'rollback' regardless of metrics.")
+    force: str = Field(
+        default="",
+        description="Operator override: 'rollback' regardless of metrics (a promotion goes through promotion_job).",
+    )
 
 
 def plan_for(
     decision: canary.CanaryDecision, champion: str, challenger: str, shadow: str | None = None
 ) -> RolloutPlan | None:
     """The registry state a decision leads to (same RolloutPlan/ModelRegistry mechanics as the deployment); a
-    ``shadow`` scoring meanwhile keeps scoring."""
+    ``shadow`` scoring meanwhile keeps scoring. A canary never promotes by itself: its last step hands the
+    challenger to ``promotion_decision`` (``ready_for_promotion``)."""
     if decision.action == "step":
         return RolloutPlan(champion, challenger, decision.to_weight, "canary_started", shadow=shadow)
-    if decision.action == "promote":
-        return RolloutPlan(challenger, None, 0.0, "replaced", shadow=shadow)
     if decision.action == "rollback":
         return RolloutPlan(champion, None, 0.0, "unchanged", shadow=shadow)
     return None
 
 
-def _forced(decision: canary.CanaryDecision, force: str) -> canary.CanaryDecision:
-    if force == "promote":
-        action: canary.CanaryAction = "promote"
-    elif force == "rollback":
-        action = "rollback"
-    else:
-        raise ValueError(f"force must be 'promote', 'rollback' or empty, got {force!r}")
-    to = 100.0 if action == "promote" else 0.0
+def ready_for_promotion(decision: canary.CanaryDecision, challenger: str) -> canary.CanaryDecision:
+    """A passed last step, as the canary records it: a wait, since the promotion to champion is the promotion
+    gate's (statistical evidence and a signed approval: ``promotion_job`` for ``challenger``)."""
+    reasons = [
+        *decision.reasons,
+        f"the promotion to champion is promotion_decision's (gate and approval): promotion_job for {challenger}",
+    ]
+    return canary.CanaryDecision("wait", decision.from_weight, decision.from_weight, reasons, decision.measured)
+
+
+def _forced(decision: canary.CanaryDecision, force: str, challenger: str) -> canary.CanaryDecision:
+    if force != "rollback":
+        hint = f"; a promotion goes through promotion_job for {challenger}" if force == "promote" else ""
+        raise ValueError(f"force must be 'rollback' or empty, got {force!r}{hint}")
     reasons = [f"forced by the operator ({force})", *decision.reasons]
-    return canary.CanaryDecision(action, decision.from_weight, to, reasons, decision.measured)
+    return canary.CanaryDecision("rollback", decision.from_weight, 0.0, reasons, decision.measured)
 
 
 @_monitoring_asset(
@@ -287,8 +295,9 @@ def _forced(decision: canary.CanaryDecision, force: str) -> canary.CanaryDecisio
     description=(
         "One step of a model-version canary: measures champion and challenger (live quality since the step began "
         "from the inference log; each one's /predict 5xx share and p99 from the service's /metrics), then steps "
-        "the challenger's weight, promotes it at 100 % or rolls it back (weight 0, alias removed, champion "
-        "unchanged) in the MLflow registry, where the rollout's state lives, and records why."
+        "the challenger's weight, hands it to the promotion gate after the last step or rolls it back (weight 0, "
+        "alias removed, version retired, champion unchanged) in the MLflow registry, where the rollout's state "
+        "lives, and records why."
     ),
 )
 def canary_decision(
@@ -318,7 +327,9 @@ def canary_decision(
     decision, measured = measure_canary(live_monitoring, model_registry, champion, challenger, weight)
     if config.force:
         with fail_fast(ValueError):
-            decision = _forced(decision, config.force)
+            decision = _forced(decision, config.force, challenger)
+    if decision.action == "promote":
+        decision = ready_for_promotion(decision, challenger)
     plan = plan_for(decision, champion, challenger, aliases.get(registry.SHADOW))
     served: dict[str, Any] = {}
     if plan is not None:
@@ -332,6 +343,8 @@ def canary_decision(
                 if decision.action != "rollback":  # a rollback is the safe state: keep it
                     model_registry.restore(*previous)
                 raise dg.Failure(description=f"{decision.action}: {failure}", allow_retries=False) from failure
+        if decision.action == "rollback":
+            model_registry.retire(challenger, "canary rolled back: " + "; ".join(decision.reasons)[:200])
     policy = live_monitoring.canary_policy()
     summary = f"{decision.action}: {challenger} {decision.from_weight:g} % -> {decision.to_weight:g} %"
     context.log.info(f"{summary} ({'; '.join(decision.reasons)})")

@@ -10,6 +10,7 @@ import dagster as dg
 
 from platform_assets.defs.monitoring.assets import measure_canary, validation_metrics
 from platform_assets.defs.monitoring.jobs import ab_report_job, canary_job
+from platform_assets.defs.promotion.jobs import promotion_job
 from platform_assets.defs.training.jobs import retrain_and_deploy_job
 from platform_assets.ml import estimated_quality, live_quality, performance_estimation
 from platform_assets.resources.lake import LakeStorage
@@ -317,14 +318,14 @@ def drift_sensor(
 # -- canary / A/B --------------------------------------------------------------------------------------------
 @dg.sensor(
     name="canary_sensor",
-    jobs=[canary_job, ab_report_job],
+    jobs=[canary_job, ab_report_job, promotion_job],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "The one gate of a new model version: while a challenger serves, requests canary_job to step its weight "
-        "(default 10 -> 50 -> 100 %), promote it at 100 % or roll it back when its /predict 5xx share, p99 or "
-        "live quality fall behind the champion's over a minimum sample. State: the MLflow registry. In A/B mode "
-        "holds the split for the set period, then requests ab_report_job."
+        "While a challenger serves: requests canary_job to step its weight (default 10 -> 50 %) or roll it back "
+        "when its /predict 5xx share, p99 or live quality fall behind the champion's over a minimum sample; after "
+        "the last step, promotion_job (the promotion gate with its approval) for the step to champion. State: the "
+        "MLflow registry. In A/B mode holds the split for the set period, then requests ab_report_job."
     ),
 )
 def canary_sensor(
@@ -357,8 +358,27 @@ def canary_sensor(
     )
     if same and now - datetime.fromisoformat(cursor["requested_at"]) < CANARY_REQUEST_TIMEOUT:
         return dg.SkipReason(f"{decision.action} of {challenger} at {weight:g} % already requested; waiting for it")
-    if job_active(context, canary_job.name):
-        return dg.SkipReason("a canary_job run is in progress")
+    if job_active(context, canary_job.name) or job_active(context, promotion_job.name):
+        return dg.SkipReason("a canary_job or promotion_job run is in progress")
+    if decision.action == "promote":  # the last step held: the promotion gate (evidence and approval) decides
+        request = dg.RunRequest(
+            job_name=promotion_job.name,
+            partition_key=challenger,
+            run_key=f"promotion-{challenger}-canary-{now:%Y%m%dT%H%M%S}",
+            run_config={"ops": {"promotion_decision": {"config": {"expected_stage": "canary_to_champion"}}}},
+            tags={
+                "loop/trigger": "canary",
+                "loop/action": "promote",
+                "loop/stage": "canary_to_champion",
+                "loop/challenger": challenger,
+                "loop/model_version": challenger,
+                "loop/from_weight": f"{decision.from_weight:g}",
+                "loop/to_weight": "100",
+            },
+        )
+        context.log.info(f"canary {challenger}: last step held -> promotion gate ({'; '.join(decision.reasons)})")
+        cursor_now = {"challenger": challenger, "weight": weight, "action": "promote", "requested_at": now.isoformat()}
+        return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor_now))
     request = dg.RunRequest(
         job_name=canary_job.name,
         run_key=f"canary-{challenger}-{weight:g}-{decision.action}-{now:%Y%m%dT%H%M%S}",

@@ -2,12 +2,9 @@
 
 import dagster as dg
 
-from platform_assets.partitions import daily_partitions
-
 portfolio_scoring_job = dg.define_asset_job(
     name="portfolio_scoring_job",
     selection=dg.AssetSelection.groups("portfolio"),
-    partitions_def=daily_partitions,
     description=(
         "Score daily tensor partitions with the champion, or with the candidate the run config names "
         "(ops.portfolio_scores.config.model_version); launch a backfill to score a range of days."

@@ -1,0 +1,121 @@
+"""The shadow phase's sensor: it gathers a candidate's evidence and asks for its gate when there is more of it.
+
+While a version is the shadow, ``promotion_sensor`` requests the ``portfolio_scores`` runs the comparison needs
+(both versions' scores of the newest days, once each) and, whenever the shadow has scored enough applications
+with enough outcomes and the evidence grew since the last request, ``promotion_job`` for the version: its
+``promotion_decision`` moves it to a canary, retires it or holds. The canary's end (challenger to champion) is
+requested by ``canary_sensor`` when the last step is reached. A source that cannot be read is a skip with the
+reason.
+"""
+
+import json
+from datetime import datetime, timedelta
+
+import dagster as dg
+
+from platform_assets.core import lake_keys
+from platform_assets.dataplane import partitions
+from platform_assets.defs.monitoring.sensors import job_active, now_utc, read_cursor, unreachable
+from platform_assets.defs.portfolio.jobs import portfolio_scoring_job
+from platform_assets.defs.promotion.assets import PORTFOLIO_DAYS, newest_tensor_days
+from platform_assets.defs.promotion.jobs import promotion_job
+from platform_assets.resources.lake import LakeStorage
+from platform_assets.resources.mlflow import ModelRegistry
+from platform_assets.resources.monitoring import LiveMonitoring
+
+#: A held gate is asked again no sooner than this, and only when the evidence grew.
+RECHECK = timedelta(seconds=60)
+
+
+def portfolio_requests(lake: LakeStorage, versions: list[str], requested: set[str]) -> list[dg.RunRequest]:
+    """``portfolio_scoring_job`` runs for the newest days each version has no committed scores of (not asked yet)."""
+    store = lake.executor_store()
+    requests = []
+    for day in newest_tensor_days(lake, PORTFOLIO_DAYS):
+        for version in versions:
+            key = f"{version}:{day}"
+            if key in requested or partitions.is_committed(store, lake_keys.portfolio_scores(version, day)):
+                continue
+            requests.append(
+                dg.RunRequest(
+                    job_name=portfolio_scoring_job.name,
+                    partition_key=day,
+                    run_key=f"portfolio-{version}-{day}",
+                    run_config={"ops": {"portfolio_scores": {"config": {"model_version": version}}}},
+                    tags={"loop/trigger": "promotion", "loop/model_version": version},
+                )
+            )
+    return requests
+
+
+@dg.sensor(
+    name="promotion_sensor",
+    jobs=[promotion_job, portfolio_scoring_job],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "While a version is the shadow: requests both versions' portfolio_scores of the newest days, then "
+        "promotion_job (shadow_comparison -> promotion_decision) once the shadow has scored enough applications "
+        "with enough outcomes (core.slo.PROMOTION), again whenever that evidence grew while the gate holds."
+    ),
+)
+def promotion_sensor(
+    context: dg.SensorEvaluationContext,
+    model_registry: ModelRegistry,
+    live_monitoring: LiveMonitoring,
+    lake: LakeStorage,
+) -> dg.SensorResult | dg.SkipReason:
+    try:
+        state = model_registry.state()
+    except Exception as error:  # noqa: BLE001 - a sensor must not crash the daemon
+        return unreachable("model registry", error)
+    if state is None or state.shadow is None:
+        return dg.SkipReason(f"no shadow in the registry (aliases: {state.aliases() if state else 'none'})")
+    version, cursor = state.shadow, read_cursor(context)
+    requested = set(cursor.get("portfolio", [])) if cursor.get("shadow") == version else set()
+    try:
+        requests = portfolio_requests(lake, [state.champion, version], requested)
+        pairs = live_monitoring.shadow_pairs(version)
+    except Exception as error:  # noqa: BLE001
+        return unreachable("lake or inference log", error)
+    pairs = pairs[pairs["served_model_version"] == state.champion]
+    evidence = [len(pairs), int(pairs["defaulted"].notna().sum())]
+    policy = live_monitoring.promotion_policy()
+    now = now_utc()
+    new_cursor = {
+        **(cursor if cursor.get("shadow") == version else {}),
+        "shadow": version,
+        "portfolio": sorted(requested | {f"{r.tags['loop/model_version']}:{r.partition_key}" for r in requests}),
+    }
+    why = None
+    if evidence[0] < policy.shadow_min_predictions or evidence[1] < policy.min_labelled:
+        why = (
+            f"shadow {version}: {evidence[0]} of {policy.shadow_min_predictions} predictions, {evidence[1]} of "
+            f"{policy.min_labelled} labelled"
+        )
+    elif cursor.get("shadow") == version and cursor.get("evidence") == evidence:
+        why = f"shadow {version}: no new evidence since the last gate ({evidence[0]} pairs, {evidence[1]} labelled)"
+    elif cursor.get("requested_at") and now - datetime.fromisoformat(cursor["requested_at"]) < RECHECK:
+        why = f"shadow {version}: gate asked at {cursor['requested_at']}; next check after {RECHECK}"
+    elif job_active(context, promotion_job.name):
+        why = "a promotion_job run is in progress"
+    if why is None:
+        requests.append(
+            dg.RunRequest(
+                job_name=promotion_job.name,
+                partition_key=version,
+                run_key=f"promotion-{version}-{evidence[0]}-{evidence[1]}",
+                run_config={"ops": {"promotion_decision": {"config": {"expected_stage": "shadow_to_canary"}}}},
+                tags={
+                    "loop/trigger": "promotion",
+                    "loop/stage": "shadow_to_canary",
+                    "loop/model_version": version,
+                    "loop/evidence": f"{evidence[0]} pairs, {evidence[1]} labelled",
+                },
+            )
+        )
+        new_cursor.update({"evidence": evidence, "requested_at": now.isoformat()})
+        context.log.info(f"shadow {version}: {evidence[0]} pairs, {evidence[1]} labelled -> promotion gate")
+    if not requests:
+        return dg.SkipReason(why or "nothing to request")
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor))
