@@ -206,6 +206,30 @@ class StatusInput(RawJSONInput, Body):
     refresh: bool = Field(default=False, description="re-read the registry now (this worker)")
 
 
+class ApprovalRecord(Body):
+    """A signed maker-checker approval as ``core.approval.PromotionApproval.describe`` shows it."""
+
+    model_version: str
+    approved_by: str
+    auto: bool = Field(description="the local demo's labelled auto-approval (no person)")
+    reason: str
+    approved_at: str = Field(description="ISO 8601, UTC")
+    expires_at: str = Field(description="ISO 8601, UTC")
+    trained_by: str
+    manifest_sha256: str
+    key_id: str
+
+
+class ServedApproval(Body):
+    """Whether the served version's promotion approval is valid now (``serving.approvals``)."""
+
+    state: Literal["valid", "missing", "bad_signature", "wrong_manifest", "expired", "not_allowed", "unverified"]
+    valid: bool
+    reason: str
+    approval: ApprovalRecord | None = None
+    tags_read_error: str | None = Field(default=None, description="why the registry's tags were not re-read")
+
+
 class ServedModel(Body):
     model_version: str
     threshold: Probability = Field(description="decline at or above this probability")
@@ -214,6 +238,7 @@ class ServedModel(Body):
     feature_spec_version: str | None
     signature: str = Field(description="how the signed manifest was verified, or 'unverified'")
     backend: str = Field(description="what computes the model")
+    approval: ServedApproval = Field(description="the version's promotion approval and whether it is valid now")
 
 
 class VerifyKeyStatus(Body):
