@@ -22,6 +22,7 @@ import pandas as pd
 
 from platform_assets.core import slo
 from platform_assets.core.decisions import APPROVE, DECLINE
+from platform_assets.core.observability import SHADOW_ROLE
 from platform_assets.core.slo import DropMode
 from platform_assets.ml import evaluate, fairness_metrics
 
@@ -181,11 +182,14 @@ def live_performance(frame: pd.DataFrame, min_group_size: int = 30) -> dict[str,
             },
             "groups": group_metrics(rows, min_group_size),
         }
-    labelled = labelled_rows(frame)
+    # The totals count applications once: a shadow's rows score applications another version answered.
+    answered = frame[frame["role"] != SHADOW_ROLE]
+    labelled = labelled_rows(answered)
     return {
-        "predictions": len(frame),
+        "predictions": len(answered),
         "labelled": len(labelled),
-        "coverage": coverage(len(frame), len(labelled)),
+        "coverage": coverage(len(answered), len(labelled)),
+        "shadow_predictions": len(frame) - len(answered),
         "versions": versions,
     }
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
-from loop_support import lake_at, log_scored, monitoring, publish_validation
+from loop_support import lake_at, log_scored, log_shadowed, monitoring, publish_validation
 
 from platform_assets.core.inference_log.reader import read_predictions
 from platform_assets.ml import live_quality
@@ -37,6 +37,15 @@ def test_live_performance_reports_coverage_per_decision(tmp_path: Path) -> None:
     table = live_quality.versions_table(document)
     assert f"| v1 | decline | {declined} | 0 | 0.0000 |" in table
     assert "approved_only" in table
+
+
+def test_a_shadow_s_rows_are_its_own_and_the_totals_count_each_application_once(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    log_shadowed(db, "v1", "v2", 300, champion_quality=2.0, shadow_quality=2.0, labelled=100, seed=1)
+    document = live_quality.live_performance(read_predictions(db))
+    assert (document["predictions"], document["labelled"], document["shadow_predictions"]) == (300, 100, 300)
+    # The shadow's rows carry the outcome of the answer they shadow.
+    assert document["versions"]["v2"]["roles"]["shadow"]["labelled"] == 100
 
 
 def test_labels_cover_every_case() -> None:
