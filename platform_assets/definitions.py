@@ -7,15 +7,17 @@ policies on the daily data and on the model's age.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import warnings
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from platform_assets.settings import OWNER, PlatformSettings
+from platform_assets.settings import OWNER, PlatformSettings, SettingsError, load
 
 PACKAGE = Path(__file__).parent
 #: The modules whose code defines each asset's output.
@@ -71,7 +73,27 @@ def _shared(spec: dg.AssetSpec) -> dg.AssetSpec:
     )
 
 
-def _load(resources: dict[str, Any] | None) -> dg.Definitions:
+def with_minimum_interval(sensor: dg.SensorDefinition, seconds: int) -> dg.SensorDefinition:
+    """A copy of ``sensor`` the daemon evaluates at most every ``seconds``. Dagster's ``with_attributes`` copies
+    with other jobs or metadata only, so the copy sets the attribute its constructor sets."""
+    copied = copy.copy(sensor)
+    copied._min_interval = seconds
+    return copied
+
+
+def _sensors(sensors: Iterable[dg.SensorDefinition], intervals: dict[str, int]) -> list[dg.SensorDefinition]:
+    """``sensors``, those named in ``intervals`` (``PLATFORM_SENSOR_INTERVALS``) with that minimum interval."""
+    sensors = list(sensors)
+    unknown = sorted(set(intervals) - {s.name for s in sensors})
+    if unknown:
+        names = ", ".join(sorted(s.name for s in sensors))
+        raise SettingsError(
+            f"PLATFORM_SENSOR_INTERVALS names no sensor of the code location: {unknown} (sensors: {names})"
+        )
+    return [with_minimum_interval(s, intervals[s.name]) if s.name in intervals else s for s in sensors]
+
+
+def _load(resources: dict[str, Any] | None, intervals: dict[str, int]) -> dg.Definitions:
     loaded = dg.load_from_defs_folder(path_within_project=PACKAGE)
     # A module that imports another's asset (to draw an edge) hands the loader the same object twice: keep one,
     # so that the mapped copies stay one asset each.
@@ -81,7 +103,7 @@ def _load(resources: dict[str, Any] | None) -> dg.Definitions:
         asset_checks=loaded.asset_checks,
         jobs=loaded.jobs,
         schedules=loaded.schedules,
-        sensors=loaded.sensors,
+        sensors=_sensors(loaded.sensors or [], intervals),
         resources=resources if resources is not None else loaded.resources,
         executor=loaded.executor,
         loggers=loaded.loggers,
@@ -95,7 +117,7 @@ def _load(resources: dict[str, Any] | None) -> dg.Definitions:
 @dg.definitions
 def defs() -> dg.Definitions:
     """The code location, its resources bound from the environment's settings (``defs/resources.py``)."""
-    return _load(None)
+    return _load(None, load().sensor_interval_overrides())
 
 
 def bound_to(config: PlatformSettings) -> dg.Definitions:
@@ -103,4 +125,4 @@ def bound_to(config: PlatformSettings) -> dg.Definitions:
     directly instead of setting environment variables)."""
     from platform_assets.defs.resources import resources_for
 
-    return _load(resources_for(config))
+    return _load(resources_for(config), config.sensor_interval_overrides())

@@ -121,6 +121,13 @@ class PlatformSettings(BaseSettings):
     promotion_max_labelled_inconclusive: int = Field(default=slo.PROMOTION.max_labelled_inconclusive, ge=1)
     promotion_max_approval_rate_change: float = Field(default=slo.PROMOTION.max_approval_rate_change, ge=0, le=1)
     promotion_shadow_min_predictions: int = Field(default=slo.PROMOTION.shadow_min_predictions, ge=1)
+    sensor_intervals: str = Field(
+        default="",
+        description=(
+            "Sensors evaluated more (or less) often than their own minimum interval, seconds, as "
+            "name=seconds pairs: 'accuracy_drop_sensor=30,canary_sensor=20' (make demo's). Empty: each sensor's own."
+        ),
+    )
     loop_mode: Literal["canary", "ab"] = Field(default="canary", description="canary: step and promote; ab: split.")
     loop_ab_hours: float = Field(default=24.0, gt=0, description="Length of an A/B test before its report.")
     spark_master: str = Field(default="local[*]", validation_alias=AliasChoices("SPARK_MASTER"))
@@ -139,6 +146,26 @@ class PlatformSettings(BaseSettings):
         if not steps or steps != sorted(steps) or not all(0 < step <= 100 for step in steps) or steps[-1] != 100:
             raise ValueError("must be increasing percentages in (0, 100] ending at 100, e.g. 10,50,100")
         return value
+
+    @field_validator("sensor_intervals")
+    @classmethod
+    def _intervals(cls, value: str) -> str:
+        cls._parse_intervals(value)
+        return value
+
+    @staticmethod
+    def _parse_intervals(value: str) -> dict[str, int]:
+        intervals = {}
+        for pair in (p.strip() for p in value.split(",") if p.strip()):
+            name, _, seconds = pair.partition("=")
+            if not name.strip() or not seconds.strip().isdigit() or int(seconds) < 1:
+                raise ValueError(f"{pair!r}: must be name=seconds pairs (whole seconds >= 1), e.g. canary_sensor=20")
+            intervals[name.strip()] = int(seconds)
+        return intervals
+
+    def sensor_interval_overrides(self) -> dict[str, int]:
+        """``{sensor name: minimum interval in seconds}`` for the sensors whose own interval is overridden."""
+        return self._parse_intervals(self.sensor_intervals)
 
     def canary_steps(self) -> list[float]:
         return [float(step) for step in self.loop_canary_steps.split(",") if step.strip()]

@@ -89,6 +89,8 @@ def test_an_override_beats_the_table(clean_env: pytest.MonkeyPatch) -> None:
         ("PLATFORM_ROWS_PER_DAY", "many", "PLATFORM_ROWS_PER_DAY"),
         ("SPARK_UI_ENABLED", "maybe", "SPARK_UI_ENABLED"),
         ("PLATFORM_LOOP_CANARY_STEPS", "50,10", "PLATFORM_LOOP_CANARY_STEPS"),
+        ("PLATFORM_SENSOR_INTERVALS", "canary_sensor=0", "PLATFORM_SENSOR_INTERVALS"),
+        ("PLATFORM_SENSOR_INTERVALS", "canary_sensor", "PLATFORM_SENSOR_INTERVALS"),
     ],
 )
 def test_a_bad_value_names_its_variable(clean_env: pytest.MonkeyPatch, variable: str, value: str, named: str) -> None:
@@ -112,3 +114,27 @@ def test_a_cluster_environment_without_credentials_fails_before_any_work(clean_e
     message = str(cause)
     assert "PLATFORM_SIGNING_KEY_FILE" in message and "PLATFORM_INFERENCE_DB_PASSWORD" in message
     assert "PLATFORM_VERIFY_KEY_FILE" not in message
+
+
+def test_sensor_intervals_override_the_sensors_own_when_the_code_location_loads(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from platform_assets.definitions import defs
+
+    clean_env.setenv("PLATFORM_HOME", str(tmp_path))
+    own = {s.name: s.minimum_interval_seconds for s in defs().sensors or []}
+    assert own["accuracy_drop_sensor"] == 300 and own["canary_sensor"] == 60
+    clean_env.setenv("PLATFORM_SENSOR_INTERVALS", " accuracy_drop_sensor=30, canary_sensor=20 ")
+    assert settings.load().sensor_interval_overrides() == {"accuracy_drop_sensor": 30, "canary_sensor": 20}
+    loaded = {s.name: s for s in defs().sensors or []}
+    assert {name: s.minimum_interval_seconds for name, s in loaded.items()} == {
+        **own,
+        "accuracy_drop_sensor": 30,
+        "canary_sensor": 20,
+    }
+    # The copy is the same sensor otherwise.
+    assert sorted(job.name for job in loaded["canary_sensor"].jobs) == ["ab_report_job", "canary_job"]
+    assert loaded["canary_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+    clean_env.setenv("PLATFORM_SENSOR_INTERVALS", "acuracy_drop_sensor=30")
+    with pytest.raises(settings.SettingsError, match=r"PLATFORM_SENSOR_INTERVALS names no sensor.*acuracy_drop_sensor"):
+        defs()
