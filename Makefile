@@ -9,7 +9,7 @@ ROLE ?= predict
 export PLATFORM_ROLLOUT_STRATEGY ?= canary
 
 .PHONY: demo test install system-packages lint check-defs materialize ui ui-secure loop-demo service-status \
-        service-stop api-key signing-keys bench-uci bench-serving bench-soak bench-pipeline clean image
+        service-stop api-key signing-keys bench-uci bench-serving bench-soak bench-pipeline bench-loop clean image
 
 # What the suite drives for real, as `program:Debian package`. kubectl (the ops tests' kustomize) comes
 # with the machine image: Debian's kubernetes-client is 1.20, older than the kustomize v5 k8s/ needs. npm
@@ -51,6 +51,12 @@ materialize: install
 
 # dg warns unless the virtual environment beside pyproject.toml is the active one.
 ui check-defs lint: export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+
+# The demo's daemon evaluates these sensors more often than their own minimum intervals (accuracy_drop_sensor
+# 300 s, canary_sensor 60 s), so that `make loop-demo` is decided in minutes rather than a quarter of an hour.
+# `make demo DEMO_SENSOR_INTERVALS=` keeps every sensor's own (PLATFORM_SENSOR_INTERVALS, README).
+DEMO_SENSOR_INTERVALS ?= accuracy_drop_sensor=30,canary_sensor=20
+ui loop-demo: export PLATFORM_SENSOR_INTERVALS ?= $(DEMO_SENSOR_INTERVALS)
 
 # Ctrl-C reaches dg and make alike; dg stops the webserver, daemon and code server, and make waits for it.
 ui: install
@@ -113,19 +119,19 @@ secrets-scan: install
 secrets-baseline: install
 	$(BIN)/detect-secrets scan --baseline .secrets.baseline
 
-## make loop-demo: with `make demo` running, send drifted traffic with feedback: the accuracy-drop sensor
-## retrains, the new version starts as the canary's shadow (the shadow gate makes it the challenger), the canary
-## sensor steps it to promotion. Watch the UI.
+## make loop-demo: with `make demo` running, send drifted applications with their outcomes and keep sending until
+## the rollout they provoke is decided: the retrained version starts as the champion's shadow, the shadow gate
+## makes it the challenger, the canary steps it to promotion (or it is retired or rolled back). Prints each step
+## as it happens: sensor requests, versions trained, deployments, shadow reports, approvals, promotion and canary
+## decisions, registry moves; then the whole timeline and the requests sent and failed. Exit 0 once decided with
+## no failed request; after LOOP_DEMO_TIMEOUT seconds (or a failed run) the timeline so far and exit 1.
+LOOP_DEMO_TIMEOUT ?= 1800
 loop-demo: install
 	test -s $(PLATFORM_HOME)/serving/loop-demo.key || $(BIN)/python -m platform_assets.serving.keys create \
 	  --role predict --role feedback --file $(PLATFORM_HOME)/serving/api_keys.json --note loop-demo \
 	  > $(PLATFORM_HOME)/serving/loop-demo.key
-	$(BIN)/python -m platform_assets.replay --url http://127.0.0.1:3001 \
-	  --api-key-file $(PLATFORM_HOME)/serving/loop-demo.key --source synthetic --shift 0.7 --rows 3000 \
-	  --rate 100 --feedback-delay 5
-	$(BIN)/python -m platform_assets.replay --url http://127.0.0.1:3001 \
-	  --api-key-file $(PLATFORM_HOME)/serving/loop-demo.key --source synthetic --rows 6000 --rate 100 \
-	  --feedback-delay 5 --day 2027-02-01
+	$(BIN)/python -m platform_assets.loop_demo --api-key-file $(PLATFORM_HOME)/serving/loop-demo.key \
+	  --timeout $(LOOP_DEMO_TIMEOUT)
 
 ## make service-status: health (serving | unsupervised | down | retired), pids, supervisor restarts; exit 0 when serving.
 service-status: install
@@ -178,6 +184,14 @@ bench-soak: install
 BENCH_PIPELINE_FLAGS ?=
 bench-pipeline: install
 	$(BIN)/python benchmarks/pipeline/run_benchmark.py $(BENCH_PIPELINE_FLAGS)
+
+## make bench-loop [BENCH_LOOP_FLAGS=--smoke]: the closed loop per stage (drift onset -> sensor -> retrain ->
+## released -> challenger serving -> decision) in a temporary home with a real service and the sensors evaluated
+## every second in process, beside the same steps' pure compute in a plain process; prints the table, the
+## targets, failed requests, the machine and its load (about a quarter of an hour on 2 cores).
+BENCH_LOOP_FLAGS ?=
+bench-loop: install
+	$(BIN)/python benchmarks/loop/run_benchmark.py $(BENCH_LOOP_FLAGS)
 
 clean:
 	-$(BIN)/python -m platform_assets.deploy.local stop

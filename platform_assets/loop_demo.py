@@ -1,0 +1,283 @@
+"""``make loop-demo``: drifted traffic until the loop has decided the rollout it starts, and its timeline.
+
+    python -m platform_assets.loop_demo --api-key-file .platform_home/serving/loop-demo.key
+
+With ``make demo`` running (the service, and the Dagster UI whose daemon runs the sensors), it sends
+applications with their true outcomes to the service (``platform_assets.replay``) in a thread, at a modest
+rate, and keeps sending until the rollout is decided: first drifted ones (``--shift``), which degrade the
+champion until a sensor requests a retrain; from then on applicants like those the models are trained on
+(``--shift-after``, default 0): the retrain learns from the lake's partitions, not from the drifted
+traffic, so only on such traffic can the shadow, the canary and the promotion gates tell the two versions
+apart. Each event is printed when it is seen (``platform_assets.loop_timeline``: sensor requests, versions
+trained, deployments, shadow reports, approvals, promotion and canary decisions, registry moves, failed
+runs), in seconds since drift onset; at the end the whole table and the requests sent and failed.
+
+Exit 0 when the rollout is decided (promoted, or retired / rolled back) with no failed request; 1 on a
+failed request, a failed run or the ``--timeout`` (the timeline so far is printed); 2 when nothing serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from platform_assets.core.service_tls import TLSFiles, verify
+from platform_assets.loop_timeline import Outcome, Timeline, read_registry, runs_in_progress, sensor_waits
+from platform_assets.replay import apply_shift, replay, synthetic_source
+
+#: Seconds of traffic per replay call: a call ends by waiting for its last outcomes to be posted.
+CHUNK_SECONDS = 5.0
+
+
+@dataclass
+class TrafficStats:
+    """What the traffic thread sent: applications, outcomes, failures (rows), the first time (UTC) each model
+    version answered, and the first errors."""
+
+    sent: int = 0
+    failed: int = 0
+    feedback_sent: int = 0
+    feedback_failed: int = 0
+    answered_by: dict[str, int] = field(default_factory=dict)
+    first_answer: dict[str, datetime] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class Traffic:
+    """Applications with outcomes sent to ``url`` in a thread, ``CHUNK_SECONDS`` at a time, until ``stop()``.
+
+    ``rate`` is applications per second, ``label_delay`` the seconds before an outcome is posted; ``shift``
+    (0..1, ``replay.apply_shift``) may be changed while it runs and applies from the next chunk. Each chunk
+    is a new synthetic day, so application IDs do not repeat.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        *,
+        rate: float,
+        shift: float,
+        label_delay: float,
+        batch_size: int = 25,
+        seed: int = 2027,
+        first_day: date = date(2027, 1, 1),
+        tls: TLSFiles | None = None,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive applications per second, got {rate}")
+        self.url, self.key, self.rate, self.shift, self.label_delay = url, key, rate, shift, label_delay
+        self.batch_size, self.seed, self.first_day, self.tls = batch_size, seed, first_day, tls
+        self.stats = TrafficStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loop-traffic", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> TrafficStats:
+        """Stop after the chunk being sent (its due outcomes posted); the stats so far."""
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the traffic thread did not stop within {timeout:g} s")
+        return self.snapshot()
+
+    def snapshot(self) -> TrafficStats:
+        with self._lock:
+            return TrafficStats(
+                self.stats.sent,
+                self.stats.failed,
+                self.stats.feedback_sent,
+                self.stats.feedback_failed,
+                dict(self.stats.answered_by),
+                dict(self.stats.first_answer),
+                list(self.stats.errors),
+            )
+
+    def _run(self) -> None:
+        rows = max(self.batch_size, int(self.rate * CHUNK_SECONDS))
+        with httpx.Client(base_url=self.url.rstrip("/"), timeout=30, verify=verify(self.tls)) as client:
+            chunk = 0
+            while not self._stop.is_set():
+                day = self.first_day + timedelta(days=chunk)
+                frame = apply_shift(synthetic_source(rows, self.seed, day), self.shift, seed=self.seed + chunk)
+                try:
+                    sent = replay(
+                        self.url,
+                        frame,
+                        self.key,
+                        self.key,
+                        rate=self.rate,
+                        batch_size=self.batch_size,
+                        feedback_delay=self.label_delay,
+                        max_seconds=4 * CHUNK_SECONDS,
+                        client=client,
+                    )
+                except Exception as error:  # noqa: BLE001 - counted as failures; the thread must go on
+                    with self._lock:
+                        self.stats.failed += len(frame)
+                        self.stats.errors.append(f"{type(error).__name__}: {error}")
+                    time.sleep(1.0)
+                else:
+                    self._count(sent.sent, sent.predict_failures, sent.feedback_sent, sent.feedback_failures)
+                    self._answered(sent.by_version, sent.errors)
+                chunk += 1
+
+    def _count(self, sent: int, failed: int, feedback_sent: int, feedback_failed: int) -> None:
+        with self._lock:
+            self.stats.sent += sent
+            self.stats.failed += failed
+            self.stats.feedback_sent += feedback_sent
+            self.stats.feedback_failed += feedback_failed
+
+    def _answered(self, by_version: dict[str, int], errors: list[str]) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            for version, n in by_version.items():
+                self.stats.answered_by[version] = self.stats.answered_by.get(version, 0) + n
+                self.stats.first_answer.setdefault(version, now)
+            self.stats.errors = (self.stats.errors + errors)[:20]
+
+
+def describe_traffic(stats: TrafficStats) -> str:
+    answered = ", ".join(f"{v}: {n}" for v, n in sorted(stats.answered_by.items())) or "none"
+    return (
+        f"requests: {stats.sent} applications sent, {stats.failed} failed; outcomes: {stats.feedback_sent} posted, "
+        f"{stats.feedback_failed} failed; answered by {answered}"
+    )
+
+
+def watch(
+    instance: Any,
+    tracking_uri: str,
+    timeline: Timeline,
+    *,
+    timeout: float,
+    poll_seconds: float,
+    on_event: Callable[[str], None],
+    on_poll: Callable[[Timeline], None] | None = None,
+) -> Outcome | None:
+    """Poll the instance and the registry every ``poll_seconds`` until the rollout is decided (the outcome) or
+    ``timeout`` seconds pass (None); ``on_event`` gets each new event's line and each sensor's new reason for
+    waiting (its newest tick's), ``on_poll`` the timeline."""
+    deadline = time.monotonic() + timeout
+    waiting: dict[str, str] = {}
+    while True:
+        for event in timeline.poll(instance, read_registry(tracking_uri), datetime.now(UTC)):
+            on_event(timeline.line(event))
+        for sensor, reason in sorted(sensor_waits(instance, timeline.onset).items()):
+            if waiting.get(sensor) != reason:
+                waiting[sensor] = reason
+                on_event(f"{'':11} {sensor} waits: {reason}")
+        if on_poll is not None:
+            on_poll(timeline)
+        outcome = timeline.outcome(runs_in_progress(instance))
+        if outcome is not None or time.monotonic() >= deadline:
+            return outcome
+        time.sleep(poll_seconds)
+
+
+def retrain_requested(timeline: Timeline) -> bool:
+    """Whether a sensor requested a run since onset (the first is the retrain the drift provokes)."""
+    return any(e.kind == "run" for e in timeline.events)
+
+
+def sensor_intervals(definitions: Any) -> str:
+    """``name N s`` for each sensor of the code location, as this process's settings give them."""
+    return ", ".join(
+        f"{s.name} {s.minimum_interval_seconds} s" for s in sorted(definitions.sensors, key=lambda s: s.name)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m platform_assets.loop_demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--api-key-file", type=Path, required=True, help="file with a key with predict and feedback")
+    parser.add_argument("--url", help="service base URL (default: the local deployment's)")
+    parser.add_argument("--rate", type=float, default=50.0, help="applications per second")
+    parser.add_argument("--shift", type=float, default=0.7, help="drifted share 0..1 until a retrain is requested")
+    parser.add_argument("--shift-after", type=float, default=0.0, help="drifted share 0..1 after that")
+    parser.add_argument("--label-delay", type=float, default=2.0, help="seconds before an outcome is posted")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
+    parser.add_argument("--poll", type=float, default=2.0, help="seconds between reads of the instance and registry")
+    args = parser.parse_args(argv)
+    for name in ("shift", "shift_after"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            parser.error(f"--{name.replace('_', '-')} must be within 0..1")
+    key = args.api_key_file.read_text().strip() if args.api_key_file.is_file() else ""
+    if not key:
+        parser.error(f"--api-key-file {args.api_key_file}: no key in it (make loop-demo creates one)")
+
+    import dagster as dg
+
+    from platform_assets.definitions import defs
+    from platform_assets.demo import ensure_dagster_home
+    from platform_assets.settings import load, platform_home, topology
+
+    ensure_dagster_home(platform_home())
+    definitions = defs()
+    deployer = (definitions.resources or {})["deployer"]
+    state = deployer.local_manager().current() if deployer.target == "local" else None
+    url = args.url or (state.url if state is not None else None)
+    tracking_uri = topology(load()).mlflow_tracking_uri
+    start = read_registry(tracking_uri)
+    if url is None or "champion" not in start.aliases:
+        print("nothing serves: run `make demo` first (and keep it running)", file=sys.stderr)
+        return 2
+    print(f"service {url}; registry: {start.describe()}")
+    print(f"sensor intervals (minimum, as this shell's settings give them): {sensor_intervals(definitions)}")
+
+    onset = datetime.now(UTC)
+    timeline = Timeline(onset, start)
+    traffic = Traffic(
+        url, key, rate=args.rate, shift=args.shift, label_delay=args.label_delay, tls=deployer.client_tls()
+    ).start()
+    print(timeline.line(timeline.note("drifted traffic started", f"shift {args.shift:g}, {args.rate:g}/s, labelled")))
+
+    def after_retrain(current: Timeline) -> None:
+        if traffic.shift != args.shift_after and retrain_requested(current):
+            traffic.shift = args.shift_after
+            event = current.note("traffic back to the training distribution", f"shift {args.shift_after:g}")
+            print(current.line(event), flush=True)
+
+    outcome: Outcome | None = None
+    try:
+        with dg.DagsterInstance.get() as instance:
+            outcome = watch(
+                instance,
+                tracking_uri,
+                timeline,
+                timeout=args.timeout,
+                poll_seconds=args.poll,
+                on_event=lambda line: print(line, flush=True),
+                on_poll=after_retrain,
+            )
+            in_progress = runs_in_progress(instance)
+    finally:
+        stats = traffic.stop()
+    timeline.note("traffic stopped", describe_traffic(stats))
+    print("\n" + timeline.render() + "\n")
+    print(describe_traffic(stats))
+    for error in stats.errors[:5]:
+        print(f"  error: {error}")
+    if outcome is None:
+        running = f"; runs in progress: {', '.join(in_progress)}" if in_progress else ""
+        print(f"undecided after {args.timeout:g} s{running}", file=sys.stderr)
+        return 1
+    print(f"{outcome.result}: {outcome.reason} ({(outcome.at - onset).total_seconds():.0f} s after drift onset)")
+    return 0 if outcome.result != "failed" and stats.failed == 0 and stats.feedback_failed == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""``make loop-demo``'s parts that need no daemon: the traffic thread counts every failed request, and the demo
+refuses to start without a key or without a serving champion. ``test_bench_loop.py`` drives the traffic, the
+timeline and the decision against a real service."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from net_support import free_port
+
+from platform_assets.loop_demo import Traffic, describe_traffic, main
+
+
+def test_traffic_counts_every_request_that_fails() -> None:
+    # Nothing listens on the port: every /predict fails to connect, and each one is counted.
+    traffic = Traffic(f"http://127.0.0.1:{free_port()}", "key", rate=50, shift=0.7, label_delay=0.1).start()
+    deadline = time.monotonic() + 60
+    while traffic.snapshot().sent == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stats = traffic.stop()
+    assert stats.sent > 0 and stats.failed == stats.sent, stats
+    assert stats.feedback_sent == 0 and stats.answered_by == {}
+    assert any("ConnectError" in error for error in stats.errors), stats.errors
+    assert f"{stats.sent} applications sent, {stats.failed} failed" in describe_traffic(stats)
+
+
+def test_traffic_refuses_a_rate_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="rate must be positive"):
+        Traffic("http://127.0.0.1:1", "key", rate=0, shift=0.0, label_delay=0.0)
+
+
+def test_the_demo_needs_a_key(platform_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = platform_home / "empty.key"
+    empty.write_text("\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--api-key-file", str(empty)])
+    assert exit_.value.code == 2
+    assert f"--api-key-file {empty}: no key in it" in capsys.readouterr().err
+
+
+def test_the_demo_needs_a_serving_champion(platform_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = platform_home / "loop-demo.key"
+    key.write_text("some-key\n")
+    assert main(["--api-key-file", str(key), "--timeout", "5"]) == 2
+    assert "nothing serves: run `make demo` first" in capsys.readouterr().err
+
+
+def test_the_demo_refuses_a_shift_outside_0_to_1(platform_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = platform_home / "loop-demo.key"
+    key.write_text("some-key\n")
+    with pytest.raises(SystemExit):
+        main(["--api-key-file", str(key), "--shift-after", "1.5"])
+    assert "--shift-after must be within 0..1" in capsys.readouterr().err
