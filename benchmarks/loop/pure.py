@@ -10,13 +10,14 @@ The same steps as the orchestrated loop, on the same data, with the same configu
   (``ml.train``; deterministic per seed, so the same weights), its reason codes, the ONNX export and its check
   against Keras (``ml.onnx_export``);
 * released: the baselines and the test-set evaluation of all three (``ml.evaluate``), the fairness report
-  (``ml.fairness_metrics``), the manifest built and signed (``core.manifest``, ``core.signing``) and the ONNX
-  model opened in ONNX Runtime as the service opens it (``core.onnx_runtime``);
+  (``ml.fairness_metrics``), the drift report of the newest partition against the training split and the
+  performance report (``ml.drift``, Evidently), the manifest built and signed (``core.manifest``,
+  ``core.signing``) and the ONNX model opened in ONNX Runtime as the service opens it (``core.onnx_runtime``);
 * challenger serving: both versions' live quality over the shadow phase's rows (none without a shadow phase);
 * decision: both versions' live quality over the canary's rows and the canary rule (``ml.canary``).
 
 What has no pure counterpart is left out and said so by run_benchmark.py: the Bento build, the service
-loading the version, the drift report and the model card. Imports are timed apart.
+loading the version, the model card and the HTML renderings. Imports are timed apart.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def training(spec: dict[str, Any], policies: dict[str, Any], record: Any, timing
 
 def release(spec: dict[str, Any], record: Any, model: dict[str, Any], timings: Timings) -> None:
     from platform_assets.core import manifest, onnx_runtime, signing
-    from platform_assets.ml import evaluate, fairness_metrics
+    from platform_assets.ml import drift, evaluate, fairness_metrics
     from platform_assets.ml.train import predict_cnn, train_baselines
 
     data, validation, trained = model["data"], model["validation"], model["trained"]
@@ -147,6 +148,15 @@ def release(spec: dict[str, Any], record: Any, model: dict[str, Any], timings: T
         return fairness_metrics.fairness_report(test.labels, scores, trained.threshold, groups)
 
     fairness_doc = timed(timings, "released", "fairness", fairness)
+    timed(timings, "released", "drift report", lambda: drift_report(spec, record, trained.model, data))
+    timed(
+        timings,
+        "released",
+        "performance report",
+        lambda: drift.performance_report(
+            test.labels, predict_cnn(trained.model, test.keras_inputs()), trained.threshold
+        ),
+    )
 
     def sign() -> bytes:
         key = signing.generate_private_key()
@@ -167,6 +177,40 @@ def release(spec: dict[str, Any], record: Any, model: dict[str, Any], timings: T
     onnx_bytes = model["onnx"]
     sha = hashlib.sha256(onnx_bytes).hexdigest()
     timed(timings, "released", "ONNX Runtime load", lambda: onnx_runtime.load_model(onnx_bytes, sha256=sha))
+
+
+def drift_report(spec: dict[str, Any], record: Any, model: Any, data: Any) -> Any:
+    """``data_drift_report``'s compute: the model's inputs and score on a seeded sample of its training split
+    against the newest tensor partition(s), Evidently's per-column tests."""
+    import pandas as pd
+
+    from platform_assets.core import lake_keys
+    from platform_assets.dataplane import partitions
+    from platform_assets.dataplane.objects import LocalObjects
+    from platform_assets.ml import drift, features
+    from platform_assets.ml.train import predict_cnn
+
+    config, static = spec["drift_config"], list(record.feature_spec.static)
+
+    def scored(batch: Any) -> Any:
+        frame = drift.feature_frame(batch, static)
+        frame[drift.SCORE] = predict_cnn(model, {"history": batch.tensor, "static": batch.static})
+        return frame
+
+    reference = scored(data.sample("train", config["reference_rows"], seed=record.split.seed).features)
+    store = LocalObjects(root=spec["lake_root"])
+    rows = pd.concat([partitions.read_partition(store, lake_keys.tensors(p)) for p in spec["drift_window"]])
+    rows = rows[rows[features.REASON].isna()]
+    current = scored(features.batch_from_rows(rows))
+    columns = [c for c in reference.columns if c != drift.SCORE]
+    return drift.drift_report(
+        reference,
+        current,
+        columns,
+        method=config["method"],
+        threshold=config["threshold"],
+        drift_share=config["drift_share"],
+    )
 
 
 def live_comparison(spec: dict[str, Any], stage: str, start: str | None, end: str | None, timings: Timings) -> Any:

@@ -409,9 +409,11 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
     import dagster as dg
 
     from platform_assets import model_store
+    from platform_assets.defs.governance.assets import DriftConfig
     from platform_assets.defs.training.assets import BaselineConfig, CNNTrainingConfig
     from platform_assets.loop_demo import Traffic, describe_traffic
     from platform_assets.loop_timeline import Timeline, read_registry, runs_in_progress
+    from platform_assets.resources.training_data import TrainingData
     from platform_assets.settings import load, topology
 
     t0 = time.monotonic()
@@ -480,6 +482,8 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
         "candidate": candidate,
         "candidate_record": str(lake_root / model_store.version_key(candidate, "model_version.json")),
         "baseline_rows": BaselineConfig().max_train_rows,
+        "drift_config": DriftConfig().model_dump(),
+        "drift_window": TrainingData(window_days=DriftConfig().window_partitions).available_partitions(lake),
         "baseline_seed": BaselineConfig().seed,
         "detected_at": iso(ends["detection"]),
         "released_at": iso(ends["released"]) if ends["challenger serving"] else None,
