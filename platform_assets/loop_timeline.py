@@ -38,7 +38,7 @@ TRACKED: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "canary_decision": ("canary decision", ("action", "challenger", "from_weight_percent", "to_weight_percent")),
 }
 #: Registered-model tags that are part of the rollout's state beside the aliases (percent).
-STATE_TAGS: Final = {registry.WEIGHT_TAG: "challenger weight", "shadow_share": "shadow share"}
+STATE_TAGS: Final = {registry.WEIGHT_TAG: "challenger weight", registry.SHADOW_SHARE_TAG: "shadow share"}
 #: Runs in these states may still move the registry: no decision is final while one exists.
 ACTIVE_RUNS: Final = (
     dg.DagsterRunStatus.QUEUED,
