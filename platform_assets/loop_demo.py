@@ -3,7 +3,8 @@
     python -m platform_assets.loop_demo --api-key-file .platform_home/serving/loop-demo.key
 
 With ``make demo`` running (the service, and the Dagster UI whose daemon runs the sensors), it sends
-applications with their true outcomes to the service (``platform_assets.replay``) in a thread, at a modest
+applications with their true outcomes to the service (``platform_assets.replay``; every outcome, or with
+``--labels realistic`` approved applications' only, as a lender learns them) in a thread, at a modest
 rate, and keeps sending until the rollout is decided: first drifted ones (``--shift``), which degrade the
 champion until a sensor requests a retrain; from then on applicants like those the models are trained on
 (``--shift-after``, default 0): the retrain learns from the lake's partitions, not from the drifted
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,30 +33,32 @@ import httpx
 
 from platform_assets.core.service_tls import TLSFiles, verify
 from platform_assets.loop_timeline import Outcome, Timeline, read_registry, runs_in_progress, sensor_waits
-from platform_assets.replay import apply_shift, replay, synthetic_source
+from platform_assets.replay import LABEL_MODES, LabelMode, ReplayStats, apply_shift, replay, synthetic_source
 
 #: Seconds of traffic per replay call: a call ends by waiting for its last outcomes to be posted.
 CHUNK_SECONDS = 5.0
 
 
-@dataclass
-class TrafficStats:
-    """What the traffic thread sent: applications, outcomes, failures (rows), the first time (UTC) each model
-    version answered, and the first errors."""
-
-    sent: int = 0
-    failed: int = 0
-    feedback_sent: int = 0
-    feedback_failed: int = 0
-    answered_by: dict[str, int] = field(default_factory=dict)
-    first_answer: dict[str, datetime] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+def add_up(total: ReplayStats, part: ReplayStats) -> ReplayStats:
+    """``total`` with ``part`` added: counts summed, per-version and per-decision counts merged, the first 20
+    errors kept."""
+    merged: dict[str, Any] = {}
+    for entry in fields(ReplayStats):
+        mine, theirs = getattr(total, entry.name), getattr(part, entry.name)
+        if isinstance(mine, dict):
+            merged[entry.name] = {k: mine.get(k, 0) + theirs.get(k, 0) for k in sorted({*mine, *theirs})}
+        elif isinstance(mine, list):
+            merged[entry.name] = (mine + theirs)[:20]
+        else:
+            merged[entry.name] = mine + theirs
+    return ReplayStats(**merged)
 
 
 class Traffic:
     """Applications with outcomes sent to ``url`` in a thread, ``CHUNK_SECONDS`` at a time, until ``stop()``.
 
-    ``rate`` is applications per second, ``label_delay`` the seconds before an outcome is posted; ``shift``
+    ``rate`` is applications per second, ``label_delay`` the seconds before an outcome is posted, ``labels``
+    which outcomes are (``replay.labelled``: all, or approved applications' only); ``shift``
     (0..1, ``replay.apply_shift``) may be changed while it runs and applies from the next chunk. Each chunk
     is a new synthetic day, so application IDs do not repeat.
     """
@@ -68,6 +71,7 @@ class Traffic:
         rate: float,
         shift: float,
         label_delay: float,
+        labels: LabelMode = "all",
         batch_size: int = 25,
         seed: int = 2027,
         first_day: date = date(2027, 1, 1),
@@ -76,8 +80,9 @@ class Traffic:
         if rate <= 0:
             raise ValueError(f"rate must be positive applications per second, got {rate}")
         self.url, self.key, self.rate, self.shift, self.label_delay = url, key, rate, shift, label_delay
+        self.labels = labels
         self.batch_size, self.seed, self.first_day, self.tls = batch_size, seed, first_day, tls
-        self.stats = TrafficStats()
+        self._stats = ReplayStats()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loop-traffic", daemon=True)
         self._lock = threading.Lock()
@@ -86,25 +91,18 @@ class Traffic:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 60.0) -> TrafficStats:
-        """Stop after the chunk being sent (its due outcomes posted); the stats so far."""
+    def stop(self, timeout: float = 60.0) -> ReplayStats:
+        """Stop after the chunk being sent (its due outcomes posted); what was sent."""
         self._stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise RuntimeError(f"the traffic thread did not stop within {timeout:g} s")
         return self.snapshot()
 
-    def snapshot(self) -> TrafficStats:
+    def snapshot(self) -> ReplayStats:
+        """What was sent so far: every finished chunk's ``ReplayStats`` added up."""
         with self._lock:
-            return TrafficStats(
-                self.stats.sent,
-                self.stats.failed,
-                self.stats.feedback_sent,
-                self.stats.feedback_failed,
-                dict(self.stats.answered_by),
-                dict(self.stats.first_answer),
-                list(self.stats.errors),
-            )
+            return add_up(ReplayStats(), self._stats)
 
     def _run(self) -> None:
         rows = max(self.batch_size, int(self.rate * CHUNK_SECONDS))
@@ -123,39 +121,33 @@ class Traffic:
                         batch_size=self.batch_size,
                         feedback_delay=self.label_delay,
                         max_seconds=4 * CHUNK_SECONDS,
+                        labels=self.labels,
+                        seed=self.seed + chunk,
                         client=client,
                     )
                 except Exception as error:  # noqa: BLE001 - counted as failures; the thread must go on
-                    with self._lock:
-                        self.stats.failed += len(frame)
-                        self.stats.errors.append(f"{type(error).__name__}: {error}")
+                    sent = ReplayStats(
+                        sent=len(frame), predict_failures=len(frame), errors=[f"{type(error).__name__}: {error}"]
+                    )
                     time.sleep(1.0)
-                else:
-                    self._count(sent.sent, sent.predict_failures, sent.feedback_sent, sent.feedback_failures)
-                    self._answered(sent.by_version, sent.errors)
+                with self._lock:
+                    self._stats = add_up(self._stats, sent)
                 chunk += 1
 
-    def _count(self, sent: int, failed: int, feedback_sent: int, feedback_failed: int) -> None:
-        with self._lock:
-            self.stats.sent += sent
-            self.stats.failed += failed
-            self.stats.feedback_sent += feedback_sent
-            self.stats.feedback_failed += feedback_failed
 
-    def _answered(self, by_version: dict[str, int], errors: list[str]) -> None:
-        now = datetime.now(UTC)
-        with self._lock:
-            for version, n in by_version.items():
-                self.stats.answered_by[version] = self.stats.answered_by.get(version, 0) + n
-                self.stats.first_answer.setdefault(version, now)
-            self.stats.errors = (self.stats.errors + errors)[:20]
+def failed_requests(stats: ReplayStats) -> int:
+    """Applications and outcomes that were not answered with a 200."""
+    return stats.predict_failures + stats.feedback_failures
 
 
-def describe_traffic(stats: TrafficStats) -> str:
-    answered = ", ".join(f"{v}: {n}" for v, n in sorted(stats.answered_by.items())) or "none"
+def describe_traffic(stats: ReplayStats) -> str:
+    answered = ", ".join(f"{v}: {n}" for v, n in sorted(stats.by_version.items())) or "none"
+    withheld = sum(stats.labels_withheld.values())
     return (
-        f"requests: {stats.sent} applications sent, {stats.failed} failed; outcomes: {stats.feedback_sent} posted, "
-        f"{stats.feedback_failed} failed; answered by {answered}"
+        f"requests: {stats.sent} applications sent, {stats.predict_failures} failed; outcomes: "
+        f"{stats.feedback_sent} posted, {stats.feedback_failures} failed"
+        + (f", {withheld} withheld (no outcome for a decline)" if withheld else "")
+        + f"; answered by {answered}"
     )
 
 
@@ -209,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift", type=float, default=0.7, help="drifted share 0..1 until a retrain is requested")
     parser.add_argument("--shift-after", type=float, default=0.0, help="drifted share 0..1 after that")
     parser.add_argument("--label-delay", type=float, default=2.0, help="seconds before an outcome is posted")
+    parser.add_argument(
+        "--labels", choices=LABEL_MODES, default="all", help="outcomes of every application or approved ones only"
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between reads of the instance and registry")
     args = parser.parse_args(argv)
@@ -241,9 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     onset = datetime.now(UTC)
     timeline = Timeline(onset, start)
     traffic = Traffic(
-        url, key, rate=args.rate, shift=args.shift, label_delay=args.label_delay, tls=deployer.client_tls()
+        url,
+        key,
+        rate=args.rate,
+        shift=args.shift,
+        label_delay=args.label_delay,
+        labels=args.labels,
+        tls=deployer.client_tls(),
     ).start()
-    print(timeline.line(timeline.note("drifted traffic started", f"shift {args.shift:g}, {args.rate:g}/s, labelled")))
+    started = f"shift {args.shift:g}, {args.rate:g}/s, {args.labels} labels {args.label_delay:g} s later"
+    print(timeline.line(timeline.note("drifted traffic started", started)))
 
     def after_retrain(current: Timeline) -> None:
         if traffic.shift != args.shift_after and retrain_requested(current):
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"undecided after {args.timeout:g} s{running}", file=sys.stderr)
         return 1
     print(f"{outcome.result}: {outcome.reason} ({(outcome.at - onset).total_seconds():.0f} s after drift onset)")
-    return 0 if outcome.result != "failed" and stats.failed == 0 and stats.feedback_failed == 0 else 1
+    return 0 if outcome.result != "failed" and failed_requests(stats) == 0 else 1
 
 
 if __name__ == "__main__":

@@ -411,7 +411,7 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
     from platform_assets import model_store
     from platform_assets.defs.governance.assets import DriftConfig
     from platform_assets.defs.training.assets import BaselineConfig, CNNTrainingConfig
-    from platform_assets.loop_demo import Traffic, describe_traffic
+    from platform_assets.loop_demo import Traffic, describe_traffic, failed_requests
     from platform_assets.loop_timeline import Timeline, read_registry, runs_in_progress
     from platform_assets.resources.training_data import TrainingData
     from platform_assets.settings import load, topology
@@ -514,7 +514,7 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
         f"(1 / 5 / 15 min) at the start, {' / '.join(f'{x:.1f}' for x in load_end)} at the end."
     )
     print(f"Date: {started_at:%Y-%m-%d %H:%M} UTC. Command: {command}")
-    failed = stats.failed + stats.feedback_failed
+    failed = failed_requests(stats)
     return 0 if outcome is not None and outcome.result != "failed" and failed == 0 else 1
 
 

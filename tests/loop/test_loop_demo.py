@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from net_support import free_port
 
-from platform_assets.loop_demo import Traffic, describe_traffic, main
+from platform_assets.loop_demo import Traffic, add_up, describe_traffic, failed_requests, main
+from platform_assets.replay import ReplayStats
 
 
 def test_traffic_counts_every_request_that_fails() -> None:
@@ -20,10 +21,20 @@ def test_traffic_counts_every_request_that_fails() -> None:
     while traffic.snapshot().sent == 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     stats = traffic.stop()
-    assert stats.sent > 0 and stats.failed == stats.sent, stats
-    assert stats.feedback_sent == 0 and stats.answered_by == {}
+    assert stats.sent > 0 and stats.predict_failures == stats.sent == failed_requests(stats), stats
+    assert stats.feedback_sent == 0 and stats.by_version == {}
     assert any("ConnectError" in error for error in stats.errors), stats.errors
-    assert f"{stats.sent} applications sent, {stats.failed} failed" in describe_traffic(stats)
+    assert f"{stats.sent} applications sent, {stats.sent} failed" in describe_traffic(stats)
+
+
+def test_replays_add_up_count_by_count() -> None:
+    first = ReplayStats(sent=50, predict_failures=1, feedback_sent=49, by_version={"v1": 49}, errors=["a"])
+    second = ReplayStats(sent=25, feedback_sent=25, feedback_failures=2, by_version={"v1": 5, "v2": 20}, errors=["b"])
+    total = add_up(first, second)
+    assert (total.sent, total.predict_failures, total.feedback_sent, total.feedback_failures) == (75, 1, 74, 2)
+    assert total.by_version == {"v1": 54, "v2": 20} and total.errors == ["a", "b"]
+    assert failed_requests(total) == 3
+    assert add_up(ReplayStats(errors=["x"] * 15), ReplayStats(errors=["y"] * 15)).errors == ["x"] * 15 + ["y"] * 5
 
 
 def test_traffic_refuses_a_rate_that_is_not_positive() -> None:
