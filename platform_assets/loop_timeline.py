@@ -32,7 +32,10 @@ EventKind = Literal["traffic", "run", "failure", "materialization", "registry"]
 TRACKED: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "default_risk_model": ("version trained", ("model_version", "validation_roc_auc", "best_epoch")),
     "credit_risk_deployment": ("deployed", ("model_version", "action", "champion", "challenger", "shadow")),
-    "shadow_comparison": ("shadow report", ("model_version", "verdict", "labelled", "approval_rate_delta")),
+    "shadow_comparison": (
+        "shadow report",
+        ("model_version", "stage", "live_verdict", "shadow_pairs", "labelled_pairs"),
+    ),
     "promotion_approval": ("approval", ("model_version", "approved_by", "auto", "expires_at")),
     "promotion_decision": ("promotion decision", ("model_version", "stage", "verdict", "action")),
     "canary_decision": ("canary decision", ("action", "challenger", "from_weight_percent", "to_weight_percent")),

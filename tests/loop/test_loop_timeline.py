@@ -60,6 +60,9 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
     )
     materialize(instance, "default_risk_model", model_version="v2", validation_roc_auc=0.7712345, best_epoch=3)
     materialize(instance, "credit_risk_deployment", "v2", model_version="v2", action="shadow_started", champion="v1")
+    materialize(
+        instance, "shadow_comparison", "v2", model_version="v2", live_verdict="pass", shadow_pairs=1200, champion="v1"
+    )
     materialize(instance, "promotion_decision", "v2", model_version="v2", verdict="pass", stage="shadow_to_canary")
     materialize(instance, "canary_decision", action="step", from_weight_percent=10.0, to_weight_percent=50.0)
     materialize(instance, "live_model_performance", labelled=400)  # not a loop step
@@ -82,6 +85,7 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
         "accuracy_drop_sensor requested retrain_and_deploy_job",
         "version trained: default_risk_model",
         "deployed: credit_risk_deployment [v2]",
+        "shadow report: shadow_comparison [v2]",
         "promotion decision: promotion_decision [v2]",
         "canary decision: canary_decision",
         "model_version_sensor requested release_job [v3]",
@@ -95,6 +99,9 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
     assert (trained.model_version, trained.detail) == (
         "v2",
         "model_version=v2, validation_roc_auc=0.7712, best_epoch=3",
+    )
+    assert by_title["shadow report: shadow_comparison [v2]"].detail == (
+        "model_version=v2, live_verdict=pass, shadow_pairs=1200"
     )
     assert by_title["promotion decision: promotion_decision [v2]"].detail == (
         "model_version=v2, stage=shadow_to_canary, verdict=pass"

@@ -122,7 +122,8 @@ def test_sensor_intervals_override_the_sensors_own_when_the_code_location_loads(
     from platform_assets.definitions import defs
 
     clean_env.setenv("PLATFORM_HOME", str(tmp_path))
-    own = {s.name: s.minimum_interval_seconds for s in defs().sensors or []}
+    sensors = {s.name: s for s in defs().sensors or []}
+    own = {name: s.minimum_interval_seconds for name, s in sensors.items()}
     assert own["accuracy_drop_sensor"] == 300 and own["canary_sensor"] == 60
     clean_env.setenv("PLATFORM_SENSOR_INTERVALS", " accuracy_drop_sensor=30, canary_sensor=20 ")
     assert settings.load().sensor_interval_overrides() == {"accuracy_drop_sensor": 30, "canary_sensor": 20}
@@ -133,8 +134,10 @@ def test_sensor_intervals_override_the_sensors_own_when_the_code_location_loads(
         "canary_sensor": 20,
     }
     # The copy is the same sensor otherwise.
-    assert sorted(job.name for job in loaded["canary_sensor"].jobs) == ["ab_report_job", "canary_job"]
-    assert loaded["canary_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+    copy, original = loaded["canary_sensor"], sensors["canary_sensor"]
+    assert [job.name for job in copy.jobs] == [job.name for job in original.jobs]
+    for attribute in ("description", "default_status", "required_resource_keys"):
+        assert getattr(copy, attribute) == getattr(original, attribute)
     clean_env.setenv("PLATFORM_SENSOR_INTERVALS", "acuracy_drop_sensor=30")
     with pytest.raises(settings.SettingsError, match=r"PLATFORM_SENSOR_INTERVALS names no sensor.*acuracy_drop_sensor"):
         defs()
