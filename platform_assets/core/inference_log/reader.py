@@ -34,18 +34,16 @@ def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def _outcomes() -> Any:
-    """Each prediction id's latest outcome: ``prediction_id``, ``defaulted``, ``feedback_at``."""
-    latest = (
-        sa.select(feedback.c.prediction_id, sa.func.max(feedback.c.feedback_id).label("feedback_id"))
-        .where(feedback.c.prediction_id.is_not(None))
-        .group_by(feedback.c.prediction_id)
-        .subquery()
-    )
+def _latest_outcome(prediction_id: Any, correlate: Any) -> Any:
+    """The ``feedback_id`` of the latest outcome of ``prediction_id`` (a column of ``correlate``), looked up per row
+    by an index search. A join of all outcomes on an expression can use no index: SQLite then scanned every
+    outcome for every prediction, quadratic in the log's size (25 s for 16,000 predictions)."""
+    outcomes = feedback.alias("outcomes")
     return (
-        sa.select(feedback.c.prediction_id, feedback.c.defaulted, feedback.c.received_at.label("feedback_at"))
-        .join(latest, latest.c.feedback_id == feedback.c.feedback_id)
-        .subquery()
+        sa.select(sa.func.max(outcomes.c.feedback_id))
+        .where(outcomes.c.prediction_id == prediction_id)
+        .correlate(correlate)
+        .scalar_subquery()
     )
 
 
@@ -57,17 +55,9 @@ def predictions_query(
     labelled_only: bool = False,
 ) -> Any:
     """The SELECT of ``read_predictions``: each prediction with its latest outcome."""
-    # The outcome belongs to the application that was answered: a shadow row takes its answer's. Each row looks
-    # its latest outcome up by that id (an index search); a join of the outcomes ON COALESCE(...) can use no
-    # index, and SQLite then scanned every outcome for every prediction (25 s for 16,000 predictions).
+    # The outcome belongs to the application that was answered: a shadow row takes its answer's.
     labelled_by = sa.func.coalesce(predictions.c.served_prediction_id, predictions.c.prediction_id)
-    outcomes = feedback.alias("outcomes")
-    latest = (
-        sa.select(sa.func.max(outcomes.c.feedback_id))
-        .where(outcomes.c.prediction_id == labelled_by)
-        .correlate(predictions)
-        .scalar_subquery()
-    )
+    latest = _latest_outcome(labelled_by, predictions)
     join = (predictions.join if labelled_only else predictions.outerjoin)(feedback, feedback.c.feedback_id == latest)
     query = sa.select(*predictions.c, feedback.c.defaulted, feedback.c.received_at.label("feedback_at"))
     query = _window(query.select_from(join), predictions.c.created_at, start, end)
@@ -122,21 +112,12 @@ SHADOW_PAIR_COLUMNS = (
 )
 
 
-def read_shadow_pairs(
-    source: str | Engine, shadow_version: str, start: datetime | None = None, end: datetime | None = None
-) -> pd.DataFrame:
-    """Each prediction ``shadow_version`` made as the shadow in ``[start, end)`` (UTC, by the shadow row's
-    ``created_at``) beside the prediction that answered the same application: one row per shadow prediction,
-    ``SHADOW_PAIR_COLUMNS`` (probabilities of default, decisions at each model's own threshold, the protected
-    values sent, the answer's latest outcome ``defaulted`` as nullable 0/1, ``served_at`` when it answered and
-    ``created_at`` when the shadow scored). A shadow row whose answer is no longer in the log is left out.
-    """
-    engine = _engine(source)
+def shadow_pairs_query(shadow_version: str, start: datetime | None = None, end: datetime | None = None) -> Any:
+    """The SELECT of ``read_shadow_pairs``: each shadow prediction beside its answer and the answer's outcome."""
     shadow = predictions.alias("shadow")
     served = predictions.alias("served")
-    outcome = _outcomes()
     join = shadow.join(served, served.c.prediction_id == shadow.c.served_prediction_id).outerjoin(
-        outcome, outcome.c.prediction_id == served.c.prediction_id
+        feedback, feedback.c.feedback_id == _latest_outcome(served.c.prediction_id, served)
     )
     query = (
         sa.select(
@@ -153,17 +134,29 @@ def read_shadow_pairs(
             shadow.c.threshold.label("shadow_threshold"),
             shadow.c.decision.label("shadow_decision"),
             *(served.c[column] for column in PROTECTED_LOG_COLUMNS.values()),
-            outcome.c.defaulted,
-            outcome.c.feedback_at,
+            feedback.c.defaulted,
+            feedback.c.received_at.label("feedback_at"),
             served.c.created_at.label("served_at"),
             shadow.c.created_at,
         )
         .select_from(join)
         .where(shadow.c.role == SHADOW_ROLE, shadow.c.model_version == shadow_version)
     )
-    query = _window(query, shadow.c.created_at, start, end)
+    return _window(query, shadow.c.created_at, start, end).order_by(shadow.c.created_at)
+
+
+def read_shadow_pairs(
+    source: str | Engine, shadow_version: str, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Each prediction ``shadow_version`` made as the shadow in ``[start, end)`` (UTC, by the shadow row's
+    ``created_at``) beside the prediction that answered the same application: one row per shadow prediction,
+    ``SHADOW_PAIR_COLUMNS`` (probabilities of default, decisions at each model's own threshold, the protected
+    values sent, the answer's latest outcome ``defaulted`` as nullable 0/1, ``served_at`` when it answered and
+    ``created_at`` when the shadow scored). A shadow row whose answer is no longer in the log is left out.
+    """
+    engine = _engine(source)
     with engine.connect() as connection:
-        frame = pd.DataFrame(connection.execute(query.order_by(shadow.c.created_at)).mappings().all())
+        frame = pd.DataFrame(connection.execute(shadow_pairs_query(shadow_version, start, end)).mappings().all())
     frame = frame.reindex(columns=list(SHADOW_PAIR_COLUMNS))
     frame["defaulted"] = frame["defaulted"].astype("Int64")
     return frame
