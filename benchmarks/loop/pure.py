@@ -13,8 +13,12 @@ The same steps as the orchestrated loop, on the same data, with the same configu
   (``ml.fairness_metrics``), the drift report of the newest partition against the training split and the
   performance report (``ml.drift``, Evidently), the manifest built and signed (``core.manifest``,
   ``core.signing``) and the ONNX model opened in ONNX Runtime as the service opens it (``core.onnx_runtime``);
-* challenger serving: both versions' live quality over the shadow phase's rows (none without a shadow phase);
-* decision: both versions' live quality over the canary's rows and the canary rule (``ml.canary``).
+* challenger serving (the shadow gate): the newest tensor days scored by both versions in ONNX Runtime (what
+  ``portfolio_scores`` does on Spark, without writing the scores), the shadow pairs read from the inference log
+  (``core.inference_log.reader``), and the paired evidence and gate verdict of both (``ml.promotion_evidence``:
+  swap set, PSI, paired DeLong, disparate impact);
+* decision: both versions' live quality over the canary's rows and the canary rule (``ml.canary``), then the
+  final gate's evidence on the same pairs (stage ``canary_to_champion``).
 
 What has no pure counterpart is left out and said so by run_benchmark.py: the Bento build, the service
 loading the version, the model card and the HTML renderings. Imports are timed apart.
@@ -213,6 +217,80 @@ def drift_report(spec: dict[str, Any], record: Any, model: Any, data: Any) -> An
     )
 
 
+def portfolio_pairs(spec: dict[str, Any], records: dict[str, Any]) -> Any:
+    """Champion and candidate scores of every valid client of the newest tensor days, with outcome and protected
+    columns (``paired_scores``' frame), scored here in ONNX Runtime."""
+    import pandas as pd
+
+    from platform_assets.core import decisions, lake_keys, onnx_runtime
+    from platform_assets.core.model_version import ONNX_FILE
+    from platform_assets.dataplane import partitions
+    from platform_assets.dataplane.objects import LocalObjects
+    from platform_assets.ml import features, schema
+
+    store = LocalObjects(root=spec["lake_root"])
+    models = {
+        role: onnx_runtime.load_model(
+            store.read_bytes(f"{lake_keys.model_dir(r.model, r.version)}/{ONNX_FILE}"), sha256=r.onnx_sha256
+        )
+        for role, r in records.items()
+    }
+    frames = []
+    for day in spec["portfolio_days"]:
+        rows = partitions.read_partition(store, lake_keys.tensors(day))
+        rows = rows[rows[features.REASON].isna()].reset_index(drop=True)
+        batch = features.batch_from_rows(rows)
+        frame = rows[[schema.ID, schema.TARGET, *schema.PROTECTED_COLUMNS]].rename(
+            columns={schema.ID: "application_id", schema.TARGET: "defaulted"}
+            | {c: c.lower() for c in schema.PROTECTED_COLUMNS}
+        )
+        for role, model in models.items():
+            probabilities = model.predict(batch.tensor, batch.static)
+            frame[f"{role}_probability"] = probabilities
+            frame[f"{role}_decision"] = decisions.labels(decisions.declines(probabilities, records[role].threshold))
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    frame["defaulted"] = frame["defaulted"].astype("Int64")
+    return frame
+
+
+def shadow_pairs(spec: dict[str, Any]) -> Any:
+    """The shadow phase's pairs from the inference log, in the evidence's columns."""
+    from platform_assets.core.inference_log.reader import read_shadow_pairs
+
+    pairs = read_shadow_pairs(spec["inference_db"], spec["candidate"])
+    pairs = pairs[pairs["served_model_version"] == spec["champion"]]
+    return pairs.rename(
+        columns={
+            "served_probability": "champion_probability",
+            "served_decision": "champion_decision",
+            "shadow_probability": "candidate_probability",
+            "shadow_decision": "candidate_decision",
+        }
+    )
+
+
+def shadow_gate(spec: dict[str, Any], policies: dict[str, Any], records: dict[str, Any], timings: Timings) -> Any:
+    """The shadow gate's compute, timed in the stage it ended (``gate_stage``: the challenger's start, or the
+    decision when the gate retired the version); returns the frames the final gate judges again."""
+    from platform_assets.ml import promotion_evidence
+
+    policy = policies["promotion_policy"]
+    stage = spec["gate_stage"]
+    portfolio = timed(timings, stage, "portfolio scored by both", lambda: portfolio_pairs(spec, records))
+    live = timed(timings, stage, "read the shadow pairs", lambda: shadow_pairs(spec))
+    for name, frame in (("live", live), ("portfolio", portfolio)):
+        if frame.empty:  # no shadow phase (or no portfolio days): the gate had nothing of this kind either
+            continue
+        timed(
+            timings,
+            stage,
+            f"{name} evidence and verdict",
+            lambda f=frame: promotion_evidence.paired_evidence(f, "shadow_to_canary", policy),
+        )
+    return live, portfolio
+
+
 def live_comparison(spec: dict[str, Any], stage: str, start: str | None, end: str | None, timings: Timings) -> Any:
     """Both versions' live quality over ``[start, end)`` (the rows a gate judges)."""
     from platform_assets.ml import live_quality
@@ -247,7 +325,7 @@ def main(argv: list[str]) -> int:
     import tensorflow  # noqa: F401
 
     from platform_assets.core.model_version import ModelVersion
-    from platform_assets.ml import canary
+    from platform_assets.ml import canary, promotion_evidence
 
     imports = round(time.perf_counter() - started, 3)
     policies = pickle.loads(Path(spec["policies"]).read_bytes())
@@ -255,7 +333,8 @@ def main(argv: list[str]) -> int:
     reasons = detection(spec, policies, timings)
     model = training(spec, policies, record, timings)
     release(spec, record, model, timings)
-    live_comparison(spec, "challenger serving", spec.get("released_at"), spec.get("challenger_at"), timings)
+    champion_record = ModelVersion.from_json(Path(spec["champion_record"]).read_text(), spec["champion_record"])
+    frames = shadow_gate(spec, policies, {"champion": champion_record, "candidate": record}, timings)
     quality = live_comparison(spec, "decision", spec.get("challenger_at"), spec.get("decided_at"), timings)
     if quality is not None:
         timed(
@@ -266,6 +345,18 @@ def main(argv: list[str]) -> int:
                 spec["last_weight"], quality[spec["champion"]], quality[spec["candidate"]], policies["canary_policy"]
             ),
         )
+    if quality is not None:
+        for name, frame in zip(("live", "portfolio"), frames, strict=True):
+            if frame.empty:
+                continue
+            timed(
+                timings,
+                "decision",
+                f"final {name} evidence and verdict",
+                lambda f=frame: promotion_evidence.paired_evidence(
+                    f, "canary_to_champion", policies["promotion_policy"]
+                ),
+            )
     loaded = sorted(m for m in ("dagster", "mlflow", "bentoml") if m in sys.modules)
     print(
         json.dumps(

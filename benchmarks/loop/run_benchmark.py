@@ -409,7 +409,9 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
     import dagster as dg
 
     from platform_assets import model_store
+    from platform_assets.core.model_version import RECORD_FILE
     from platform_assets.defs.governance.assets import DriftConfig
+    from platform_assets.defs.promotion.assets import PORTFOLIO_DAYS, newest_tensor_days
     from platform_assets.defs.training.assets import BaselineConfig, CNNTrainingConfig
     from platform_assets.loop_demo import Traffic, describe_traffic, failed_requests
     from platform_assets.loop_timeline import Timeline, read_registry, runs_in_progress
@@ -466,6 +468,7 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
     policies = {
         "train_config": CNNTrainingConfig(**model_store.load_record(lake, candidate).training_config).to_train_config(),
         "drop_policy": definitions.resources["live_monitoring"].drop_policy(),
+        "promotion_policy": definitions.resources["live_monitoring"].promotion_policy(),
         "canary_policy": definitions.resources["live_monitoring"].canary_policy(),
     }
 
@@ -480,14 +483,17 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
         "champion": champion,
         "champion_validation": dict(model_store.load_record(lake, champion).validation_metrics),
         "candidate": candidate,
-        "candidate_record": str(lake_root / model_store.version_key(candidate, "model_version.json")),
+        "candidate_record": str(lake_root / model_store.version_key(candidate, RECORD_FILE)),
+        "champion_record": str(lake_root / model_store.version_key(champion, RECORD_FILE)),
+        "portfolio_days": newest_tensor_days(lake, PORTFOLIO_DAYS),
         "baseline_rows": BaselineConfig().max_train_rows,
         "drift_config": DriftConfig().model_dump(),
         "drift_window": TrainingData(window_days=DriftConfig().window_partitions).available_partitions(lake),
         "baseline_seed": BaselineConfig().seed,
         "detected_at": iso(ends["detection"]),
-        "released_at": iso(ends["released"]) if ends["challenger serving"] else None,
         "challenger_at": iso(ends["challenger serving"]),
+        # The shadow gate ended the challenger's wait, or (retired in shadow) the rollout itself.
+        "gate_stage": "challenger serving" if ends["challenger serving"] else "decision",
         "decided_at": iso(ends["decision"]),
         "last_weight": weight,
     }
@@ -497,6 +503,8 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
     decided = f"{outcome.result} ({outcome.reason})" if outcome else f"undecided after {args.timeout:g} s"
     print("\n".join(lines))
     print(f"Rollout: {decided}. Traffic: {describe_traffic(stats)}.")
+    for error in stats.errors[:5]:
+        print(f"  failed: {error}")
     print(
         f"Same model in both: validation ROC AUC {pure['validation_roc_auc']:.4f} (pure) and "
         f"{pure['orchestrated_validation_roc_auc']:.4f} (orchestrated); pure process loaded "
