@@ -37,8 +37,11 @@ TRACKED: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
         ("model_version", "stage", "live_verdict", "shadow_pairs", "labelled_pairs"),
     ),
     "promotion_approval": ("approval", ("model_version", "approved_by", "auto", "expires_at")),
-    "promotion_decision": ("promotion decision", ("model_version", "stage", "verdict", "action")),
-    "canary_decision": ("canary decision", ("action", "challenger", "from_weight_percent", "to_weight_percent")),
+    "promotion_decision": ("promotion decision", ("model_version", "stage", "verdict", "action", "reasons")),
+    "canary_decision": (
+        "canary decision",
+        ("action", "challenger", "from_weight_percent", "to_weight_percent", "reasons"),
+    ),
 }
 #: Registered-model tags that are part of the rollout's state beside the aliases (percent).
 STATE_TAGS: Final = {registry.WEIGHT_TAG: "challenger weight", registry.SHADOW_SHARE_TAG: "shadow share"}
@@ -129,6 +132,8 @@ def registry_change(before: RegistryState, after: RegistryState, at: datetime) -
 
 def _metadata_value(entry: Any) -> Any:
     value = getattr(entry, "value", entry)
+    if isinstance(value, list):  # a decision's reasons: all of them, shortened
+        return "; ".join(str(v) for v in value)[:REASON_CHARS]
     return f"{value:.4g}" if isinstance(value, float) else value
 
 

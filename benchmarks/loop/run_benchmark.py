@@ -274,6 +274,7 @@ def report(
     policies: dict[str, Any],
 ) -> list[str]:
     """The figures as Markdown lines."""
+    wait = evidence_wait(args, policies)
     lines = ["| stage | what | orchestrated s | pure s | ratio |", "|---|---|---|---|---|"]
     previous = onset  # the last stage reached: without a challenger phase, the decision follows the release
     orchestrated: dict[str, float | None] = {}
@@ -308,7 +309,13 @@ def report(
             f"Detection -> {reached}: {span:.1f} s (target <= {TARGET_SECONDS:g} s: {within}); pure compute "
             f"{pure_span:.1f} s, ratio {span / pure_span:.2f}x (target <= {TARGET_RATIO:g}x: {ratio_met})."
         )
-    lines.append(evidence_wait(args, policies))
+        if ends["challenger serving"]:
+            net = span - wait.shadow
+            lines.append(
+                f"The same less the shadow gate's least wait for evidence ({wait.shadow:.1f} s, below): {net:.1f} s, "
+                f"ratio {net / pure_span:.2f}x."
+            )
+    lines.append(wait.text)
     lines.append("")
     lines.append("Where the orchestrated runs' time goes (wall s; run = the whole in-process execution):")
     lines.append("")
@@ -334,24 +341,38 @@ def report(
     return lines
 
 
-def evidence_wait(args: argparse.Namespace, policies: dict[str, Any]) -> str:
-    """The least time the gates' minimum samples take to gather at this traffic (not compute: outcomes)."""
+@dataclass(frozen=True)
+class EvidenceWait:
+    """The least seconds the gates' minimum samples take to gather at the run's traffic: outcomes, not compute."""
+
+    detection: float
+    shadow: float
+    canary: float
+    text: str
+
+
+def evidence_wait(args: argparse.Namespace, policies: dict[str, Any]) -> EvidenceWait:
     from platform_assets.loop_demo import CHUNK_SECONDS
 
     # Each replay call of the traffic thread ends by waiting for its last outcomes: that much less sending.
     rate = args.rate * CHUNK_SECONDS / (CHUNK_SECONDS + args.label_delay)
-    drop, canary = policies["drop_policy"], policies["canary_policy"]
+    drop, canary, promotion = policies["drop_policy"], policies["canary_policy"], policies["promotion_policy"]
     detection = drop.min_labelled / rate + args.label_delay
+    # The shadow scores every application: its minimum predictions, and outcomes for the minimum labelled pairs.
+    shadow = max(promotion.shadow_min_predictions / rate, promotion.min_labelled / rate + args.label_delay)
     steps = [w for w in canary.steps if w < 100]
-    decision = sum(
+    canary_wait = sum(
         max(canary.min_labelled / (rate * w / 100), canary.min_labelled / (rate * (1 - w / 100))) + args.label_delay
         for w in steps
     )
-    return (
+    text = (
         f"Outcomes the gates wait for at {args.rate:g} applications/s (labels {args.label_delay:g} s later): "
-        f"detection >= {detection:.1f} s ({drop.min_labelled} labelled), canary >= {decision:.1f} s "
-        f"({canary.min_labelled} labelled per version at {', '.join(f'{w:g} %' for w in steps)}): traffic, not compute."
+        f"detection >= {detection:.1f} s ({drop.min_labelled} labelled), shadow gate >= {shadow:.1f} s "
+        f"({promotion.shadow_min_predictions} shadow predictions, {promotion.min_labelled} labelled pairs), canary "
+        f">= {canary_wait:.1f} s ({canary.min_labelled} labelled per version at {', '.join(f'{w:g} %' for w in steps)})"
+        ": traffic, not compute."
     )
+    return EvidenceWait(detection, shadow, canary_wait, text)
 
 
 _LOAD: dict[str, float] = {}

@@ -63,7 +63,15 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
     materialize(
         instance, "shadow_comparison", "v2", model_version="v2", live_verdict="pass", shadow_pairs=1200, champion="v1"
     )
-    materialize(instance, "promotion_decision", "v2", model_version="v2", verdict="pass", stage="shadow_to_canary")
+    materialize(
+        instance,
+        "promotion_decision",
+        "v2",
+        model_version="v2",
+        verdict="pass",
+        stage="shadow_to_canary",
+        reasons=dg.MetadataValue.json(["ROC AUC non-inferior", "approval rate within 0.10"]),
+    )
     materialize(instance, "canary_decision", action="step", from_weight_percent=10.0, to_weight_percent=50.0)
     materialize(instance, "live_model_performance", labelled=400)  # not a loop step
     run(instance, succeed, "daily_ingest_job", {})  # nobody's request and no failure: not shown
@@ -104,7 +112,8 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
         "model_version=v2, live_verdict=pass, shadow_pairs=1200"
     )
     assert by_title["promotion decision: promotion_decision [v2]"].detail == (
-        "model_version=v2, stage=shadow_to_canary, verdict=pass"
+        "model_version=v2, stage=shadow_to_canary, verdict=pass, "
+        "reasons=ROC AUC non-inferior; approval rate within 0.10"
     )
     assert (
         by_title["canary decision: canary_decision"].detail
