@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from platform_assets.core.service_tls import TLSFiles, verify
-from platform_assets.loop_timeline import Outcome, Timeline, read_registry, runs_in_progress, sensor_waits
+from platform_assets.loop_timeline import REASON_CHARS, Outcome, Timeline, read_registry, runs_in_progress, sensor_waits
 from platform_assets.replay import LABEL_MODES, LabelMode, ReplayStats, apply_shift, replay, synthetic_source
 
 #: Seconds of traffic per replay call: a call ends by waiting for its last outcomes to be posted.
@@ -172,7 +172,7 @@ def watch(
         for sensor, reason in sorted(sensor_waits(instance, timeline.onset).items()):
             if waiting.get(sensor) != reason:
                 waiting[sensor] = reason
-                on_event(f"{'':11} {sensor} waits: {reason}")
+                on_event(f"{'':11} {sensor} waits: {reason[:REASON_CHARS]}")
         if on_poll is not None:
             on_poll(timeline)
         outcome = timeline.outcome(runs_in_progress(instance))

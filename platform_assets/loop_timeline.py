@@ -37,7 +37,10 @@ TRACKED: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
         ("model_version", "stage", "live_verdict", "shadow_pairs", "labelled_pairs"),
     ),
     "promotion_approval": ("approval", ("model_version", "approved_by", "auto", "expires_at")),
-    "promotion_decision": ("promotion decision", ("model_version", "stage", "verdict", "action", "reasons")),
+    "promotion_decision": (
+        "promotion decision",
+        ("model_version", "stage", "verdict", "action", "approval", "reasons"),
+    ),
     "canary_decision": (
         "canary decision",
         ("action", "challenger", "from_weight_percent", "to_weight_percent", "reasons"),
@@ -134,6 +137,9 @@ def _metadata_value(entry: Any) -> Any:
     value = getattr(entry, "value", entry)
     if isinstance(value, list):  # a decision's reasons: all of them, shortened
         return "; ".join(str(v) for v in value)[:REASON_CHARS]
+    if isinstance(value, dict) and "state" in value:  # an approval's status: its state and who approved
+        approval = value.get("approval") or {}
+        return f"{value['state']}" + (f" ({approval['approved_by']})" if approval.get("approved_by") else "")
     return f"{value:.4g}" if isinstance(value, float) else value
 
 

@@ -118,6 +118,8 @@ class Daemon:
 
     def tick(self, before_run: Any, after_run: Any) -> None:
         """One tick of every sensor; ``before_run(request)`` and ``after_run()`` around each run it executes."""
+        from platform_assets.loop_timeline import REASON_CHARS
+
         for sensor in self.definitions.sensors:
             try:
                 result = self.evaluate(sensor)
@@ -128,7 +130,7 @@ class Daemon:
                 self.cursors[sensor.name] = result.cursor
             if result.skip_message and self.waiting.get(sensor.name) != result.skip_message:
                 self.waiting[sensor.name] = result.skip_message
-                print(f"{'':11} {sensor.name} waits: {result.skip_message[:240]}", flush=True)
+                print(f"{'':11} {sensor.name} waits: {result.skip_message[:REASON_CHARS]}", flush=True)
             for request in result.run_requests or []:
                 if request.run_key and (sensor.name, request.run_key) in self.run_keys:
                     continue

@@ -71,6 +71,16 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
         verdict="pass",
         stage="shadow_to_canary",
         reasons=dg.MetadataValue.json(["ROC AUC non-inferior", "approval rate within 0.10"]),
+        approval=dg.MetadataValue.json({"state": "missing", "valid": False, "approval": None}),
+    )
+    materialize(
+        instance,
+        "promotion_decision",
+        "v2",
+        model_version="v2",
+        stage="canary_to_champion",
+        verdict="pass",
+        approval=dg.MetadataValue.json({"state": "valid", "approval": {"approved_by": "auto-approval (local demo)"}}),
     )
     materialize(instance, "canary_decision", action="step", from_weight_percent=10.0, to_weight_percent=50.0)
     materialize(instance, "live_model_performance", labelled=400)  # not a loop step
@@ -95,11 +105,19 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
         "deployed: credit_risk_deployment [v2]",
         "shadow report: shadow_comparison [v2]",
         "promotion decision: promotion_decision [v2]",
+        "promotion decision: promotion_decision [v2]",
         "canary decision: canary_decision",
         "model_version_sensor requested release_job [v3]",
         "release_job [v3] failure",
     ]
     by_title = {e.title: e for e in events}
+    promoted = by_title.pop("promotion decision: promotion_decision [v2]")  # the later of the two
+    assert promoted.detail == (
+        "model_version=v2, stage=canary_to_champion, verdict=pass, approval=valid (auto-approval (local demo))"
+    )
+    [by_title["promotion decision: promotion_decision [v2]"]] = [
+        e for e in events if e.title == "promotion decision: promotion_decision [v2]" and e is not promoted
+    ]
     assert by_title["accuracy_drop_sensor requested retrain_and_deploy_job"].detail == (
         "model_version=v1, trigger=accuracy_drop"
     )
@@ -112,7 +130,7 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
         "model_version=v2, live_verdict=pass, shadow_pairs=1200"
     )
     assert by_title["promotion decision: promotion_decision [v2]"].detail == (
-        "model_version=v2, stage=shadow_to_canary, verdict=pass, "
+        "model_version=v2, stage=shadow_to_canary, verdict=pass, approval=missing, "
         "reasons=ROC AUC non-inferior; approval rate within 0.10"
     )
     assert (
