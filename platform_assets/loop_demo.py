@@ -135,6 +135,33 @@ class Traffic:
                 chunk += 1
 
 
+def wait_for_key(url: str, key: str, *, timeout: float = 30.0, tls: TLSFiles | None = None) -> None:
+    """Return once the service accepts ``key`` on /predict and /feedback (it re-reads its key file at most once a
+    second, so a key created just now may be unknown for a moment). Each probe sends an empty body, which the
+    service refuses as invalid (422) only after it has authenticated the key: nothing is predicted or logged.
+
+    Raises ``RuntimeError`` naming the endpoint when the key lacks its role (403) or is still unknown (401) after
+    ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url.rstrip("/"), timeout=10, verify=verify(tls)) as client:
+        probes: list[tuple[str, dict[str, list[Any]]]] = [
+            ("/predict", {"applications": []}),
+            ("/feedback", {"outcomes": []}),
+        ]
+        for endpoint, body in probes:
+            while True:
+                status = client.post(endpoint, json=body, headers=headers).status_code
+                if status == 403:
+                    raise RuntimeError(f"{endpoint} refuses the key (403): create one with the role it needs")
+                if status != 401:
+                    break
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"{endpoint} does not know the key (401) after {timeout:g} s")
+                time.sleep(0.5)
+
+
 def failed_requests(stats: ReplayStats) -> int:
     """Applications and outcomes that were not answered with a 200."""
     return stats.predict_failures + stats.feedback_failures
@@ -232,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"service {url}; registry: {start.describe()}")
     print(f"sensor intervals (minimum, as this shell's settings give them): {sensor_intervals(definitions)}")
+    try:
+        wait_for_key(url, key, tls=deployer.client_tls())
+    except (RuntimeError, httpx.HTTPError) as error:
+        print(f"the service at {url} cannot be used: {error}", file=sys.stderr)
+        return 2
 
     onset = datetime.now(UTC)
     timeline = Timeline(onset, start)
@@ -271,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     timeline.note("traffic stopped", describe_traffic(stats))
     print("\n" + timeline.render() + "\n")
     print(describe_traffic(stats))
-    for error in stats.errors[:5]:
-        print(f"  error: {error}")
+    for failure in stats.errors[:5]:
+        print(f"  error: {failure}")
     if outcome is None:
         running = f"; runs in progress: {', '.join(in_progress)}" if in_progress else ""
         print(f"undecided after {args.timeout:g} s{running}", file=sys.stderr)

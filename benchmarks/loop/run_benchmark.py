@@ -436,13 +436,14 @@ def run(args: argparse.Namespace, home: Path, command: str, load_start: tuple[fl
     from platform_assets.defs.governance.assets import DriftConfig
     from platform_assets.defs.promotion.assets import PORTFOLIO_DAYS, newest_tensor_days
     from platform_assets.defs.training.assets import BaselineConfig, CNNTrainingConfig
-    from platform_assets.loop_demo import Traffic, describe_traffic, failed_requests
+    from platform_assets.loop_demo import Traffic, describe_traffic, failed_requests, wait_for_key
     from platform_assets.loop_timeline import Timeline, read_registry, runs_in_progress
     from platform_assets.resources.training_data import TrainingData
     from platform_assets.settings import load, topology
 
     t0 = time.monotonic()
     url, key = setup(args)
+    wait_for_key(url, key)  # a key created just now is known to the service within a second
     setup_seconds = time.monotonic() - t0
     from platform_assets.definitions import defs
 

@@ -4,13 +4,16 @@ timeline and the decision against a real service."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from net_support import free_port
 
-from platform_assets.loop_demo import Traffic, add_up, describe_traffic, failed_requests, main
+from platform_assets.loop_demo import Traffic, add_up, describe_traffic, failed_requests, main, wait_for_key
 from platform_assets.replay import ReplayStats
 
 
@@ -64,3 +67,49 @@ def test_the_demo_refuses_a_shift_outside_0_to_1(platform_home: Path, capsys: py
     with pytest.raises(SystemExit):
         main(["--api-key-file", str(key), "--shift-after", "1.5"])
     assert "--shift-after must be within 0..1" in capsys.readouterr().err
+
+
+class KeyStoreLag(BaseHTTPRequestHandler):
+    """Answers like the service does while its key file is re-read: 401 for the first requests, then ``final``."""
+
+    unknown_for = 2
+    final = 422
+    seen: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen.append(self.path)
+        status = 401 if len(self.seen) <= self.unknown_for else self.final
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def lagging_service() -> Iterator[tuple[str, type[KeyStoreLag]]]:
+    handler = type("Handler", (KeyStoreLag,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    thread.join()
+
+
+def test_the_demo_waits_until_the_service_knows_its_new_key(lagging_service: tuple[str, type[KeyStoreLag]]) -> None:
+    url, handler = lagging_service
+    wait_for_key(url, "new-key", timeout=10)
+    assert handler.seen == ["/predict", "/predict", "/predict", "/feedback"]
+
+
+def test_a_key_without_the_role_or_never_known_is_refused(lagging_service: tuple[str, type[KeyStoreLag]]) -> None:
+    url, handler = lagging_service
+    handler.final = 403
+    with pytest.raises(RuntimeError, match=r"/predict refuses the key \(403\)"):
+        wait_for_key(url, "predict-less key", timeout=10)
+    handler.seen, handler.unknown_for = [], 1000
+    with pytest.raises(RuntimeError, match=r"/predict does not know the key \(401\) after 1 s"):
+        wait_for_key(url, "unknown key", timeout=1)
