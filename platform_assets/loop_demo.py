@@ -32,7 +32,15 @@ from typing import Any
 import httpx
 
 from platform_assets.core.service_tls import TLSFiles, verify
-from platform_assets.loop_timeline import REASON_CHARS, Outcome, Timeline, read_registry, runs_in_progress, sensor_waits
+from platform_assets.loop_timeline import (
+    REASON_CHARS,
+    Outcome,
+    Timeline,
+    read_registry,
+    run_table,
+    runs_in_progress,
+    sensor_waits,
+)
 from platform_assets.replay import LABEL_MODES, LabelMode, ReplayStats, apply_shift, replay, synthetic_source
 
 #: Seconds of traffic per replay call: a call ends by waiting for its last outcomes to be posted.
@@ -298,10 +306,12 @@ def main(argv: list[str] | None = None) -> int:
                 on_poll=after_retrain,
             )
             in_progress = runs_in_progress(instance)
+            runs = run_table(instance, onset)
     finally:
         stats = traffic.stop()
     timeline.note("traffic stopped", describe_traffic(stats))
     print("\n" + timeline.render() + "\n")
+    print(f"Runs since drift onset (queued: from the request to the run's start):\n{runs}\n")
     print(describe_traffic(stats))
     for failure in stats.errors[:5]:
         print(f"  error: {failure}")

@@ -219,6 +219,27 @@ def read_events(instance: dg.DagsterInstance, since: datetime) -> list[LoopEvent
     return sorted(events, key=lambda e: (e.at, e.key))
 
 
+def run_table(instance: dg.DagsterInstance, since: datetime) -> str:
+    """Every run created since ``since`` (UTC), oldest first, as a Markdown table: job [partition], the sensor
+    that requested it, seconds from the request to the run's start (the queue and the launch of its process),
+    seconds it ran, and its status."""
+    records = sorted(
+        instance.get_run_records(filters=dg.RunsFilter(created_after=since)), key=lambda r: r.create_timestamp
+    )
+    lines = ["| run | requested by | queued s | ran s | status |", "|---|---|---|---|---|"]
+    for record in records:
+        run = record.dagster_run
+        partition = run.tags.get("dagster/partition")
+        created = _utc(record.create_timestamp).timestamp()
+        queued = f"{record.start_time - created:.1f}" if record.start_time else "-"
+        ran = f"{record.end_time - record.start_time:.1f}" if record.start_time and record.end_time else "-"
+        job = f"{run.job_name} [{partition}]" if partition else run.job_name
+        lines.append(
+            f"| {job} | {run.tags.get('dagster/sensor_name', '-')} | {queued} | {ran} | {run.status.value.lower()} |"
+        )
+    return "\n".join(lines)
+
+
 def runs_in_progress(instance: dg.DagsterInstance) -> list[str]:
     """``job [partition]`` of every run queued or running now."""
     records = instance.get_run_records(filters=dg.RunsFilter(statuses=list(ACTIVE_RUNS)))

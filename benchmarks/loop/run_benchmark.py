@@ -71,6 +71,8 @@ class Executed:
     seconds: float
     success: bool
     steps: dict[str, float] = field(default_factory=dict)
+    #: The emulated tick that requested it: the daemon would wait for each sensor tick once, not once per run.
+    tick: int = 0
 
 
 def step_seconds(instance: Any, run_id: str) -> dict[str, float]:
@@ -100,6 +102,7 @@ class Daemon:
     executed: list[Executed] = field(default_factory=list)
     tick_errors: list[str] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)
+    ticks: int = 0
 
     def evaluate(self, sensor: Any) -> Any:
         import dagster as dg
@@ -120,6 +123,7 @@ class Daemon:
         """One tick of every sensor; ``before_run(request)`` and ``after_run()`` around each run it executes."""
         from platform_assets.loop_timeline import REASON_CHARS
 
+        self.ticks += 1
         for sensor in self.definitions.sensors:
             try:
                 result = self.evaluate(sensor)
@@ -159,7 +163,9 @@ class Daemon:
         seconds = round(time.monotonic() - started, 2)
         steps = step_seconds(self.instance, result.run_id)
         self.executed.append(
-            Executed(sensor.name, job_name, request.partition_key, requested, seconds, result.success, steps)
+            Executed(
+                sensor.name, job_name, request.partition_key, requested, seconds, result.success, steps, self.ticks
+            )
         )
         print(
             f"  ran {job_name}{f' [{request.partition_key}]' if request.partition_key else ''} for {sensor.name}: "
@@ -328,14 +334,14 @@ def report(
         steps = ", ".join(f"{step} {s:.1f}" for step, s in sorted(run.steps.items(), key=lambda kv: -kv[1]))
         lines.append(f"| {run.job}{where} | {run.seconds:.1f} | {steps} |")
     lines.append("")
-    hops: dict[str, int] = {}
-    for run in daemon.executed:
-        hops[run.sensor] = hops.get(run.sensor, 0) + 1
+    hops: dict[str, int] = {}  # sensor -> ticks that requested runs
+    for sensor, _ in sorted({(run.sensor, run.tick) for run in daemon.executed}):
+        hops[sensor] = hops.get(sensor, 0) + 1
     expected = sum(n * intervals[s] / 2 for s, n in hops.items())
     worst = sum(n * intervals[s] for s, n in hops.items())
     lines.append(
         f"Emulated daemon: every sensor every {args.tick:g} s, runs in this process. Under the daemon each request "
-        "waits for its sensor's next tick: "
+        "waits for its sensor's next tick (ticks that requested runs): "
         + ", ".join(f"{s} {intervals[s]} s x {n}" for s, n in sorted(hops.items()))
         + f" add about {expected:.0f} s on average, {worst:.0f} s at worst; and each of the {len(daemon.executed)} "
         f"runs starts a process that loads the code location ({daemon_load_seconds(args):.1f} s measured)."

@@ -18,6 +18,7 @@ from platform_assets.loop_timeline import (
     read_events,
     read_registry,
     registry_change,
+    run_table,
     runs_in_progress,
     sensor_waits,
 )
@@ -148,6 +149,17 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
     outcome = timeline.outcome()
     assert outcome is not None and outcome.result == "failed" and outcome.reason == "release_job [v3] failure"
     assert runs_in_progress(instance) == []
+    table = run_table(instance, onset).splitlines()
+    assert table[0] == "| run | requested by | queued s | ran s | status |"
+    assert [row.split(" | ")[0] for row in table[2:]] == [
+        "| retrain_and_deploy_job",
+        "| daily_ingest_job",
+        "| release_job [v3]",
+    ]
+    assert table[2].startswith("| retrain_and_deploy_job | accuracy_drop_sensor | ") and table[2].endswith(" success |")
+    assert table[4].startswith("| release_job [v3] | model_version_sensor | ") and table[4].endswith(" failure |")
+    queued, ran = (float(v) for v in table[2].split(" | ")[2:4])
+    assert queued >= 0 and ran >= 0
     assert "accuracy_drop_sensor requested retrain_and_deploy_job" in timeline.render()
 
 
