@@ -149,7 +149,8 @@ def materialization_event(record: Any) -> LoopEvent:
     name = materialization.asset_key.to_user_string()
     title, keys = TRACKED[name]
     metadata = materialization.metadata
-    shown = [f"{key}={_metadata_value(metadata[key])}" for key in keys if key in metadata]
+    values = {key: _metadata_value(metadata[key]) for key in keys if key in metadata}
+    shown = [f"{key}={value}" for key, value in values.items() if value is not None]
     version = metadata.get("model_version")
     label = str(_metadata_value(version)) if version is not None else materialization.partition
     partition = f" [{materialization.partition}]" if materialization.partition else ""

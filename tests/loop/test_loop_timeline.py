@@ -73,6 +73,7 @@ def test_sensor_requests_failures_and_loop_materializations_in_order(instance: d
         stage="shadow_to_canary",
         reasons=dg.MetadataValue.json(["ROC AUC non-inferior", "approval rate within 0.10"]),
         approval=dg.MetadataValue.json({"state": "missing", "valid": False, "approval": None}),
+        action=dg.MetadataValue.json(None),  # a null entry is left out
     )
     materialize(
         instance,
