@@ -257,17 +257,10 @@ def portfolio_pairs(spec: dict[str, Any], records: dict[str, Any]) -> Any:
 def shadow_pairs(spec: dict[str, Any]) -> Any:
     """The shadow phase's pairs from the inference log, in the evidence's columns."""
     from platform_assets.core.inference_log.reader import read_shadow_pairs
+    from platform_assets.ml.promotion_evidence import from_shadow_pairs
 
     pairs = read_shadow_pairs(spec["inference_db"], spec["candidate"])
-    pairs = pairs[pairs["served_model_version"] == spec["champion"]]
-    return pairs.rename(
-        columns={
-            "served_probability": "champion_probability",
-            "served_decision": "champion_decision",
-            "shadow_probability": "candidate_probability",
-            "shadow_decision": "candidate_decision",
-        }
-    )
+    return from_shadow_pairs(pairs[pairs["served_model_version"] == spec["champion"]])
 
 
 def shadow_gate(spec: dict[str, Any], policies: dict[str, Any], records: dict[str, Any], timings: Timings) -> Any:

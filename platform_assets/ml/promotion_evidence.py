@@ -39,6 +39,19 @@ class PromotionEvidence:
     swap_table: str = ""
 
 
+def from_shadow_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The inference log's shadow pairs (``read_shadow_pairs``) in the paired evidence's columns: the champion is
+    the version that answered, the candidate the shadow."""
+    return pairs.rename(
+        columns={
+            "served_probability": "champion_probability",
+            "served_decision": "champion_decision",
+            "shadow_probability": "candidate_probability",
+            "shadow_decision": "candidate_decision",
+        }
+    )
+
+
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
     missing = [c for c in (*columns, *stats.PROTECTED_COLUMNS) if c not in frame.columns]
     if missing:

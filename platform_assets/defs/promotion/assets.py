@@ -192,7 +192,9 @@ def shadow_comparison(
     champion_pairs = pairs[pairs["served_model_version"] == state.champion]
     policy = live_monitoring.promotion_policy()
     live = (
-        promotion_evidence.paired_evidence(shadow_frame(champion_pairs), stage, policy) if len(champion_pairs) else None
+        promotion_evidence.paired_evidence(promotion_evidence.from_shadow_pairs(champion_pairs), stage, policy)
+        if len(champion_pairs)
+        else None
     )
     portfolio = portfolio_compare.paired_scores(
         lake.executor_store(), state.champion, version, newest_tensor_days(lake, config.portfolio_days)
@@ -226,18 +228,6 @@ def shadow_comparison(
             "portfolio_days": dg.MetadataValue.json(list(portfolio.days)),
             "portfolio_missing": dg.MetadataValue.json(portfolio.missing),
             "path": dg.MetadataValue.path(lake.uri(model_store.version_key(version, SHADOW_COMPARISON_FILE))),
-        }
-    )
-
-
-def shadow_frame(pairs: Any) -> Any:
-    """The inference log's shadow pairs in the evidence's columns (champion = the version that answered)."""
-    return pairs.rename(
-        columns={
-            "served_probability": "champion_probability",
-            "served_decision": "champion_decision",
-            "shadow_probability": "candidate_probability",
-            "shadow_decision": "candidate_decision",
         }
     )
 
