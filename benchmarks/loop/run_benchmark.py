@@ -269,7 +269,8 @@ def pure_compute(home: Path, spec: dict[str, Any], policies: dict[str, Any]) -> 
 
 
 def fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+    """Seconds: one decimal, two below a second (a pure read takes hundredths)."""
+    return "-" if value is None else f"{value:.2f}" if value < 1 else f"{value:.1f}"
 
 
 def report(

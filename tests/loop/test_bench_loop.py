@@ -35,7 +35,10 @@ def test_the_loop_benchmark_decides_the_rollout_and_prints_every_stage(platform_
     assert {"detection", "trained", "released", "decision", "total"} <= set(rows), out[-4000:]
     for stage in ("detection", "trained", "released", "decision", "total"):
         orchestrated, pure = rows[stage]
-        assert float(orchestrated) > 0 and float(pure) > 0, (stage, rows)
+        assert float(orchestrated) > 0 and float(pure) >= 0, (stage, rows)
+    # Training and the release are real compute on both sides (a detection's reads take milliseconds).
+    assert all(float(rows[stage][1]) > 0 for stage in ("trained", "released", "total")), rows
+    assert re.search(r"trained: .*train the CNN [\d.]+, .*ONNX export [\d.]+", out), out[-4000:]
     assert re.search(r"^Rollout: (promoted|retired) ", out, re.M), out[-2000:]
     assert re.search(r"applications sent, 0 failed; outcomes: \d+ posted, 0 failed", out), out[-2000:]
     assert "pure process loaded no Dagster, MLflow or BentoML" in out
