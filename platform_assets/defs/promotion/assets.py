@@ -23,6 +23,7 @@ from platform_assets.core.approval import USER_RUN_TAG, ApprovalRefused, Approva
 from platform_assets.core.environment import Environment
 from platform_assets.dataplane import portfolio_compare
 from platform_assets.defs.governance.assets import model_manifest
+from platform_assets.defs.monitoring.assets import DEPLOYMENT
 from platform_assets.deploy.local import DeploymentFailed
 from platform_assets.deploy.rollout import RolloutPlan, retire_shadow, start_canary
 from platform_assets.governance import approvals
@@ -36,8 +37,6 @@ from platform_assets.resources.monitoring import LiveMonitoring
 from platform_assets.resources.signer import ModelSigner
 from platform_assets.retries import fail_fast, io_retry_policy
 
-#: The served deployment the shadow scores beside (its asset key; the serving group's ``credit_risk_deployment``).
-DEPLOYMENT = dg.AssetKey("credit_risk_deployment")
 #: Newest days of the portfolio the comparison reads both versions' scores of (the promotion sensor requests
 #: the missing ``portfolio_scores`` runs for them).
 PORTFOLIO_DAYS = 3
