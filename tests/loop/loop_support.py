@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from record_support import model_version
 
 from platform_assets import model_store
+from platform_assets.core.api_keys import create_key
 from platform_assets.core.inference_log.migrate import upgrade
 from platform_assets.core.inference_log.schema import feedback, make_engine, predictions, utcnow
 from platform_assets.core.registry import MODEL_NAME
+from platform_assets.defs.resources import resources
 from platform_assets.resources.lake import LakeStorage, LocalLake
 from platform_assets.resources.mlflow import ModelRegistry
 from platform_assets.resources.monitoring import LiveMonitoring
@@ -218,3 +222,16 @@ def log_shadowed(
             ],
         )
     engine.dispose()
+
+
+def local_service_replay_key(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str], note: str) -> Iterator[str]:
+    """For an end-to-end loop fixture: set ``env``, yield an API key for the replay (predict and feedback) from
+    the deployer's key file, and stop the local service the test deployed, if any."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    deployer = resources().resources["deployer"]
+    key, _ = create_key(deployer.api_keys_file(), ["predict", "feedback"], note=note)
+    yield key
+    state = deployer.local_manager().current()
+    if state is not None:
+        deployer.local_manager().stop(state)

@@ -18,15 +18,14 @@ from typing import Any
 import dagster as dg
 import httpx
 import pytest
+from loop_support import local_service_replay_key
 from net_support import free_port
 from sensor_support import evaluate_sensor
 
-from platform_assets.core.api_keys import create_key
 from platform_assets.core.registry import MODEL_NAME, RETIRED_TAG
 from platform_assets.definitions import defs
 from platform_assets.defs.monitoring.sensors import accuracy_drop_sensor, canary_sensor
 from platform_assets.defs.promotion.sensors import promotion_sensor
-from platform_assets.defs.resources import resources
 from platform_assets.defs.training.sensors import model_version_sensor
 from platform_assets.demo import run_pipeline
 from platform_assets.replay import apply_shift, replay, synthetic_source
@@ -42,35 +41,33 @@ def training(seed: int, **overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def loop_env(platform_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for name, value in {
-        "PLATFORM_ROWS_PER_DAY": "700",
-        "PLATFORM_AUC_FLOOR": "0.0",  # the worse challenger must pass the gates to reach the canary
-        "PLATFORM_BASELINE_MARGIN": "1.0",
-        "PLATFORM_MIN_DISPARATE_IMPACT": "0.0",
-        "PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF": "1.0",
-        "PLATFORM_SERVICE_PORT": str(free_port()),
-        "PLATFORM_LOOP_WINDOW_HOURS": "1",
-        "PLATFORM_LOOP_MIN_LABELLED": "200",
-        "PLATFORM_LOOP_CANARY_MIN_LABELLED": "150",
-        "PLATFORM_LOOP_CANARY_MAX_AUC_DROP": "0.15",
-        "PLATFORM_LOOP_CANARY_MAX_ACCURACY_DROP": "0.10",
-        # The canary's p99 gate is the service's 25 ms SLO; this test is about quality, not the test machine's speed.
-        "PLATFORM_LOOP_CANARY_MAX_P99_SECONDS": "5",
-        # The promotion gate on this test's small traffic: 300 labelled pairs, a 0.05 AUC margin; the local
-        # auto-approval off, so the step to champion waits for a named approver.
-        "PLATFORM_PROMOTION_MIN_LABELLED": "300",
-        "PLATFORM_PROMOTION_SHADOW_MIN_PREDICTIONS": "300",
-        "PLATFORM_PROMOTION_AUC_MARGIN": "0.05",
-        "PLATFORM_PROMOTION_MAX_APPROVAL_RATE_CHANGE": "0.25",
-        "PLATFORM_AUTO_APPROVE_LOCAL": "false",
-    }.items():
-        monkeypatch.setenv(name, value)
-    deployer = resources().resources["deployer"]
-    key, _ = create_key(deployer.api_keys_file(), ["predict", "feedback"], note="loop test replay")
-    yield key
-    state = deployer.local_manager().current()
-    if state is not None:
-        deployer.local_manager().stop(state)
+    yield from local_service_replay_key(
+        monkeypatch,
+        {
+            "PLATFORM_ROWS_PER_DAY": "700",
+            "PLATFORM_AUC_FLOOR": "0.0",  # the worse challenger must pass the gates to reach the canary
+            "PLATFORM_BASELINE_MARGIN": "1.0",
+            "PLATFORM_MIN_DISPARATE_IMPACT": "0.0",
+            "PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF": "1.0",
+            "PLATFORM_SERVICE_PORT": str(free_port()),
+            "PLATFORM_LOOP_WINDOW_HOURS": "1",
+            "PLATFORM_LOOP_MIN_LABELLED": "200",
+            "PLATFORM_LOOP_CANARY_MIN_LABELLED": "150",
+            "PLATFORM_LOOP_CANARY_MAX_AUC_DROP": "0.15",
+            "PLATFORM_LOOP_CANARY_MAX_ACCURACY_DROP": "0.10",
+            # The canary's p99 gate is the service's 25 ms SLO; this test is about quality, not the test
+            # machine's speed.
+            "PLATFORM_LOOP_CANARY_MAX_P99_SECONDS": "5",
+            # The promotion gate on this test's small traffic: 300 labelled pairs, a 0.05 AUC margin; the local
+            # auto-approval off, so the step to champion waits for a named approver.
+            "PLATFORM_PROMOTION_MIN_LABELLED": "300",
+            "PLATFORM_PROMOTION_SHADOW_MIN_PREDICTIONS": "300",
+            "PLATFORM_PROMOTION_AUC_MARGIN": "0.05",
+            "PLATFORM_PROMOTION_MAX_APPROVAL_RATE_CHANGE": "0.25",
+            "PLATFORM_AUTO_APPROVE_LOCAL": "false",
+        },
+        "loop test replay",
+    )
 
 
 def latest_storage_id(instance: Any) -> int:

@@ -14,15 +14,14 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from loop_support import local_service_replay_key
 from net_support import free_port
 from sklearn.metrics import roc_auc_score
 
 from platform_assets import model_store, settings
-from platform_assets.core.api_keys import create_key
 from platform_assets.core.inference_log.reader import read_predictions
 from platform_assets.definitions import defs
 from platform_assets.defs.monitoring.assets import ESTIMATED_PERFORMANCE_KEY
-from platform_assets.defs.resources import resources
 from platform_assets.demo import run_pipeline
 from platform_assets.ml import features, schema, uci
 from platform_assets.replay import replay
@@ -39,24 +38,21 @@ TRAINING = {"ops": {"default_risk_model": {"config": {"epochs": 12, "patience": 
 
 @pytest.fixture
 def uci_env(platform_home: Path, uci_csv: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for name, value in {
-        "PLATFORM_SOURCE": "uci_csv",
-        "PLATFORM_UCI_CSV": str(uci_csv),
-        "PLATFORM_UCI_REPLAY_START": START.isoformat(),
-        "PLATFORM_SERVICE_PORT": str(free_port()),
-        # This test is about labels and estimates: the fairness gate must not stop the release of a model trained
-        # on two thirds of the data.
-        "PLATFORM_MIN_DISPARATE_IMPACT": "0.0",
-        "PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF": "1.0",
-        "PLATFORM_LOOP_WINDOW_HOURS": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    deployer = resources().resources["deployer"]
-    key, _ = create_key(deployer.api_keys_file(), ["predict", "feedback"], note="labels e2e replay")
-    yield key
-    state = deployer.local_manager().current()
-    if state is not None:
-        deployer.local_manager().stop(state)
+    yield from local_service_replay_key(
+        monkeypatch,
+        {
+            "PLATFORM_SOURCE": "uci_csv",
+            "PLATFORM_UCI_CSV": str(uci_csv),
+            "PLATFORM_UCI_REPLAY_START": START.isoformat(),
+            "PLATFORM_SERVICE_PORT": str(free_port()),
+            # This test is about labels and estimates: the fairness gate must not stop the release of a model
+            # trained on two thirds of the data.
+            "PLATFORM_MIN_DISPARATE_IMPACT": "0.0",
+            "PLATFORM_MAX_EQUAL_OPPORTUNITY_DIFF": "1.0",
+            "PLATFORM_LOOP_WINDOW_HOURS": "1",
+        },
+        "labels e2e replay",
+    )
 
 
 def unseen_applications(csv: Path) -> Any:
