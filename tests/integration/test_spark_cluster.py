@@ -1,6 +1,6 @@
 """A real standalone Spark cluster on loopback: master and workers from the installed pyspark, the tensor asset
-materialized against ``spark://127.0.0.1:<port>`` with executors that read and write the lake themselves,
-and an executor killed in the middle of a task."""
+and then ``portfolio_scores`` materialized against ``spark://127.0.0.1:<port>`` with executors that read and
+write the lake themselves, and an executor killed in the middle of a task."""
 
 from __future__ import annotations
 
@@ -18,9 +18,14 @@ import psutil
 import pyspark
 import pytest
 from net_support import free_port
+from onnx_support import graph_bytes
+from record_support import model_version
 
+from platform_assets import model_store
 from platform_assets.core import lake_keys
+from platform_assets.core.model_version import ONNX_FILE
 from platform_assets.ml import synthetic
+from platform_assets.resources.lake import LocalLake
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -111,6 +116,16 @@ def test_tensor_asset_materializes_on_a_standalone_cluster(platform_home: Path, 
     assert report["raw_spark_master"] == standalone_cluster.master_url
     assert report["rows"] == rows and report["parts"] == 3
     assert report["data_version"] == report["digest"]
+
+    # Rescore the partition on the same cluster with a published version (its record and ONNX graph in the lake).
+    lake = LocalLake(root=str(platform_home / "lake"))
+    onnx_sha256 = lake.write_bytes(model_store.version_key("v3", ONNX_FILE), graph_bytes())
+    model_store.publish(lake, model_version("v3", onnx_sha256=onnx_sha256, threshold=0.3))
+    scored, _ = ingest_support.report(ingest_support.score(standalone_cluster.master_url, PARTITION, "v3"))
+    assert scored["success"] and scored["spark_master"] == standalone_cluster.master_url
+    assert scored["model_version"] == "v3"
+    assert scored["rows"] == scored["manifest_rows"] == rows  # every client of the partition, committed
+    assert 0.0 < scored["approval_rate"] < 1.0 and scored["parts"] >= 1
 
 
 def test_an_executor_killed_mid_task_is_retried_and_the_partition_is_whole(
