@@ -180,9 +180,9 @@ def test_drop_retrain_shadow_gate_canary_approval_promote_then_a_worse_one_stopp
         assert (registry.aliases(), registry.challenger_weight()) == ({"champion": "v1", "shadow": "v2"}, 0.0)
         waiting = evaluate(promotion_sensor, definitions, instance)
         scored = [r for r in waiting.run_requests or [] if r.job_name == "portfolio_scoring_job"]
-        assert {(r.tags["loop/model_version"], r.partition_key) for r in scored} == {
-            (v, day) for v in ("v1", "v2") for day in PARTITIONS
-        }, "both versions' portfolio scores of the newest days are requested, once"
+        assert {(r.tags["loop/model_version"], r.partition_key_range) for r in scored} == {
+            (v, dg.PartitionKeyRange(PARTITIONS[0], PARTITIONS[-1])) for v in ("v1", "v2")
+        }, "both versions' portfolio scores of the newest days are requested, once: one run per version"
         assert not [r for r in waiting.run_requests or [] if r.job_name == "promotion_job"]
         run_requested(definitions, instance, waiting)
 

@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pytest
 from loop_support import FakeRegistry, empty_log, lake_at, log_shadowed, monitoring
 from record_support import registry_without_artifacts
 from sensor_support import evaluate_sensor
 
+from platform_assets.core import lake_keys
 from platform_assets.core.registry import MODEL_NAME, RETIRED_TAG
+from platform_assets.dataplane import partitions
 from platform_assets.definitions import defs
 from platform_assets.defs.promotion.assets import promotion_decision, shadow_comparison
 from platform_assets.defs.promotion.sensors import promotion_sensor
@@ -145,3 +148,36 @@ def test_the_sensor_asks_for_the_gate_when_the_evidence_suffices_and_grew(tmp_pa
     assert request.run_config["ops"]["promotion_decision"]["config"] == {"expected_stage": "shadow_to_canary"}
     again = tick(asked.cursor, champion="v1", shadow="v2")
     assert not again.run_requests and "no new evidence" in again.skip_message
+
+
+def test_the_sensor_asks_one_portfolio_run_per_version_and_range_of_unscored_days(tmp_path: Path, db: str) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(model_versions.name, ["v2"])
+    lake = lake_at(tmp_path / "lake")
+    store = lake.executor_store()
+    # Committed tensor days with a gap: the newest PORTFOLIO_DAYS (3) are the 2nd, the 3rd and the 5th.
+    for day in ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-05"]:
+        partitions.write_partition(store, lake_keys.tensors(day), [pd.DataFrame({"ID": [1]})])
+    # v1 already has scores of the 3rd: only its 2nd and 5th are asked for.
+    partitions.write_partition(store, lake_keys.portfolio_scores("v1", "2026-10-03"), [pd.DataFrame({"ID": [1]})])
+    resources = {"model_registry": FakeRegistry(current={"champion": "v1", "shadow": "v2"}), "lake": lake}
+    resources["live_monitoring"] = monitoring(db, **GATE)
+
+    asked = evaluate_sensor(promotion_sensor, defs(), instance, None, resources)
+    ranges = {
+        (r.tags["loop/model_version"], r.partition_key_range.start, r.partition_key_range.end)
+        for r in asked.run_requests
+        if r.job_name == "portfolio_scoring_job" and r.partition_key_range is not None
+    }
+    assert ranges == {
+        ("v1", "2026-10-02", "2026-10-02"),
+        ("v1", "2026-10-05", "2026-10-05"),
+        ("v2", "2026-10-02", "2026-10-03"),
+        ("v2", "2026-10-05", "2026-10-05"),
+    }
+    assert len(asked.run_requests) == 4 and all(r.partition_key is None for r in asked.run_requests)
+    [v2_range] = [r for r in asked.run_requests if r.run_key == "portfolio-v2-2026-10-02-2026-10-03"]
+    assert v2_range.run_config["ops"]["portfolio_scores"]["config"] == {"model_version": "v2"}
+    # Asked once: the next tick asks for none of those days again, though none is committed yet.
+    again = evaluate_sensor(promotion_sensor, defs(), instance, asked.cursor, resources)
+    assert not [r for r in again.run_requests or [] if r.job_name == "portfolio_scoring_job"]

@@ -1,15 +1,16 @@
 """The shadow phase's sensor: it gathers a candidate's evidence and asks for its gate when there is more of it.
 
 While a version is the shadow, ``promotion_sensor`` requests the ``portfolio_scores`` runs the comparison needs
-(both versions' scores of the newest days, once each) and, whenever the shadow has scored enough applications
-with enough outcomes and the evidence grew since the last request, ``promotion_job`` for the version: its
-``promotion_decision`` moves it to a canary, retires it or holds. The canary's end (challenger to champion) is
+(both versions' scores of the newest days, once each: one run per version over the range of days) and,
+whenever the shadow has scored enough applications with enough outcomes and the evidence grew since the last
+request, ``promotion_job`` for the version: its ``promotion_decision`` moves it to a canary, retires it or
+holds. The canary's end (challenger to champion) is
 requested by ``canary_sensor`` when the last step is reached. A source that cannot be read is a skip with the
 reason.
 """
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
@@ -27,22 +28,48 @@ from platform_assets.resources.monitoring import LiveMonitoring
 RECHECK = timedelta(seconds=60)
 
 
+#: The run tags that make one run materialize a range of partitions (what a single-run backfill sets).
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def consecutive_days(days: list[str]) -> list[list[str]]:
+    """Sorted ISO ``days`` split where a day is missing between two: each list is one partition range."""
+    spans: list[list[str]] = []
+    for day in days:
+        if spans and date.fromisoformat(day) - date.fromisoformat(spans[-1][-1]) == timedelta(days=1):
+            spans[-1].append(day)
+        else:
+            spans.append([day])
+    return spans
+
+
 def portfolio_requests(lake: LakeStorage, versions: list[str], requested: set[str]) -> list[dg.RunRequest]:
-    """``portfolio_scoring_job`` runs for the newest days each version has no committed scores of (not asked yet)."""
+    """One ``portfolio_scoring_job`` run per version over the newest days it has no committed scores of (and was
+    not asked for yet): a partition range, scored in one run (``portfolio_scores`` is a single-run backfill).
+    A gap in the tensor days splits the range. Each request's ``loop/days`` tag lists its days."""
     store = lake.executor_store()
+    days = newest_tensor_days(lake, PORTFOLIO_DAYS)
     requests = []
-    for day in newest_tensor_days(lake, PORTFOLIO_DAYS):
-        for version in versions:
-            key = f"{version}:{day}"
-            if key in requested or partitions.is_committed(store, lake_keys.portfolio_scores(version, day)):
-                continue
+    for version in versions:
+        missing = [
+            day
+            for day in days
+            if f"{version}:{day}" not in requested
+            and not partitions.is_committed(store, lake_keys.portfolio_scores(version, day))
+        ]
+        for span in consecutive_days(missing):
             requests.append(
                 dg.RunRequest(
                     job_name=portfolio_scoring_job.name,
-                    partition_key=day,
-                    run_key=f"portfolio-{version}-{day}",
+                    run_key=f"portfolio-{version}-{span[0]}-{span[-1]}",
                     run_config={"ops": {"portfolio_scores": {"config": {"model_version": version}}}},
-                    tags={"loop/trigger": "promotion", "loop/model_version": version},
+                    tags={
+                        RANGE_START_TAG: span[0],
+                        RANGE_END_TAG: span[-1],
+                        "loop/trigger": "promotion",
+                        "loop/model_version": version,
+                        "loop/days": ",".join(span),
+                    },
                 )
             )
     return requests
@@ -85,7 +112,10 @@ def promotion_sensor(
     new_cursor = {
         **(cursor if cursor.get("shadow") == version else {}),
         "shadow": version,
-        "portfolio": sorted(requested | {f"{r.tags['loop/model_version']}:{r.partition_key}" for r in requests}),
+        "portfolio": sorted(
+            requested
+            | {f"{r.tags['loop/model_version']}:{day}" for r in requests for day in r.tags["loop/days"].split(",")}
+        ),
     }
     why = None
     if evidence[0] < policy.shadow_min_predictions or evidence[1] < policy.min_labelled:
