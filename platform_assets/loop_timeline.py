@@ -164,12 +164,20 @@ def materialization_event(record: Any) -> LoopEvent:
     )
 
 
+def partitions_of(tags: Mapping[str, str]) -> str | None:
+    """A run's partition, or its range of partitions as ``first...last`` (a single-run backfill's)."""
+    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    if start and end:
+        return start if start == end else f"{start}...{end}"
+    return tags.get("dagster/partition")
+
+
 def run_events(record: Any) -> list[LoopEvent]:
     """A run's events: its request when a sensor (or the loop) asked for it, and its failure if it failed."""
     run = record.dagster_run
     tags = run.tags
     partition = tags.get("dagster/partition")
-    where = f" [{partition}]" if partition else ""
+    where = f" [{partitions_of(tags)}]" if partitions_of(tags) else ""
     events = []
     sensor = tags.get("dagster/sensor_name")
     if sensor or "loop/trigger" in tags:
@@ -230,7 +238,7 @@ def run_table(instance: dg.DagsterInstance, since: datetime) -> str:
     lines = ["| run | requested by | queued s | ran s | status |", "|---|---|---|---|---|"]
     for record in records:
         run = record.dagster_run
-        partition = run.tags.get("dagster/partition")
+        partition = partitions_of(run.tags)
         created = _utc(record.create_timestamp).timestamp()
         queued = f"{record.start_time - created:.1f}" if record.start_time else "-"
         ran = f"{record.end_time - record.start_time:.1f}" if record.start_time and record.end_time else "-"
@@ -245,8 +253,7 @@ def runs_in_progress(instance: dg.DagsterInstance) -> list[str]:
     """``job [partition]`` of every run queued or running now."""
     records = instance.get_run_records(filters=dg.RunsFilter(statuses=list(ACTIVE_RUNS)))
     return [
-        f"{r.dagster_run.job_name} [{r.dagster_run.tags.get('dagster/partition', '-')}]".replace(" [-]", "")
-        for r in records
+        f"{r.dagster_run.job_name} [{partitions_of(r.dagster_run.tags) or '-'}]".replace(" [-]", "") for r in records
     ]
 
 

@@ -15,6 +15,7 @@ import pytest
 from platform_assets.loop_timeline import (
     RegistryState,
     Timeline,
+    partitions_of,
     read_events,
     read_registry,
     registry_change,
@@ -276,3 +277,11 @@ def test_sensor_waits_are_each_sensors_newest_tick_since_onset(tmp_path: Path) -
             "canary_sensor": "canary v2 at 10 %: waiting (only 90 of 200 labelled)",
             "accuracy_drop_sensor": "tick failed: OSError: database is locked",
         }
+
+
+def test_a_range_run_is_named_by_its_first_and_last_partition() -> None:
+    start, end = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+    assert partitions_of({start: "2026-10-02", end: "2026-10-04"}) == "2026-10-02...2026-10-04"
+    assert partitions_of({start: "2026-10-02", end: "2026-10-02"}) == "2026-10-02"
+    assert partitions_of({"dagster/partition": "v3"}) == "v3"
+    assert partitions_of({}) is None
