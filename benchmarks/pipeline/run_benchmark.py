@@ -5,12 +5,15 @@
     .venv/bin/python benchmarks/pipeline/run_benchmark.py --smoke    # 10k, no baseline, no UCI (`make test`)
 
 Each size runs ``worker.py`` in a fresh process and a fresh PLATFORM_HOME (a cold lake): it starts the Spark
-session (timed apart), then ``daily_ingest_job`` for one partition. This process samples the worker's process
-tree every 50 ms with psutil: the **driver** is the worker itself (the Dagster run process, where the asset
-code runs) and, apart, the Spark driver JVM it starts (in ``local[N]`` that JVM also hosts the executors'
-JVM threads); the **executors** are the Python workers under the JVM (``pyspark.daemon`` and its forks, which
-run every task: generation, featurization), their RSS summed. Per step, the peak of each over the samples
-taken between the step's start and end, and rows/s = rows / step wall time. Every size runs twice: with
+session (timed apart), then ``daily_ingest_job`` for one partition, then (this tree only) rescores that day as
+``portfolio_scores`` does (``dataplane.scoring`` on the executors, ONNX Runtime, parts committed by a
+manifest) with the production CNN architecture exported to ONNX (untrained: the cost does not depend on the
+weights). This process samples the worker's process tree every 50 ms with psutil: the **driver** is the
+worker itself (the Dagster run process, where the asset code runs) and, apart, the Spark driver JVM it starts
+(in ``local[N]`` that JVM also hosts the executors' JVM threads); the **executors** are the Python workers
+under the JVM (``pyspark.daemon`` and its forks, which run every task: generation, featurization, scoring),
+their RSS summed. Per step, the peak of each over the samples taken between the step's start and end, and
+rows/s = rows / step wall time. Every size runs twice: with
 this tree's code and with the baseline's (``--baseline``, a git ref: by default the last commit that
 generated raw days in the driver), side by side. Then, with PLATFORM_UCI_CSV, the
 cold full graph over the 30 UCI days (ingest, features, training, evaluation, governance; no deploy) and the
@@ -51,12 +54,14 @@ STEPS = {
     "raw_credit_applications": "raw",
     "raw_credit_applications_raw_values_in_range": "raw check",
     "credit_history_tensors": "tensors",
+    "portfolio_scores": "rescoring",
 }
 #: The baseline: the last commit whose raw asset generated a day in the driver (before the Spark tasks did).
 BASELINE = "bed5009"
 #: Issue 10's targets on 2 cores (printed beside the figures).
 DRIVER_RSS_GROWTH = 0.15
 FEATURIZATION_ROWS_PER_S = 150_000
+RESCORING_ROWS_PER_S = 200_000
 CLUSTER_GRAPH_SECONDS = 60.0
 
 
@@ -176,15 +181,26 @@ def checkout(ref: str, into: Path) -> Path:
     return into
 
 
-def ingest_rows(sizes: list[int], master: str, codes: dict[str, Path]) -> list[dict[str, Any]]:
+def export_model(into: Path) -> str:
+    """The production CNN architecture's ``model.onnx`` (worker ``model``), written under ``into``."""
+    onnx = into / "model.onnx"
+    with tempfile.TemporaryDirectory(prefix="bench_model_") as home:
+        run_worker(["model", str(onnx)], worker_env(home, REPO))
+    return str(onnx)
+
+
+def ingest_rows(sizes: list[int], master: str, codes: dict[str, Path], onnx: str) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         for code, root in codes.items():
             with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as home:
                 env = worker_env(home, root, SPARK_MASTER=master)
-                summary, sampler = run_worker(["ingest", str(size), PARTITION], env)
+                rescoring = [onnx] if root == REPO else []  # a baseline before portfolio_scores cannot rescore
+                summary, sampler = run_worker(["ingest", str(size), PARTITION, *rescoring], env)
             if not summary["success"]:
                 raise SystemExit(f"the ingest of {size} rows ({code}) failed")
+            if rescoring and summary["scored_rows"] != size:
+                raise SystemExit(f"the rescoring of {size} rows scored {summary['scored_rows']}")
             for step, (start, end) in summary["steps"].items():
                 seconds = end - start
                 rows.append(
@@ -225,30 +241,41 @@ def print_ingest(rows: list[dict[str, Any]], master: str) -> None:
             line += f"; {small:,} -> {large:,}: {growth:+.1%} (target <= {DRIVER_RSS_GROWTH:.0%}: "
             line += f"{growth <= DRIVER_RSS_GROWTH})"
         print(line)
-        featurization = [r for r in rows if r["code"] == code and r["step"] == "tensors" and r["rows"] == 1_000_000]
-        if featurization:
-            rate = featurization[0]["rows_per_s"]
-            print(
-                f"{code}: featurization at 1M rows {rate:,.0f} rows/s (target >= {FEATURIZATION_ROWS_PER_S:,}: "
-                f"{rate >= FEATURIZATION_ROWS_PER_S}, {rate / FEATURIZATION_ROWS_PER_S:.0%} of it)"
-            )
+        for step, name, target in (
+            ("tensors", "featurization", FEATURIZATION_ROWS_PER_S),
+            ("rescoring", "rescoring", RESCORING_ROWS_PER_S),
+        ):
+            at_1m = [r for r in rows if r["code"] == code and r["step"] == step and r["rows"] == 1_000_000]
+            if at_1m:
+                rate = at_1m[0]["rows_per_s"]
+                print(
+                    f"{code}: {name} at 1M rows {rate:,.0f} rows/s (target >= {target:,}: {rate >= target}, "
+                    f"{rate / target:.0%} of it)"
+                )
 
 
-def print_profile(rows: int) -> None:
+def print_profile(rows: int, onnx: str) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_profile_") as home:
-        summary, _ = run_worker(["profile", str(rows)], worker_env(home, REPO))
+        summary, _ = run_worker(["profile", str(rows), onnx], worker_env(home, REPO))
     stages = summary["cpu_seconds"]
     print(f"\n## One task's stages on a {rows:,}-row chunk, CPU seconds (no Spark; load-independent)\n")
     print("| stage | CPU s | rows per CPU-second |")
     print("|---|---:|---:|")
     for stage, seconds in stages.items():
         print(f"| {stage} | {seconds:.2f} | {rows / seconds:,.0f} |" if seconds else f"| {stage} | 0 | - |")
-    tensor_task = sum(v for k, v in stages.items() if k != "generate" and k != "write raw part")
+    rescoring = {k: v for k, v in stages.items() if k.startswith("rescore")}
+    tensor_task = sum(v for k, v in stages.items() if k not in ("generate", "write raw part", *rescoring))
     print(
         f"\na tensor task: {tensor_task:.2f} CPU s per {rows:,} rows = {rows / tensor_task:,.0f} rows/s per core; "
         f"2 cores at most {2 * rows / tensor_task:,.0f} rows/s before Spark's own costs "
         f"(target {FEATURIZATION_ROWS_PER_S:,})"
     )
+    for seconds in rescoring.values():
+        print(
+            f"a rescoring task: {seconds:.2f} CPU s per {rows:,} rows = {rows / seconds:,.0f} rows/s per core; "
+            f"2 cores at most {2 * rows / seconds:,.0f} rows/s before Spark's own costs "
+            f"(target {RESCORING_ROWS_PER_S:,})"
+        )
 
 
 def uci_graph() -> None:
@@ -306,14 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"versions: {versions()}")
     print("load average at start (1, 5, 15 min): {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix="bench_baseline_") as baseline:
+        onnx = export_model(Path(baseline))
         codes = {"this tree": REPO}
         if args.baseline and not args.smoke:
             codes[f"baseline {args.baseline}"] = checkout(args.baseline, Path(baseline))
-        print_ingest(ingest_rows(sizes, args.master, codes), args.master)
-    if not args.smoke:
-        print_profile(100_000)
-        if not args.no_uci:
-            uci_graph()
+        print_ingest(ingest_rows(sizes, args.master, codes, onnx), args.master)
+        if not args.smoke:
+            print_profile(100_000, onnx)
+    if not args.smoke and not args.no_uci:
+        uci_graph()
     # Other work on the machine slows every figure: the load says how much the cores were shared.
     print("\nload average at end (1, 5, 15 min): {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0

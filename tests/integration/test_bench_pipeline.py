@@ -30,7 +30,8 @@ def test_the_pipeline_benchmark_prints_every_step_with_driver_and_executor_memor
         match["step"]: [float(v.replace(",", "")) for v in match["values"].split("|")]
         for match in re.finditer(r"^\| 10,000 \| this tree \| (?P<step>[a-z ]+) \| (?P<values>[\d.,| ]+)\|$", out, re.M)
     }
-    assert set(rows) == {"raw", "raw check", "tensors"}, out
+    # The ingest's steps and the day rescored as portfolio_scores does it.
+    assert set(rows) == {"raw", "raw check", "tensors", "rescoring"}, out
     for step, (session, wall, rate, driver, jvm, executors) in rows.items():
         assert session > 0 and wall > 0 and rate > 0, (step, out)
         # The driver, its JVM and the executors' Python workers are each found and measured.
