@@ -342,6 +342,29 @@ def feedback_rate_panel() -> JSON:
     )
 
 
+def registry_staleness_panel() -> JSON:
+    stale = slo.REGISTRY.max_staleness_seconds
+    expr = f"time() - max by (instance) ({obs.REGISTRY_LAST_SUCCESS_TIMESTAMP_SECONDS}{{{JOB}}})"
+    return _timeseries(
+        "Model registry staleness",
+        "Seconds since each replica last read the MLflow registry successfully. The loaded versions keep serving "
+        f"while it grows, but alias changes (promotions, rollbacks) do not arrive; over {stale:g} s it alerts.",
+        [_target(expr, "{{instance}}", "A")],
+        unit="s",
+        thresholds=_thresholds((None, "green"), (stale, "red")),
+    )
+
+
+def registry_failures_panel() -> JSON:
+    expr = f"sum by (instance) ({_rate(obs.REGISTRY_REFRESH_FAILURES_TOTAL)})"
+    return _timeseries(
+        "Model registry read failures",
+        "Failed registry polls per second by replica (MLflow unreachable or failing); /admin/status says why.",
+        [_target(expr, "{{instance}}", "A")],
+        unit="ops",
+    )
+
+
 def model_info_panel() -> JSON:
     # The service keeps a replaced version's series at 0: only the value-1 ones are live.
     expr = f"max by (role, model_version) ({obs.MODEL_INFO}{{{JOB}}} == 1)"
@@ -443,6 +466,8 @@ LAYOUT: list[tuple[str, list[tuple[Callable[[], JSON], int, int]]]] = [
             (score_by_version_panel, 12, 9),
             (shadow_panel, 12, 7),
             (feedback_rate_panel, 12, 7),
+            (registry_staleness_panel, 12, 7),
+            (registry_failures_panel, 12, 7),
         ],
     ),
     (

@@ -354,6 +354,23 @@ def live_disparate_impact_low_alert() -> Commented:
     )
 
 
+def registry_unreachable_alert() -> Commented:
+    stale = slo.REGISTRY.max_staleness_seconds
+    return (
+        "Per replica: its workers keep serving the versions they loaded, but an alias change (a promotion or a\n"
+        "rollback) does not reach it. A replica that never read the registry shows 0 and fires too.",
+        _alert(
+            "CreditRiskRegistryUnreachable",
+            f"time() - {obs.REGISTRY_LAST_SUCCESS_TIMESTAMP_SECONDS} > {number(stale)}",
+            "1m",
+            "warning",
+            "{{ $labels.instance }} has not read the model registry for {{ $value | humanizeDuration }}",
+            f"A service replica has not read the MLflow registry for more than {number(stale)} seconds: it serves "
+            "the versions it loaded and misses any alias change.",
+        ),
+    )
+
+
 #: The alerts in the order rules.yml lists them.
 ALERTS: list[Callable[[], Commented]] = [
     high_error_ratio_alert,
@@ -364,6 +381,7 @@ ALERTS: list[Callable[[], Commented]] = [
     challenger_prediction_shortfall_alert,
     score_shift_alert,
     live_disparate_impact_low_alert,
+    registry_unreachable_alert,
 ]
 
 

@@ -42,6 +42,12 @@ GROUP_DECISIONS_TOTAL: Final = f"{NAMESPACE}_group_decisions_total"
 #: the model needs a protected attribute the application did not carry, or the worker stopped first. Never
 #: an error of the response, which the champion (or challenger) gave already.
 SHADOW_FAILURES_TOTAL: Final = f"{NAMESPACE}_shadow_failures_total"
+#: Counter, no labels: registry (MLflow) reads of a worker's poller that failed (server unreachable, an error
+#: answer, a version that could not be downloaded). The loaded versions keep serving meanwhile.
+REGISTRY_REFRESH_FAILURES_TOTAL: Final = f"{NAMESPACE}_registry_refresh_failures_total"
+#: Gauge, Unix time in seconds, no labels: when the replica last read the registry successfully (the most recent
+#: among its live workers; 0 before the first). ``time() - it`` is how stale its view of the aliases is.
+REGISTRY_LAST_SUCCESS_TIMESTAMP_SECONDS: Final = f"{NAMESPACE}_registry_last_success_timestamp_seconds"
 #: The role label of a shadow's series, and a matcher for the roles that answered the traffic.
 SHADOW_ROLE: Final = SHADOW
 SERVED_ROLES: Final = f'role!="{SHADOW_ROLE}"'
@@ -98,6 +104,8 @@ EXPORTED: Final = (
     MODEL_INFO,
     GROUP_DECISIONS_TOTAL,
     SHADOW_FAILURES_TOTAL,
+    REGISTRY_REFRESH_FAILURES_TOTAL,
+    REGISTRY_LAST_SUCCESS_TIMESTAMP_SECONDS,
     BENTOML_REQUEST_DURATION_SECONDS,
 )
 #: The exported metrics that have series only while a shadow runs (and fails).

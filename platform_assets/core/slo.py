@@ -150,6 +150,15 @@ class PromotionGate:
 
 
 @dataclass(frozen=True)
+class RegistryObjectives:
+    """How long a service replica may go without reading the model registry (MLflow) before it is an alert."""
+
+    #: Longest time since a replica's last successful registry read, seconds. Until then it keeps serving the
+    #: versions it loaded, but a promotion or a rollback (an alias change) does not reach it.
+    max_staleness_seconds: float
+
+
+@dataclass(frozen=True)
 class ChallengerAlerts:
     """Alerts comparing a live challenger with the champion (``grafana/prometheus/rules.yml``)."""
 
@@ -238,6 +247,10 @@ PROMOTION: Final = PromotionGate(
     # An approval older than a month approves a situation nobody has looked at recently.
     approval_max_valid_hours=720.0,
 )
+
+#: Five minutes is 60 polls at the default 5-s interval: an MLflow server restart (about 30 s on the prod
+#: profile) stays quiet, while a rollback that has not reached the replicas for five minutes is worth a look.
+REGISTRY: Final = RegistryObjectives(max_staleness_seconds=300.0)
 
 #: The alert pages at the excess the canary rolls back at.
 CHALLENGER_ALERTS: Final = ChallengerAlerts(

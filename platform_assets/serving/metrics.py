@@ -104,6 +104,17 @@ def publish_models(current: dict[str, tuple[str, float]], previous: dict[str, st
         TRAFFIC_WEIGHT.labels(role=role).set(new[1] if new is not None else 0.0)
 
 
+REGISTRY_REFRESH_FAILURES = Counter(
+    obs.REGISTRY_REFRESH_FAILURES_TOTAL.removesuffix("_total"),
+    "Registry (MLflow) reads that failed; the loaded model versions keep serving meanwhile.",
+)
+#: ``livemax``: the registry is one server for every worker, so the freshest worker speaks for the replica (a
+#: process that imported this module and never polled shows 0, which ``livemin`` would report as "never").
+REGISTRY_LAST_SUCCESS = Gauge(
+    obs.REGISTRY_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    "Unix time (seconds) of the last successful registry read.",
+    multiprocess_mode="livemax",
+)
 SHADOW_FAILURES = Counter(
     obs.SHADOW_FAILURES_TOTAL.removesuffix("_total"),
     "Applications the shadow was to score and did not, by its model version and why (never a response error).",

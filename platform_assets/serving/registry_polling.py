@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from platform_assets.core import registry
+from platform_assets.serving import metrics
 from platform_assets.serving.approvals import ApprovalBoard
 from platform_assets.serving.model_loading import LoadedModel, ModelRefused, load_version
 from platform_assets.serving.settings import ServingSettings
@@ -131,8 +132,14 @@ class ModelManager:
         self._client: Any = None
         #: version -> (tags fingerprint, reason) of versions refused; retried only when their tags change.
         self.refused: dict[str, tuple[str, str]] = {}
+        #: Unix times (seconds) of the last registry read, and of the last one that succeeded.
         self.last_refresh: float | None = None
+        self.last_success: float | None = None
+        #: Why the last read failed (None once one succeeds), and the Unix time of the first failure in a row.
         self.last_error: str | None = None
+        self.error_since: float | None = None
+        #: Failed reads since this worker started (the ``credit_risk_registry_refresh_failures_total`` counter).
+        self.failures = 0
 
     def _load_verified(self, client: Any, model_name: str, version: str, tracking_uri: str) -> LoadedModel:
         return load_version(
@@ -220,20 +227,38 @@ class ModelManager:
                     shadow,
                     parse_percent(model_tags, registry.SHADOW_SHARE_TAG, registry.DEFAULT_SHADOW_SHARE),
                 )
-                self.last_error = None
                 self.approvals.update(self.client(), self.settings.model_name, [m.version for _, m in new.roles()])
             except Exception as exc:  # the registry is unreachable or answers nonsense: keep serving
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._failed(f"{type(exc).__name__}: {exc}")
                 logger.warning("model refresh failed, keeping %s: %s", old.describe(), self.last_error)
                 return old
             finally:
                 self.last_refresh = time.time()
+            self._succeeded()
             if new != old:
                 self.current = new  # the swap: one reference assignment
                 logger.info("serving %s (was %s)", new.describe(), old.describe())
                 if self._on_swap is not None:
                     self._on_swap(old, new)
             return new
+
+    def _failed(self, error: str) -> None:
+        now = time.time()
+        if self.error_since is None:
+            logger.error("the model registry %s is failing: %s", self.settings.tracking_uri, error)
+        self.last_error = error
+        self.error_since = self.error_since or now
+        self.failures += 1
+        metrics.REGISTRY_REFRESH_FAILURES.inc()
+
+    def _succeeded(self) -> None:
+        now = time.time()
+        if self.error_since is not None:
+            logger.info("the model registry answers again after %.1f s of failures", now - self.error_since)
+        self.last_error = None
+        self.error_since = None
+        self.last_success = now
+        metrics.REGISTRY_LAST_SUCCESS.set(now)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._poll, name="model-refresh", daemon=True)
@@ -270,7 +295,10 @@ class ModelManager:
             "models": models,
             "refused": {f"v{v}": reason for v, (_, reason) in sorted(self.refused.items())},
             "last_refresh": self.last_refresh,
+            "last_successful_refresh": self.last_success,
             "last_error": self.last_error,
+            "registry_error_since": self.error_since,
+            "registry_refresh_failures": self.failures,
             "ready": current.champion is not None,
             "verify_key": self.verify_key.describe(),
         }

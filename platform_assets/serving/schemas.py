@@ -287,8 +287,16 @@ class StatusOutput(bentoml.IODescriptor, Body):  # type: ignore[misc]
     )
     models: dict[Literal["champion", "challenger", "shadow"], ServedModel]
     refused: dict[str, str] = Field(description="version label -> why it was refused")
-    last_refresh: float | None = Field(description="Unix time (seconds) of the last registry read")
-    last_error: str | None = Field(description="why the last registry read failed, if it did")
+    last_refresh: float | None = Field(description="Unix time (seconds) of the last registry read, failed or not")
+    last_successful_refresh: float | None = Field(
+        description="Unix time (seconds) of the last registry read that succeeded; null before the first"
+    )
+    last_error: str | None = Field(description="why the last registry read failed, if it did (null once one succeeds)")
+    registry_error_since: float | None = Field(
+        description="Unix time (seconds) of the first of the registry reads failing now; null while reads succeed. "
+        "The loaded versions keep serving meanwhile, but an alias change does not reach this worker"
+    )
+    registry_refresh_failures: int = Field(ge=0, description="failed registry reads of this worker since it started")
     ready: bool = Field(description="whether this worker takes traffic (what /readyz answers)")
     not_ready_reasons: list[str] = Field(description="why it does not: inference log or registry, named")
     inference_log_ready: bool = Field(description="the inference log answers and its schema is current")

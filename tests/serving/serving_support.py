@@ -166,6 +166,19 @@ class Api:
         return dict(response.json())
 
 
+def metric(server: Server, name: str, **labels: str) -> float:
+    """The sum of the series of ``name`` on /metrics whose labels include ``labels`` (0 when there is none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
 def rows_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: int(v) for k, v in row.items()} for row in frame.to_dict("records")]
 

@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from net_support import wait_for_status
-from serving_support import Api, Server, Stores, in_process, rows_of
+from serving_support import Api, Server, Stores, in_process, metric, rows_of
 
 from platform_assets.core import observability, registry
 from platform_assets.core.inference_log import reader
@@ -65,19 +64,6 @@ def service(shadowed: str, stores: Stores, tmp_path: Path) -> Iterator[tuple[Api
     finally:
         server.stop()
         registry.client(stores.tracking_uri).delete_registered_model_tag(MODEL, registry.SHADOW_SHARE_TAG)
-
-
-def metric(server: Server, name: str, **labels: str) -> float:
-    """The sum of the series of ``name`` on /metrics whose labels include ``labels`` (0 when there is none)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
 
 
 def champion_answers(predictions: list[dict[str, Any]]) -> None:
