@@ -121,6 +121,9 @@ def writing(
 
     The marker goes first, before any part, so a concurrent commit's sweep spares the run's parts; it is
     removed when the block ends. A block that raises also removes the run's parts that no manifest lists.
+    When that clean-up fails too (the lake went away: the usual reason the block raised), the block's own
+    error is raised with a note naming what was left: uncommitted parts no reader sees, removed by a later
+    commit's sweep once the marker's lease ends (``IN_FLIGHT_LEASE_SECONDS``).
     """
     token = run_token or new_run_token()
     started = time.time() if now is None else now
@@ -129,13 +132,19 @@ def writing(
         store.write_bytes(lake_keys.in_flight(folder, token), marker.encode())
     try:
         yield token
-    except BaseException:
+    except BaseException as failure:
         for folder in folders:
-            _remove_uncommitted(store, folder, token)
+            try:
+                _remove_uncommitted(store, folder, token)
+                store.delete(lake_keys.in_flight(folder, token))
+            except Exception as cleanup:  # the first error is the one to report, not the clean-up's
+                failure.add_note(
+                    f"run {token}'s uncommitted parts and in-flight marker in {folder} were not removed "
+                    f"({type(cleanup).__name__}: {cleanup}); no manifest lists them"
+                )
         raise
-    finally:
-        for folder in folders:
-            store.delete(lake_keys.in_flight(folder, token))
+    for folder in folders:
+        store.delete(lake_keys.in_flight(folder, token))
 
 
 @contextmanager

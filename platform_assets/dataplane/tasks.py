@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
+from platform_assets.dataplane.objects import LakeUnavailable
 from platform_assets.dataplane.partitions import PartitionError
 
 if TYPE_CHECKING:
@@ -31,10 +32,15 @@ class Summary(NamedTuple):
 
 _SUMMARY_SCHEMA = "output string, name string, sha256 string, reason string, rows long"
 _TASK_ERROR = re.compile(r"(?:PartitionError|FileNotFoundError|RawSchemaError|OnnxModelError|ValueError): (.+)")
+_LAKE_UNAVAILABLE = re.compile(r"LakeUnavailable: (.+)")
 
 
 def named_failure(error: Exception) -> Exception:
-    """The task's own message (it names the object) instead of only a Java stack trace."""
+    """The task's own message (it names the object) instead of only a Java stack trace: bad data as a
+    ``PartitionError`` (not retried), an unreachable lake as ``LakeUnavailable`` (retried)."""
+    unavailable = _LAKE_UNAVAILABLE.findall(str(error))
+    if unavailable:
+        return LakeUnavailable(unavailable[-1].strip())
     found = _TASK_ERROR.findall(str(error))
     return PartitionError(found[-1].strip()) if found else error
 
