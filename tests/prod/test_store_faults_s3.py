@@ -200,8 +200,8 @@ def test_s3_down_during_a_materialization_fails_clearly_retries_and_a_rerun_comm
     print(
         f"\nS3 cut at the commit of {folder}: the run failed {cut_to_failure:.1f} s after the cut "
         f"({failed_after:.1f} s in all, Spark's start included) with {len(retries)} retries "
-        f"({policy.max_retries} allowed, {policy.delay:g} s apart); {len(attempts_parts)} part PUT(s) had reached "
-        f"S3; left in the folder: {len(left)} object(s) no manifest lists, committed: {committed}; "
+        f"({policy.max_retries} allowed, {policy.delay:g} s x attempt apart); {len(attempts_parts)} part PUT(s) "
+        f"had reached S3; left in the folder: {len(left)} object(s) no manifest lists, committed: {committed}; "
         f"error: {message.strip()[:300]}"
     )
     assert not failed.success and len(failures) == 1
