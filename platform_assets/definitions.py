@@ -105,7 +105,11 @@ def _load(resources: dict[str, Any] | None, intervals: dict[str, int]) -> dg.Def
         schedules=loaded.schedules,
         sensors=_sensors(loaded.sensors or [], intervals),
         resources=resources if resources is not None else loaded.resources,
-        executor=loaded.executor,
+        # Every step of a run in the run's process. Dagster's default starts a process per step, and each loads
+        # the code location again: 7-32 s a step on 2 busy cores, 218 s of release_job's 278 s under the demo's
+        # daemon (benchmarks/README.md, closed loop). Steps here run one after another anyway (2 cores), and the
+        # Spark steps then share one session.
+        executor=loaded.executor or dg.in_process_executor,
         loggers=loaded.loggers,
         metadata=loaded.metadata,
     )

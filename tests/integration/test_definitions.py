@@ -109,3 +109,10 @@ def test_every_asset_about_a_model_version_is_partitioned_by_it(platform_home: P
     for name in per_version:
         partitions = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "model_versions", name
+
+
+def test_every_job_runs_its_steps_in_the_run_process() -> None:
+    """A process per step reloads the code location each time (most of release_job's time under the daemon)."""
+    jobs = [job for job in defs().resolve_all_job_defs() if not job.name.startswith("__")]
+    assert {job.name: job.executor_def.name for job in jobs} == {job.name: "in_process" for job in jobs}
+    assert "release_job" in {job.name for job in jobs}
