@@ -146,6 +146,7 @@ class Daemon:
 
     def run(self, sensor: Any, request: Any) -> None:
         from platform_assets.demo import CONSOLE
+        from platform_assets.loop_timeline import partitions_of
 
         job_name = request.job_name or sensor.job_name
         tags = {**request.tags, "dagster/sensor_name": sensor.name}
@@ -162,13 +163,12 @@ class Daemon:
         )
         seconds = round(time.monotonic() - started, 2)
         steps = step_seconds(self.instance, result.run_id)
+        partition = request.partition_key or partitions_of(tags)  # a key, or a range's first...last
         self.executed.append(
-            Executed(
-                sensor.name, job_name, request.partition_key, requested, seconds, result.success, steps, self.ticks
-            )
+            Executed(sensor.name, job_name, partition, requested, seconds, result.success, steps, self.ticks)
         )
         print(
-            f"  ran {job_name}{f' [{request.partition_key}]' if request.partition_key else ''} for {sensor.name}: "
+            f"  ran {job_name}{f' [{partition}]' if partition else ''} for {sensor.name}: "
             f"{'success' if result.success else 'FAILED'} in {seconds:.1f} s",
             flush=True,
         )
