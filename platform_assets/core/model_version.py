@@ -114,6 +114,65 @@ class ThresholdPolicy(_Frozen):
         return self
 
 
+class InverseApprovalWeights(_Frozen):
+    """Reject-inference sample weights (``ml.reject_inference``): ``1 / max(P(approved | x), min_probability)``
+    divided by ``normaliser``, with ``P(approved | x) = sigmoid(((x - feature_means) / feature_scales) .
+    coefficients + intercept)`` over the flat features (history tensor flattened, then static)."""
+
+    feature_means: tuple[float, ...] = Field(min_length=1, description="Standardisation: mean per flat feature.")
+    feature_scales: tuple[float, ...] = Field(min_length=1, description="Standardisation: scale per flat feature.")
+    coefficients: tuple[float, ...] = Field(min_length=1, description="Logistic regression on the scaled features.")
+    intercept: float
+    min_probability: float = Field(gt=0, le=1, description="Floor on the approval probability (caps a weight).")
+    normaliser: float = Field(gt=0, description="Mean raw weight over the labelled training rows: weights mean 1.")
+    fitted_rows: int = Field(gt=0, description="Training-split applicants (approved and declined) it was fitted on.")
+    approval_rate: float = Field(ge=0, le=1, description="Share of those applicants the champion approved.")
+    effective_sample_size: float = Field(
+        gt=0, description="Kish's (sum w)^2 / sum w^2 over the labelled training rows, applicants."
+    )
+
+    @model_validator(mode="after")
+    def _same_width(self) -> InverseApprovalWeights:
+        widths = {len(self.feature_means), len(self.feature_scales), len(self.coefficients)}
+        if len(widths) != 1:
+            raise ValueError("feature_means, feature_scales and coefficients must have one value per flat feature")
+        return self
+
+
+class LabelSelection(_Frozen):
+    """Which outcomes a version learnt from. ``outcomes="all"``: every row's outcome (records written before
+    the setting existed). ``"approved"``: a training or validation row kept its outcome only if ``selected_by``
+    (the champion when it was trained) approved it in its committed ``portfolio_scores``; the test split kept
+    every outcome (through the door). ``reject_inference="reweight"``: the kept training rows were weighted by
+    ``weights``."""
+
+    outcomes: Literal["all", "approved"] = "all"
+    reject_inference: Literal["none", "reweight"] = "none"
+    selected_by: str | None = Field(
+        default=None, pattern=r"^v[0-9]+$", description="The champion version whose decisions selected the labels."
+    )
+    scores_versions: dict[str, str] = Field(
+        default_factory=dict, description="Training partition -> digest of selected_by's portfolio_scores of it."
+    )
+    labelled_rows: dict[str, int] = Field(
+        default_factory=dict, description="Train and validation rows that kept their outcome (champion approved)."
+    )
+    declined_rows: dict[str, int] = Field(
+        default_factory=dict, description="Train and validation rows left out: the champion declined them."
+    )
+    weights: InverseApprovalWeights | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabelSelection:
+        if self.reject_inference == "reweight" and self.outcomes != "approved":
+            raise ValueError("reject_inference 'reweight' needs outcomes 'approved'")
+        if (self.reject_inference == "reweight") != (self.weights is not None):
+            raise ValueError("weights are recorded exactly when reject_inference is 'reweight'")
+        if (self.outcomes == "approved") != (self.selected_by is not None and bool(self.scores_versions)):
+            raise ValueError("selected_by and scores_versions are recorded exactly when outcomes is 'approved'")
+        return self
+
+
 class ModelVersion(_Frozen):
     """One trained version of ``model``. Probabilities and thresholds are in [0, 1]; rows are counts."""
 
@@ -145,6 +204,10 @@ class ModelVersion(_Frozen):
     rows: dict[str, int] = Field(description="Rows per split: train, validation, test.")
     validation_metrics: dict[str, float]
     training_config: dict[str, Any]
+    label_selection: LabelSelection = Field(
+        default_factory=LabelSelection,
+        description="Which outcomes it learnt from (default for records written before: every outcome).",
+    )
 
     @field_validator("artifacts")
     @classmethod

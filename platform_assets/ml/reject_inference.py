@@ -17,6 +17,11 @@ before normalisation) are raised to it, trading a little bias for a bounded vari
 Hernan 2008, "Constructing inverse probability weights for marginal structural models", Am J Epidemiol 168(6)).
 Weights are then scaled to mean 1, so a learner's regularisation sees the same total weight as unweighted rows.
 
+Training on a lake-sized split (``inverse_approval_weights_of``): the approval model is fitted on a seeded sample
+of every training applicant (at most ``max_fit_rows``, like the baselines' cap), then one streamed pass over the
+labelled training rows sets the normaliser and the effective sample size; each row's weight is then computed from
+its own features as it is read (``weights_of``), so memory does not grow with the training split.
+
 No Dagster and no I/O here.
 """
 
@@ -30,8 +35,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from platform_assets.core.model_version import InverseApprovalWeights
+from platform_assets.ml.dataset import ModellingDataset, flat_inputs
+
 #: Floor on the approval probability behind a weight: weights stay at most 1 / 0.05 = 20 before normalisation.
 DEFAULT_MIN_APPROVAL_PROBABILITY: Final = 0.05
+#: Most training applicants the approval model is fitted on (a seeded sample of a larger split): the baselines' cap.
+DEFAULT_APPROVAL_FIT_ROWS: Final = 200_000
 
 
 @dataclass(frozen=True)
@@ -115,3 +125,55 @@ def effective_sample_size(weights: Any) -> float:
     if w.ndim != 1 or len(w) == 0 or np.any(w < 0) or not np.any(w > 0):
         raise ValueError("weights must be a non-empty vector of non-negative numbers, not all 0")
     return float(w.sum() ** 2 / np.sum(w * w))
+
+
+def _raw_weights(spec: InverseApprovalWeights, flat: np.ndarray) -> np.ndarray:
+    scaled = (np.asarray(flat, dtype="float64") - np.asarray(spec.feature_means)) / np.asarray(spec.feature_scales)
+    probability = 1.0 / (1.0 + np.exp(-(scaled @ np.asarray(spec.coefficients) + spec.intercept)))
+    raw: np.ndarray = 1.0 / np.maximum(probability, spec.min_probability)
+    return raw
+
+
+def weights_of(spec: InverseApprovalWeights, flat: np.ndarray) -> np.ndarray:
+    """The recorded weights of applicants with flat inputs ``flat`` (rows x features): mean 1 over the labelled
+    training rows they were normalised on."""
+    if flat.ndim != 2 or flat.shape[1] != len(spec.coefficients):
+        raise ValueError(f"flat inputs have shape {flat.shape}; the approval model takes {len(spec.coefficients)}")
+    return _raw_weights(spec, flat) / spec.normaliser
+
+
+def inverse_approval_weights_of(
+    data: ModellingDataset,
+    seed: int,
+    max_fit_rows: int = DEFAULT_APPROVAL_FIT_ROWS,
+    min_probability: float = DEFAULT_MIN_APPROVAL_PROBABILITY,
+    regularization: float = 1.0,
+) -> InverseApprovalWeights:
+    """The weights of ``data``'s labelled training rows (``data`` selected by the champion's decisions): the
+    approval model fitted on at most ``max_fit_rows`` training applicants, approved or not (a seeded sample), then
+    one pass over the labelled rows for the mean-1 normaliser and Kish's effective sample size."""
+    if data.selection is None:
+        raise ValueError("reweighting needs a dataset selected by the champion's decisions (outcomes='approved')")
+    if not 0.0 < min_probability <= 1.0:
+        raise ValueError(f"min_probability must be in (0, 1], got {min_probability}")
+    applicants = data.through_the_door().sample("train", max_fit_rows, seed)
+    model = fit_approval_model(applicants.flat(), data.selection.approved_mask(applicants.ids), regularization)
+    scaler, logistic = model.pipeline[0], model.pipeline[-1]
+    unnormalised = InverseApprovalWeights(
+        feature_means=tuple(float(v) for v in scaler.mean_),
+        feature_scales=tuple(float(v) for v in scaler.scale_),
+        coefficients=tuple(float(v) for v in logistic.coef_[0]),
+        intercept=float(logistic.intercept_[0]),
+        min_probability=min_probability,
+        normaliser=1.0,
+        fitted_rows=model.rows,
+        approval_rate=model.approval_rate,
+        effective_sample_size=1.0,
+    )
+    total, squares, rows = 0.0, 0.0, 0
+    for chunk in data.chunks("train"):
+        raw = _raw_weights(unnormalised, flat_inputs(chunk.features))
+        total, squares, rows = total + float(raw.sum()), squares + float(np.square(raw).sum()), rows + len(raw)
+    if rows == 0:
+        raise ValueError("the training split has no labelled (approved) rows to weight")
+    return unnormalised.model_copy(update={"normaliser": total / rows, "effective_sample_size": total**2 / squares})

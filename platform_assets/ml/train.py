@@ -5,6 +5,10 @@ The CNN reads its training split as a stream (``training_stream``): the pieces o
 per epoch, record batch by record batch, through a shuffle buffer of ``TrainConfig.shuffle_rows`` rows, so its
 memory does not grow with the training rows. The validation split is materialized (calibration and the
 threshold need all of it at once); its size is bounded by the split fraction and ``max_holdout_rows``.
+
+Every streamed row carries a sample weight: the balanced class weight of its label (from the split's rows per
+class) times, with reject inference, its inverse approval-probability weight (``ml.reject_inference``), computed
+from the row's own features as it is read.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from platform_assets.core.model_version import Calibration, ThresholdPolicy
+from platform_assets.core.model_version import Calibration, InverseApprovalWeights, ThresholdPolicy
 from platform_assets.core.reason_codes import ReasonCodes
-from platform_assets.ml import calibration, reason_codes
-from platform_assets.ml.dataset import ModellingDataset, Split
+from platform_assets.ml import calibration, reason_codes, reject_inference
+from platform_assets.ml.dataset import ModellingDataset, Split, flat_inputs
 from platform_assets.ml.model import CNNConfig, build_cnn
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -140,8 +144,10 @@ def predict_cnn(model: Any, features: dict[str, np.ndarray], batch_size: int = 4
     return np.concatenate(out) if out else np.empty(0, dtype="float32")
 
 
-def training_stream(data: ModellingDataset, config: TrainConfig) -> Any:
-    """The training split as a ``tf.data.Dataset`` of ``(inputs, labels)`` batches, reshuffled every epoch.
+def training_stream(data: ModellingDataset, config: TrainConfig, weights: InverseApprovalWeights | None = None) -> Any:
+    """The training split as a ``tf.data.Dataset`` of ``(inputs, labels, sample weights)`` batches, reshuffled
+    every epoch. A row's weight is its label's balanced class weight, times its reject-inference weight when
+    ``weights`` is given.
 
     Each epoch reads the source's pieces in an order drawn from ``config.seed`` and the epoch, and shuffles rows
     through a buffer of ``config.shuffle_rows``: deterministic for a seed, bounded in memory.
@@ -153,11 +159,17 @@ def training_stream(data: ModellingDataset, config: TrainConfig) -> Any:
         raise ValueError("the training split has no rows")
     months, channels = sample.features.tensor.shape[1:]
     epochs = iter(range(2**31))
+    per_class = balanced_weights(data.class_rows("train"))
+    class_weight = np.array([per_class[0], per_class[1]], dtype="float64")
 
     def batches() -> Any:
         order = np.random.default_rng([config.seed, next(epochs)]).permutation(data.source.pieces())
         for chunk in data.chunks("train", order=order.tolist()):
-            yield {"history": chunk.features.tensor, "static": chunk.features.static}, chunk.labels
+            row_weights = class_weight[chunk.labels]
+            if weights is not None:
+                row_weights = row_weights * reject_inference.weights_of(weights, flat_inputs(chunk.features))
+            inputs = {"history": chunk.features.tensor, "static": chunk.features.static}
+            yield inputs, chunk.labels, row_weights.astype("float32")
 
     signature = (
         {
@@ -165,8 +177,9 @@ def training_stream(data: ModellingDataset, config: TrainConfig) -> Any:
             "static": tf.TensorSpec((None, sample.features.static.shape[1]), tf.float32),
         },
         tf.TensorSpec((None,), tf.int64),
+        tf.TensorSpec((None,), tf.float32),
     )
-    n = data.plan.total("train")
+    n = data.rows()["train"]
     rows = tf.data.Dataset.from_generator(batches, output_signature=signature).unbatch()
     shuffled = rows.shuffle(min(config.shuffle_rows, n), seed=config.seed).batch(config.batch_size)
     # A known length lets Keras count steps (and fails the epoch if the stream yields another number of rows).
@@ -179,10 +192,12 @@ def train_cnn(
     config: TrainConfig,
     on_epoch: EpochCallback | None = None,
     validation: Split | None = None,
+    weights: InverseApprovalWeights | None = None,
 ) -> TrainedCNN:
-    """Fit the CNN on the ``train`` stream, stop early on validation AUC, calibrate it on validation and set the
-    threshold by ``config.policy``. The returned model outputs the calibrated probability. ``validation`` is
-    ``data``'s validation split when the caller already holds it (else it is read here)."""
+    """Fit the CNN on the ``train`` stream (class-balanced; reweighted by ``weights`` for reject inference), stop
+    early on validation AUC, calibrate it on validation and set the threshold by ``config.policy``. The returned
+    model outputs the calibrated probability. ``validation`` is ``data``'s validation split when the caller already
+    holds it (else it is read here)."""
     import keras
 
     make_deterministic(config.seed)
@@ -199,11 +214,10 @@ def train_cnn(
         monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True
     )
     fit = model.fit(
-        training_stream(data, config),
+        training_stream(data, config, weights),
         validation_data=(validation.keras_inputs(), validation.labels),
         epochs=config.epochs,
-        shuffle=False,  # the stream shuffles itself
-        class_weight=balanced_weights(data.plan.rows["train"]),
+        shuffle=False,  # the stream shuffles itself and carries the class weights in its sample weights
         callbacks=[stopper, _Report()],
         verbose=0,
     )
@@ -230,10 +244,17 @@ def fit_reason_codes(
 
 
 def train_baselines(
-    train: Split, validation: Split, seed: int, policy: ThresholdPolicy = DEFAULT_POLICY
+    train: Split,
+    validation: Split,
+    seed: int,
+    policy: ThresholdPolicy = DEFAULT_POLICY,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, TrainedBaseline]:
     """Logistic regression and HistGradientBoosting on the CNN's inputs, each calibrated on ``validation`` and
-    thresholded by ``policy``."""
+    thresholded by ``policy``; ``sample_weight`` (one per ``train`` row, e.g. reject-inference weights) multiplies
+    the balanced class weights."""
+    if sample_weight is not None and sample_weight.shape != (len(train),):
+        raise ValueError(f"sample_weight has shape {sample_weight.shape}, the training rows are {len(train)}")
     models: dict[str, Pipeline] = {
         "logistic_regression": make_pipeline(
             StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")
@@ -244,7 +265,9 @@ def train_baselines(
     }
     fitted = {}
     for name, model in models.items():
-        model.fit(train.flat(), train.labels)
+        # A pipeline routes fit parameters by step name: the weights go to the estimator, not the scaler.
+        weighted = {} if sample_weight is None else {f"{model.steps[-1][0]}__sample_weight": sample_weight}
+        model.fit(train.flat(), train.labels, **weighted)
         fit = calibration.fit(model.decision_function(validation.flat()), validation.labels, seed=seed)
         probabilities = calibration.apply(fit, model.decision_function(validation.flat()))
         fitted[name] = TrainedBaseline(model, fit, policy_threshold(policy, probabilities))

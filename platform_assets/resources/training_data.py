@@ -1,15 +1,19 @@
-"""Which tensor partitions a model is trained on, and how they are split."""
+"""Which tensor partitions a model is trained on, how they are split, and whose outcomes it learns from."""
 
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from platform_assets.core import lake_keys
-from platform_assets.core.model_version import SplitSpec
+from platform_assets.core import decisions, lake_keys
+from platform_assets.core.model_version import LabelSelection, ModelVersion, SplitSpec
 from platform_assets.dataplane import partitions as lake_partitions
-from platform_assets.ml.dataset import ModellingDataset
+from platform_assets.dataplane.scoring import DECISION
+from platform_assets.ml import reject_inference as ipw
+from platform_assets.ml import schema
+from platform_assets.ml.dataset import SELECTED_SPLITS, Decisions, ModellingDataset
 from platform_assets.ml.features import REASON
 from platform_assets.resources.lake import LakeStorage
 
@@ -62,6 +66,83 @@ class TrainingData(dg.ConfigurableResource["TrainingData"]):
         frames = [b.to_pandas() for piece in range(source.pieces()) for b in source.read(piece)]
         rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[REASON])
         return rows[rows[REASON].isna()].reset_index(drop=True), versions
+
+
+def select_approved(
+    lake: LakeStorage,
+    data: ModellingDataset,
+    partitions: list[str],
+    champion: str | None,
+    *,
+    reweight: bool,
+    seed: int,
+    approval_fit_rows: int = ipw.DEFAULT_APPROVAL_FIT_ROWS,
+) -> tuple[ModellingDataset, LabelSelection]:
+    """``data`` with only the outcomes of the applicants ``champion`` approved in its committed portfolio_scores
+    of ``partitions`` (training and validation; the test split keeps every outcome), and what was selected; with
+    ``reweight``, the reject-inference weights too (the approval model fitted on a ``seed``-ed sample of at most
+    ``approval_fit_rows`` training applicants, then one pass over the training split)."""
+    if champion is None:
+        raise ValueError(
+            "outcomes='approved' keeps the outcomes of the applicants the champion approved, but the registry "
+            "has no champion: promote a version first, or train with outcomes='all'"
+        )
+    chosen, scores_versions = champion_decisions(lake, champion, partitions, expected=None)
+    selected = data.selected(chosen)
+    weights = ipw.inverse_approval_weights_of(selected, seed=seed, max_fit_rows=approval_fit_rows) if reweight else None
+    labelled = selected.rows()
+    return selected, LabelSelection(
+        outcomes="approved",
+        reject_inference="reweight" if reweight else "none",
+        selected_by=champion,
+        scores_versions=scores_versions,
+        labelled_rows={name: labelled[name] for name in SELECTED_SPLITS},
+        declined_rows=selected.declined_rows(),
+        weights=weights,
+    )
+
+
+def champion_decisions(
+    lake: LakeStorage, champion: str, partitions: list[str], expected: dict[str, str] | None
+) -> tuple[Decisions, dict[str, str]]:
+    """``champion``'s decisions on the clients of ``partitions`` from its committed ``portfolio_scores``, and
+    ``{partition: digest}`` of those scores; a day without them fails naming it and how to make them."""
+    ids, approved, versions = [], [], {}
+    for partition in partitions:
+        folder = lake_keys.portfolio_scores(champion, partition)
+        if not lake_partitions.is_committed(lake, folder):
+            raise ValueError(
+                f"training day {partition} has no committed portfolio_scores by the champion {champion} "
+                f"({lake.uri(folder)}): run portfolio_scoring_job for {partition} with {champion} (the champion by "
+                "default), or train with outcomes='all'"
+            )
+        manifest = lake_partitions.read_manifest(lake, folder)
+        versions[partition] = manifest.digest
+        if expected is not None and versions[partition] != expected[partition]:
+            raise ValueError(
+                f"portfolio_scores of {partition} by {champion} changed since training "
+                f"(digest {versions[partition][:12]} != {expected[partition][:12]}): retrain first"
+            )
+        for part in manifest.parts:
+            for batch in lake_partitions.iter_part_batches(lake, folder, part, (schema.ID, DECISION)):
+                ids.append(batch.column(schema.ID).to_numpy())
+                approved.append(batch.column(DECISION).to_numpy(zero_copy_only=False) == decisions.APPROVE)
+    if not ids:
+        raise ValueError(f"portfolio_scores by {champion} of {', '.join(partitions)} hold no clients")
+    return Decisions.of(champion, np.concatenate(ids), np.concatenate(approved)), versions
+
+
+def open_labelled(lake: LakeStorage, record: ModelVersion) -> ModellingDataset:
+    """``record``'s rows split as they were, with the outcomes it learnt from (``record.label_selection``): the
+    baselines of a version trained on the approved train on the same approved rows. Changed tensors or scores
+    fail with "retrain first"."""
+    data = open_partitions(lake, record.data_versions, record.split)
+    selection = record.label_selection
+    if selection.outcomes == "all":
+        return data
+    assert selection.selected_by is not None  # LabelSelection's validator: recorded with outcomes="approved"
+    chosen, _ = champion_decisions(lake, selection.selected_by, record.partitions, expected=selection.scores_versions)
+    return data.selected(chosen)
 
 
 def open_partitions(lake: LakeStorage, data_versions: dict[str, str], split: SplitSpec) -> ModellingDataset:

@@ -19,8 +19,8 @@ def data() -> dataset.ModellingDataset:
 
 def _epoch(stream: object) -> tuple[np.ndarray, np.ndarray]:
     batches = list(stream)  # type: ignore[call-overload]
-    flat = [np.concatenate([x["history"].numpy().reshape(len(y), -1), x["static"].numpy()], 1) for x, y in batches]
-    return np.concatenate(flat), np.concatenate([y.numpy() for _, y in batches])
+    flat = [np.concatenate([x["history"].numpy().reshape(len(y), -1), x["static"].numpy()], 1) for x, y, _ in batches]
+    return np.concatenate(flat), np.concatenate([y.numpy() for _, y, _ in batches])
 
 
 def _sorted_rows(flat: np.ndarray) -> np.ndarray:

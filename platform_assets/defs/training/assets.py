@@ -12,7 +12,7 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import numpy as np
@@ -26,15 +26,17 @@ from platform_assets.core.model_version import (
     ONNX_FILE,
     BaselineSet,
     FeatureSpec,
+    LabelSelection,
     ModelVersion,
     ThresholdPolicy,
     TrainingSample,
 )
-from platform_assets.core.registry import LAUNCHED_BY_TAG, MODEL_NAME
+from platform_assets.core.registry import CHAMPION, LAUNCHED_BY_TAG, MODEL_NAME
 from platform_assets.defs.features.assets import credit_history_tensors
-from platform_assets.ml import calibration, evaluate, reason_codes
+from platform_assets.ml import calibration, evaluate, reason_codes, reject_inference
 from platform_assets.ml.model import CNNConfig
 from platform_assets.ml.onnx_export import OnnxMismatch
+from platform_assets.ml.reject_inference import DEFAULT_APPROVAL_FIT_ROWS
 from platform_assets.ml.train import (
     DEFAULT_LOSS_GIVEN_DEFAULT,
     DEFAULT_MARGIN,
@@ -47,7 +49,7 @@ from platform_assets.ml.train import (
 from platform_assets.partitions import model_versions
 from platform_assets.resources.lake import LakeStorage, content_hash
 from platform_assets.resources.mlflow import ModelRegistry, register_model_version, tracking_run
-from platform_assets.resources.training_data import TrainingData
+from platform_assets.resources.training_data import TrainingData, open_labelled, select_approved
 from platform_assets.retries import fail_fast, io_retry_policy
 
 
@@ -78,6 +80,33 @@ class CNNTrainingConfig(dg.Config):
     )
     margin: float = Field(default=DEFAULT_MARGIN, description="Share of the exposure earned on a repaid loan.")
     target_approval_rate: float = Field(default=0.8, description="For 'approval_rate': share of applicants approved.")
+    outcomes: Literal["all", "approved"] = Field(
+        default="all",
+        description=(
+            "'all': every row's outcome trains (a lake where every applicant's outcome is known). 'approved': a "
+            "training or validation row keeps its outcome only if the champion approved it in its committed "
+            "portfolio_scores of that day, as in production where defaults are known only for approved loans. "
+            "The test split keeps every outcome either way (through the door), so evaluation measures the whole "
+            "applicant flow."
+        ),
+    )
+    reject_inference: Literal["none", "reweight"] = Field(
+        default="none",
+        description=(
+            "'reweight' (needs outcomes='approved'): weight each approved training row by 1 / P(approved | its "
+            "features), the approval model a logistic regression of the champion's decisions on every training "
+            "applicant (clipped at P >= 0.05, weights mean 1), in the CNN's and the baselines' fit. 'none': no "
+            "reweighting."
+        ),
+    )
+    approval_fit_rows: int = Field(
+        default=DEFAULT_APPROVAL_FIT_ROWS,
+        gt=0,
+        description=(
+            "Most training applicants the approval model is fitted on (a seeded sample of a larger split; memory "
+            "about 2 x this x 200 bytes)."
+        ),
+    )
 
     def policy(self) -> ThresholdPolicy:
         if self.threshold_policy == "approval_rate":
@@ -87,7 +116,13 @@ class CNNTrainingConfig(dg.Config):
         )
 
     def to_train_config(self) -> TrainConfig:
-        """The training knobs; a bad calibration method or threshold policy fails here, before any training."""
+        """The training knobs; a bad calibration method, threshold policy or outcomes setting fails here, before
+        any training."""
+        if self.reject_inference == "reweight" and self.outcomes != "approved":
+            raise ValueError(
+                "reject_inference='reweight' corrects training on the approved only: it needs outcomes='approved', "
+                f"not outcomes={self.outcomes!r}"
+            )
         if self.calibration_method not in ("auto", "platt", "isotonic"):
             raise ValueError(
                 f"calibration_method must be 'auto', 'platt' or 'isotonic', not {self.calibration_method!r}"
@@ -145,6 +180,19 @@ def run_launcher(run_tags: dict[str, str]) -> str:
     return launcher_from_run_tags(run_tags, os.environ.get("PLATFORM_USER"), os_user)
 
 
+def label_selection_metadata(selection: LabelSelection) -> dict[str, Any]:
+    """What a version learnt from, for the materialization: outcomes mode, reject inference, who selected."""
+    weights = selection.weights
+    return {
+        "outcomes": selection.outcomes,
+        "reject_inference": selection.reject_inference,
+        "labels_selected_by": selection.selected_by or "none (every outcome)",
+        "labelled_rows": dg.MetadataValue.json(selection.labelled_rows),
+        "declined_rows_left_out": dg.MetadataValue.json(selection.declined_rows),
+        "effective_sample_size": float("nan") if weights is None else weights.effective_sample_size,
+    }
+
+
 def version_record(context: dg.AssetExecutionContext, lake: LakeStorage) -> ModelVersion:
     """The record of the version this run's partition key names (a missing one is not retried)."""
     with fail_fast():
@@ -162,7 +210,9 @@ def version_record(context: dg.AssetExecutionContext, lake: LakeStorage) -> Mode
         "model so it outputs the calibrated PD) and thresholded by the configured policy; exported to ONNX and checked "
         "against Keras on the validation split, registered in MLflow (onnx flavor, the Keras model beside it), "
         "saved as .keras and .onnx in the lake with its ModelVersion record, and added to the model_versions "
-        "partitions."
+        "partitions. With outcomes='approved' it learns only from the applicants the champion "
+        "approved (reject_inference='reweight' weights them by inverse approval probability); the test split "
+        "stays through the door."
     ),
 )
 def default_risk_model(
@@ -170,16 +220,30 @@ def default_risk_model(
     config: CNNTrainingConfig,
     lake: LakeStorage,
     training_data: TrainingData,
+    model_registry: ModelRegistry,
     mlflow_tracker: dg.ResourceParam[MlFlow],
 ) -> dg.MaterializeResult[Any]:
     import mlflow
 
     # The maker of maker-checker: whoever launched this training may not approve the version's promotion.
     launched_by = run_launcher(dict(context.run.tags))
-    with fail_fast():
+    # Only training on the approved asks who decides: the champion now, whose scored decisions select the labels.
+    champion = model_registry.aliases().get(CHAMPION) if config.outcomes == "approved" else None
+    with fail_fast():  # a missing champion, missing scores or a one-class selection will not fix themselves
         train_config = config.to_train_config()
         data, data_versions = training_data.open(lake)
         spec = tensor_feature_spec(context.instance, sorted(data_versions))
+        selection = LabelSelection()
+        if config.outcomes == "approved":
+            data, selection = select_approved(
+                lake,
+                data,
+                sorted(data_versions),
+                champion,
+                reweight=config.reject_inference == "reweight",
+                seed=training_data.split_seed,
+                approval_fit_rows=config.approval_fit_rows,
+            )
         validation = data.materialize("validation")
         static_width = validation.features.static.shape[1]
         if static_width != len(spec.static):
@@ -191,6 +255,16 @@ def default_risk_model(
     context.log.info(
         f"training on {len(data_versions)} partitions: " + ", ".join(f"{name}={n}" for name, n in rows.items())
     )
+    if selection.outcomes == "approved":
+        context.log.info(
+            f"outcomes of the applicants {selection.selected_by} approved: declined rows left out "
+            f"{selection.declined_rows}, reject inference {selection.reject_inference}"
+            + (
+                ""
+                if selection.weights is None
+                else f", effective sample size {selection.weights.effective_sample_size:.0f}"
+            )
+        )
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         context.log.info(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items())))
@@ -198,11 +272,16 @@ def default_risk_model(
 
     with tracking_run(mlflow_tracker) as run_id:
         mlflow.log_params(
-            {**dataclasses.asdict(train_config.cnn), **config.model_dump(), "partitions": len(data_versions)}
+            {
+                **dataclasses.asdict(train_config.cnn),
+                **config.model_dump(),  # with outcomes and reject_inference
+                "partitions": len(data_versions),
+                "labels_selected_by": selection.selected_by or "none",
+            }
         )
         mlflow.log_dict(spec.model_dump(mode="json"), "feature_spec.json")
         mlflow.log_dict(data_versions, "data_versions.json")
-        trained = train_cnn(data, train_config, on_epoch=on_epoch, validation=validation)
+        trained = train_cnn(data, train_config, on_epoch=on_epoch, validation=validation, weights=selection.weights)
         val_metrics = evaluate.classification_metrics(
             validation.labels, predict_cnn(trained.model, validation.keras_inputs()), trained.threshold
         )
@@ -252,6 +331,7 @@ def default_risk_model(
         rows=rows,
         validation_metrics=val_metrics,
         training_config=config.model_dump(),
+        label_selection=selection,
     )
     model_store.publish(lake, record)
     # Hand the version on: every per-version asset is materialized for this partition key.
@@ -272,6 +352,7 @@ def default_risk_model(
             "best_epoch": trained.best_epoch,
             "validation_roc_auc": val_metrics["roc_auc"],
             "train_rows": rows["train"],
+            **label_selection_metadata(selection),
             "feature_spec_version": spec.version,
             "partitions": dg.MetadataValue.json(data_versions),
             "sha256": model_sha,
@@ -304,9 +385,10 @@ class BaselineConfig(dg.Config):
     kinds={"scikitlearn", "mlflow"},
     retry_policy=io_retry_policy(),
     description=(
-        "Logistic regression and HistGradientBoosting for one model version, on its partitions and split (the "
-        "training split sampled to at most max_train_rows), each calibrated on the validation split and "
-        "thresholded by the version's policy."
+        "Logistic regression and HistGradientBoosting for one model version, on its partitions, split and "
+        "outcomes (the training split sampled to at most max_train_rows; reweighted like the CNN when the "
+        "version used reject inference), each calibrated on the validation split and thresholded by the "
+        "version's policy."
     ),
 )
 def baseline_models(
@@ -320,13 +402,24 @@ def baseline_models(
 
     record = version_record(context, lake)
     with fail_fast():
-        data = model_store.open_dataset(lake, record)
+        data = open_labelled(lake, record)
         train = data.sample("train", config.max_train_rows, seed=config.seed)
         validation = data.materialize("validation")
+    weights = record.label_selection.weights
+    sample_weight = None if weights is None else reject_inference.weights_of(weights, train.flat())
     artifacts, thresholds, calibrations, val_auc = {}, {}, {}, {}
     with tracking_run(mlflow_tracker) as run_id:
-        mlflow.log_params({**config.model_dump(), "train_rows": len(train)})
-        fitted = train_baselines(train, validation, seed=config.seed, policy=record.threshold_policy)
+        mlflow.log_params(
+            {
+                **config.model_dump(),
+                "train_rows": len(train),
+                "outcomes": record.label_selection.outcomes,
+                "reject_inference": record.label_selection.reject_inference,
+            }
+        )
+        fitted = train_baselines(
+            train, validation, seed=config.seed, policy=record.threshold_policy, sample_weight=sample_weight
+        )
         for name, baseline in fitted.items():
             key = model_store.version_key(record.version, f"baselines/{name}.skops")
             artifacts[f"{name}.skops"] = lake.write_bytes(key, skops.io.dumps(baseline.model))
@@ -362,6 +455,8 @@ def baseline_models(
             "train_split_rows": sample.split_rows,
             "max_train_rows": sample.max_rows,
             "sample_seed": sample.seed,
+            "outcomes": record.label_selection.outcomes,
+            "reject_inference": record.label_selection.reject_inference,
         },
     )
 
