@@ -116,13 +116,9 @@ def champion_decisions(
                 f"({lake.uri(folder)}): run portfolio_scoring_job for {partition} with {champion} (the champion by "
                 "default), or train with outcomes='all'"
             )
-        manifest = lake_partitions.read_manifest(lake, folder)
+        what = f"portfolio_scores of {partition} by {champion}"
+        manifest = _pinned_manifest(lake, folder, what, None if expected is None else expected[partition])
         versions[partition] = manifest.digest
-        if expected is not None and versions[partition] != expected[partition]:
-            raise ValueError(
-                f"portfolio_scores of {partition} by {champion} changed since training "
-                f"(digest {versions[partition][:12]} != {expected[partition][:12]}): retrain first"
-            )
         for part in manifest.parts:
             for batch in lake_partitions.iter_part_batches(lake, folder, part, (schema.ID, DECISION)):
                 ids.append(batch.column(schema.ID).to_numpy())
@@ -160,13 +156,18 @@ def _tensor_parts(
     manifests, versions = {}, {}
     for partition in partitions:
         folder = lake_keys.tensors(partition)
-        manifest = lake_partitions.read_manifest(lake, folder)
-        versions[partition] = manifest.digest
-        if expected is not None and versions[partition] != expected[partition]:
-            raise ValueError(
-                f"credit_history_tensors partition {partition} changed since training "
-                f"(digest {versions[partition][:12]} != {expected[partition][:12]}): retrain first"
-            )
-        manifests[folder] = manifest
+        what = f"credit_history_tensors partition {partition}"
+        manifests[folder] = _pinned_manifest(lake, folder, what, None if expected is None else expected[partition])
+        versions[partition] = manifests[folder].digest
     # Executors' view of the lake: picklable, and the same objects the lake resource reads.
     return lake_partitions.PartsSource.of(lake.executor_store(), manifests), versions
+
+
+def _pinned_manifest(lake: LakeStorage, folder: str, what: str, digest: str | None) -> lake_partitions.Manifest:
+    """The committed manifest of ``folder``; with ``digest``, refused when the partition changed since."""
+    manifest = lake_partitions.read_manifest(lake, folder)
+    if digest is not None and manifest.digest != digest:
+        raise ValueError(
+            f"{what} changed since training (digest {manifest.digest[:12]} != {digest[:12]}): retrain first"
+        )
+    return manifest
