@@ -12,6 +12,14 @@ the development part (a) on the approved only, (b) on the approved with inverse 
 (``platform_assets.ml.reject_inference``), (c) on every development label (what no lender has: the ceiling), and
 scored on the test part: ROC AUC, expected calibration error (ECE, 10 equal-width bins) and the mean predicted
 probability of default against the realized default rate. Raw UCI columns as features; nothing is tuned.
+
+``--cnn`` runs the platform's own training path instead (``default_risk_model`` and ``baseline_models`` without
+Dagster and the lake): the 24,000 applicants outside the champion part are the training window, featurized and
+split by the platform (validation 10 %, test 20 %, by the ID hash); the champion's decisions select the training
+and validation outcomes (``ModellingDataset.selected``), the test split keeps every outcome (through the door).
+The CNN (training defaults: early stopping on validation AUC, calibrated on validation) and the two baselines
+(balanced, calibrated, on the training split) are trained (a) on every outcome, (b) on the approved only,
+(c) on the approved with ``reject_inference='reweight'`` (``inverse_approval_weights_of``), per seed.
 """
 
 from __future__ import annotations
@@ -98,6 +106,93 @@ def seed_run(x: np.ndarray, y: np.ndarray, seed: int, decline_share: float, expl
     return out
 
 
+CNN_VARIANTS = ("all_outcomes", "approved_only", "reweighted")
+CNN_MODELS = ("cnn", "logistic_regression", "hist_gradient_boosting")
+
+
+def champion_decisions(
+    frame: Any, seed: int, decline_share: float, exploration: float
+) -> tuple[Any, Any, dict[str, float]]:
+    """The champion (logistic regression on a random 20 % with all labels), its decisions on the other 80 % (the
+    training window), and that window's rows."""
+    from platform_assets.ml import schema
+    from platform_assets.ml.dataset import Decisions
+
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(frame))
+    champion_rows, window = rows[: int(0.2 * len(frame))], np.sort(rows[int(0.2 * len(frame)) :])
+    x = frame[list(schema.FEATURE_COLUMNS)].to_numpy(dtype="float64")
+    y = frame[schema.TARGET].to_numpy(dtype="int64")
+    champion = learner("logistic_regression", seed).fit(x[champion_rows], y[champion_rows])
+    risk = champion.predict_proba(x[window])[:, 1]
+    approved = risk < np.quantile(risk, 1.0 - decline_share)
+    approved |= ~approved & (rng.random(len(window)) < exploration)
+    ids = frame[schema.ID].to_numpy()[window]
+    return Decisions.of("champion", ids, approved), frame.iloc[window], {"approval_rate": float(approved.mean())}
+
+
+def cnn_run(frame: Any, seed: int, decline_share: float, exploration: float) -> dict[Any, Any]:
+    """The platform's training path on the window, per variant: test-split metrics of the CNN and baselines."""
+    from platform_assets.defs.training.assets import BaselineConfig, CNNTrainingConfig
+    from platform_assets.ml import calibration, evaluate, features
+    from platform_assets.ml import reject_inference as ipw
+    from platform_assets.ml.dataset import FrameSource, ModellingDataset
+    from platform_assets.ml.train import predict_cnn, train_baselines, train_cnn
+    from platform_assets.resources.training_data import TrainingData
+
+    decisions, window, out = champion_decisions(frame, seed, decline_share, exploration)
+    split = TrainingData().split_spec()
+    everyone = ModellingDataset.planned(
+        FrameSource(features.featurize_rows(window)), split.validation, split.test, split.seed, split.max_holdout_rows
+    )
+    approved = everyone.selected(decisions)
+    weights = ipw.inverse_approval_weights_of(approved, seed=split.seed)
+    test = everyone.materialize("test")  # the same through-the-door rows for every variant
+    out |= {
+        "rows": everyone.rows(),
+        "labelled": approved.rows(),
+        "effective_sample_size": weights.effective_sample_size,
+        "test_default_rate": float(test.labels.mean()),
+    }
+    config = CNNTrainingConfig(seed=seed).to_train_config()
+    for variant, data, spec in (
+        ("all_outcomes", everyone, None),
+        ("approved_only", approved, None),
+        ("reweighted", approved, weights),
+    ):
+        began = time.perf_counter()
+        validation = data.materialize("validation")
+        cnn = train_cnn(data, config, validation=validation, weights=spec)
+        scores = {"cnn": predict_cnn(cnn.model, test.keras_inputs())}
+        thresholds = {"cnn": cnn.threshold}
+        train = data.sample("train", BaselineConfig().max_train_rows, seed=seed)
+        sample_weight = None if spec is None else ipw.weights_of(spec, train.flat())
+        for name, baseline in train_baselines(train, validation, seed, config.policy, sample_weight).items():
+            scores[name] = calibration.apply(baseline.calibration, baseline.model.decision_function(test.flat()))
+            thresholds[name] = baseline.threshold
+        for name in CNN_MODELS:
+            metrics = evaluate.classification_metrics(test.labels, scores[name], thresholds[name])
+            out[name, variant] = {
+                "roc_auc": metrics["roc_auc"],
+                "ece": metrics["ece"],
+                "mean_pd": float(scores[name].mean()),
+            }
+        print(f"  {variant}: CNN best epoch {cnn.best_epoch}, {time.perf_counter() - began:.0f} s", flush=True)
+    return out
+
+
+def cnn_table(runs: list[dict[Any, Any]]) -> str:
+    """Markdown: per model and variant, mean (± standard deviation over seeds when there are several)."""
+    lines = ["| model | trained on | " + " | ".join(COLUMNS) + " |", "|---|---" + "|---:" * len(COLUMNS) + "|"]
+    for name in CNN_MODELS:
+        for variant in CNN_VARIANTS:
+            values = {c: np.array([run[name, variant][c] for run in runs]) for c in COLUMNS}
+            spread = {c: f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "" for c, v in values.items()}
+            cells = [f"{values[c].mean():.4f}{spread[c]}" for c in COLUMNS]
+            lines.append(f"| {name} | {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def seeds_table(runs: list[dict[str, Any]]) -> str:
     """Markdown: per learner and variant, mean ± standard deviation (ddof=1) over the seeds."""
     lines = ["| learner | trained on | " + " | ".join(COLUMNS) + " |", "|---|---" + "|---:" * len(COLUMNS) + "|"]
@@ -117,20 +212,35 @@ def main() -> int:
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated split seeds")
     parser.add_argument("--decline-share", type=float, default=0.3, help="share the champion declines (0..1)")
     parser.add_argument("--exploration", type=float, default=0.0, help="share of would-be declines approved")
+    parser.add_argument("--cnn", action="store_true", help="the platform's training path (CNN and baselines)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     csv = Path(os.environ.get("PLATFORM_UCI_CSV") or REPO.parent / "shared/data/uci_credit_default_taiwan.csv")
     if not csv.is_file():
         print(f"UCI CSV not found at {csv}: set PLATFORM_UCI_CSV", file=sys.stderr)
         return 2
-    from uci_auc import machine
-
     from platform_assets.ml import schema, uci
 
     frame = uci.read_uci_csv(csv.read_bytes(), str(csv))
     x = frame[list(schema.FEATURE_COLUMNS)].to_numpy(dtype="float64")
     y = frame[schema.TARGET].to_numpy(dtype="int64")
     began = time.perf_counter()
+    if args.cnn:
+        cnn_runs = []
+        for seed in seeds:
+            print(f"seed {seed}:", flush=True)
+            cnn_runs.append(run := cnn_run(frame, seed, args.decline_share, args.exploration))
+            print(
+                f"  window {run['rows']}, labelled (approved) {run['labelled']}, approval rate "
+                f"{run['approval_rate']:.1%}, effective sample size {run['effective_sample_size']:,.0f}, "
+                f"test default rate {run['test_default_rate']:.4f}"
+            )
+        print(
+            f"\nThrough-the-door test split ({cnn_runs[0]['rows']['test']:,} applicants), champion declines "
+            f"{args.decline_share:.0%}, exploration {args.exploration:.0%}; seeds {seeds}:"
+        )
+        print(cnn_table(cnn_runs))
+        return footer(began, csv)
     runs = []
     for seed in seeds:
         runs.append(run := seed_run(x, y, seed, args.decline_share, args.exploration))
@@ -147,6 +257,13 @@ def main() -> int:
         f"{args.decline_share:.0%}, exploration {args.exploration:.0%}; mean ± std over seeds {seeds}:"
     )
     print(seeds_table(runs))
+    return footer(began, csv)
+
+
+def footer(began: float, csv: Path) -> int:
+    """Date, wall time, machine, the command and the load: what a reader needs to weigh the figures."""
+    from uci_auc import machine
+
     print(f"\n{datetime.now(UTC):%Y-%m-%d}, wall time {time.perf_counter() - began:.0f} s on {machine()}")
     python = os.path.relpath(sys.executable, Path.cwd())
     print(f"command: PLATFORM_UCI_CSV={csv} {' '.join([python, *sys.argv])}")

@@ -201,7 +201,9 @@ class ModelVersion(_Frozen):
         min_length=1, description="Training partition (YYYY-MM-DD) -> sha256 of its credit_history_tensors file."
     )
     split: SplitSpec
-    rows: dict[str, int] = Field(description="Rows per split: train, validation, test.")
+    rows: dict[str, int] = Field(
+        description="Rows per split: train, validation, test (train and validation: the labelled rows it learnt from)."
+    )
     validation_metrics: dict[str, float]
     training_config: dict[str, Any]
     label_selection: LabelSelection = Field(
