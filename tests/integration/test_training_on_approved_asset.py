@@ -141,3 +141,8 @@ def test_reweighting_without_the_approved_fails_before_training_naming_both_sett
             e for e in instance.all_logs(result.run_id) if e.dagster_event and e.dagster_event.is_step_up_for_retry
         ]
     assert "reject_inference='reweight'" in message and "outcomes='approved', not outcomes='all'" in message
+    # The MLflow run dagster-mlflow opened for the Dagster run is closed as FAILED, not left running.
+    assert mlflow.active_run() is None
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FAILED"

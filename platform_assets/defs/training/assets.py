@@ -227,30 +227,36 @@ def default_risk_model(
 
     # The maker of maker-checker: whoever launched this training may not approve the version's promotion.
     launched_by = run_launcher(dict(context.run.tags))
-    # Only training on the approved asks who decides: the champion now, whose scored decisions select the labels.
-    champion = model_registry.aliases().get(CHAMPION) if config.outcomes == "approved" else None
-    with fail_fast():  # a missing champion, missing scores or a one-class selection will not fix themselves
-        train_config = config.to_train_config()
-        data, data_versions = training_data.open(lake)
-        spec = tensor_feature_spec(context.instance, sorted(data_versions))
-        selection = LabelSelection()
-        if config.outcomes == "approved":
-            data, selection = select_approved(
-                lake,
-                data,
-                sorted(data_versions),
-                champion,
-                reweight=config.reject_inference == "reweight",
-                seed=training_data.split_seed,
-                approval_fit_rows=config.approval_fit_rows,
-            )
-        validation = data.materialize("validation")
-        static_width = validation.features.static.shape[1]
-        if static_width != len(spec.static):
-            raise ValueError(
-                f"credit_history_tensors carry {static_width} static features but their feature_spec names "
-                f"{len(spec.static)} ({list(spec.static)}): rematerialize the partitions"
-            )
+    try:
+        # Only training on the approved asks who decides: the champion now, whose scored decisions select the labels.
+        champion = model_registry.aliases().get(CHAMPION) if config.outcomes == "approved" else None
+        with fail_fast():  # a missing champion, missing scores or a one-class selection will not fix themselves
+            train_config = config.to_train_config()
+            data, data_versions = training_data.open(lake)
+            spec = tensor_feature_spec(context.instance, sorted(data_versions))
+            selection = LabelSelection()
+            if config.outcomes == "approved":
+                data, selection = select_approved(
+                    lake,
+                    data,
+                    sorted(data_versions),
+                    champion,
+                    reweight=config.reject_inference == "reweight",
+                    seed=training_data.split_seed,
+                    approval_fit_rows=config.approval_fit_rows,
+                )
+            validation = data.materialize("validation")
+            static_width = validation.features.static.shape[1]
+            if static_width != len(spec.static):
+                raise ValueError(
+                    f"credit_history_tensors carry {static_width} static features but their feature_spec names "
+                    f"{len(spec.static)} ({list(spec.static)}): rematerialize the partitions"
+                )
+    except BaseException:
+        # dagster-mlflow opened this run's MLflow run when the resource started: a run that fails before
+        # training would leave it RUNNING in the store (and active in this process).
+        mlflow.end_run(status="FAILED")
+        raise
     rows = data.rows()
     context.log.info(
         f"training on {len(data_versions)} partitions: " + ", ".join(f"{name}={n}" for name, n in rows.items())
