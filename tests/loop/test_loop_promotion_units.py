@@ -181,3 +181,28 @@ def test_the_sensor_asks_one_portfolio_run_per_version_and_range_of_unscored_day
     # Asked once: the next tick asks for none of those days again, though none is committed yet.
     again = evaluate_sensor(promotion_sensor, defs(), instance, asked.cursor, resources)
     assert not [r for r in again.run_requests or [] if r.job_name == "portfolio_scoring_job"]
+
+
+def test_the_gate_waits_for_the_portfolio_runs_it_asked_for(tmp_path: Path, db: str) -> None:
+    """Enough live evidence, but the past days' scores are just being asked for: the gate is asked for only
+    once no portfolio_scoring_job run is in progress, so it judges the portfolio shift too."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(model_versions.name, ["v2"])
+    lake = lake_at(tmp_path / "lake")
+    partitions.write_partition(lake.executor_store(), lake_keys.tensors("2026-10-01"), [pd.DataFrame({"ID": [1]})])
+    resources = {"model_registry": FakeRegistry(current={"champion": "v1", "shadow": "v2"}), "lake": lake}
+    resources["live_monitoring"] = monitoring(db, **GATE)
+    log_shadowed(db, "v1", "v2", 600, champion_quality=2.0, shadow_quality=2.0, seed=7)
+
+    asked = evaluate_sensor(promotion_sensor, defs(), instance, None, resources)
+    assert {r.job_name for r in asked.run_requests} == {"portfolio_scoring_job"}
+    # One of the requested runs is running: the gate waits.
+    instance.create_run_for_job(defs().resolve_job_def("portfolio_scoring_job"), status=dg.DagsterRunStatus.STARTED)
+    waiting = evaluate_sensor(promotion_sensor, defs(), instance, asked.cursor, resources)
+    assert not waiting.run_requests and "waiting for portfolio_scoring_job runs" in waiting.skip_message
+    # It ended (here: it failed and nothing will ask for its days again): the gate is asked for.
+    [queued] = instance.get_runs()
+    instance.report_run_failed(queued)
+    gated = evaluate_sensor(promotion_sensor, defs(), instance, asked.cursor, resources)
+    [request] = gated.run_requests
+    assert (request.job_name, request.partition_key) == ("promotion_job", "v2")

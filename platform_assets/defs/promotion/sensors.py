@@ -1,12 +1,11 @@
 """The shadow phase's sensor: it gathers a candidate's evidence and asks for its gate when there is more of it.
 
 While a version is the shadow, ``promotion_sensor`` requests the ``portfolio_scores`` runs the comparison needs
-(both versions' scores of the newest days, once each: one run per version over the range of days) and,
-whenever the shadow has scored enough applications with enough outcomes and the evidence grew since the last
-request, ``promotion_job`` for the version: its ``promotion_decision`` moves it to a canary, retires it or
-holds. The canary's end (challenger to champion) is
-requested by ``canary_sensor`` when the last step is reached. A source that cannot be read is a skip with the
-reason.
+(both versions' scores of the newest days, once each: one run per version over the range of days) and, once
+none of those runs is in progress, whenever the shadow has scored enough applications with enough outcomes and
+the evidence grew since the last request, ``promotion_job`` for the version: its ``promotion_decision`` moves
+it to a canary, retires it or holds. The canary's end (challenger to champion) is requested by
+``canary_sensor`` when the last step is reached. A source that cannot be read is a skip with the reason.
 """
 
 import json
@@ -81,9 +80,10 @@ def portfolio_requests(lake: LakeStorage, versions: list[str], requested: set[st
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "While a version is the shadow: requests both versions' portfolio_scores of the newest days, then "
-        "promotion_job (shadow_comparison -> promotion_decision) once the shadow has scored enough applications "
-        "with enough outcomes (core.slo.PROMOTION), again whenever that evidence grew while the gate holds."
+        "While a version is the shadow: requests both versions' portfolio_scores of the newest days, then, "
+        "once no portfolio_scoring_job run is in progress, promotion_job (shadow_comparison -> "
+        "promotion_decision) when the shadow has scored enough applications with enough outcomes "
+        "(core.slo.PROMOTION), again whenever that evidence grew while the gate holds."
     ),
 )
 def promotion_sensor(
@@ -123,6 +123,10 @@ def promotion_sensor(
             f"shadow {version}: {evidence[0]} of {policy.shadow_min_predictions} predictions, {evidence[1]} of "
             f"{policy.min_labelled} labelled"
         )
+    elif requests or job_active(context, portfolio_scoring_job.name):
+        # The gate judges the past months' shift too: it waits for the scoring runs just asked for or still
+        # running (a failed one is not asked again, and the comparison then lists its days as missing).
+        why = f"shadow {version}: waiting for portfolio_scoring_job runs (the shift over the newest days)"
     elif cursor.get("shadow") == version and cursor.get("evidence") == evidence:
         why = f"shadow {version}: no new evidence since the last gate ({evidence[0]} pairs, {evidence[1]} labelled)"
     elif cursor.get("requested_at") and now - datetime.fromisoformat(cursor["requested_at"]) < RECHECK:
