@@ -167,7 +167,9 @@ def cnn_run(frame: Any, seed: int, decline_share: float, exploration: float) -> 
         thresholds = {"cnn": cnn.threshold}
         train = data.sample("train", BaselineConfig().max_train_rows, seed=seed)
         sample_weight = None if spec is None else ipw.weights_of(spec, train.flat())
-        for name, baseline in train_baselines(train, validation, seed, config.policy, sample_weight).items():
+        validation_weight = None if spec is None else ipw.weights_of(spec, validation.flat())
+        baselines = train_baselines(train, validation, seed, config.policy, sample_weight, validation_weight)
+        for name, baseline in baselines.items():
             scores[name] = calibration.apply(baseline.calibration, baseline.model.decision_function(test.flat()))
             thresholds[name] = baseline.threshold
         for name in CNN_MODELS:

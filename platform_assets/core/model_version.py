@@ -64,7 +64,8 @@ class Calibration(_Frozen):
     ``platt``: ``sigmoid(slope * logit + intercept)``. ``isotonic``: linear interpolation through
     ``(knots_logit, knots_probability)``, constant outside the first and last knot. The method is the one with
     the lower cross-validated log-loss on the validation split (``validation_log_loss``, per method, plus
-    ``uncalibrated`` for the raw score).
+    ``uncalibrated`` for the raw score). ``weighted``: fits and log-losses weighted each validation row by its
+    reject-inference weight (training on the approved with ``reject_inference='reweight'``).
     """
 
     method: Literal["platt", "isotonic"]
@@ -72,8 +73,16 @@ class Calibration(_Frozen):
     intercept: float | None = Field(default=None, description="Platt: added to the scaled logit.")
     knots_logit: tuple[float, ...] = Field(default=(), description="Isotonic: increasing logits.")
     knots_probability: tuple[float, ...] = Field(default=(), description="Isotonic: non-decreasing, in (0, 1).")
-    validation_log_loss: dict[str, float] = Field(description="Cross-validated log-loss (nats per row) by method.")
+    validation_log_loss: dict[str, float] = Field(
+        description="Cross-validated log-loss (nats per row) by method; when ``weighted``, the weighted mean over the "
+        "rows (nats per unit of weight)."
+    )
     validation_rows: int = Field(gt=0, description="Validation rows the calibration was fitted on.")
+    weighted: bool = Field(
+        default=False,
+        description="Fits and validation log-losses weighted by the rows' inverse-approval weights (reject "
+        "inference); False: every row counts once. Records from before this field load as False.",
+    )
 
     @model_validator(mode="after")
     def _parameters_match_method(self) -> Calibration:

@@ -3,9 +3,11 @@
 Class weighting trains every model on balanced classes, so its scores overstate the default rate. A
 calibration is fitted on the validation split, Platt (a logistic curve on the logit) or isotonic (a
 non-decreasing piecewise-linear curve), whichever has the lower cross-validated log-loss there; the test
-split is never used. For the CNN it becomes the last layers of the served Keras model
-(``calibrated_model``), built from layers the serving runtime already runs, so ``/predict`` returns the
-calibrated probability.
+split is never used. With reject inference the validation split holds the approved only, so every fit and the
+cross-validated log-loss take the validation rows' inverse-approval weights (``sample_weight``): the curve then
+lands on the applicant flow's default rate, not the approved population's. For the CNN it becomes the last
+layers of the served Keras model (``calibrated_model``), built from layers the serving runtime already runs,
+so ``/predict`` returns the calibrated probability.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def apply(calibration: Calibration, logits: np.ndarray) -> np.ndarray:
     return np.asarray(np.interp(z, calibration.knots_logit, calibration.knots_probability), dtype="float64")
 
 
-def _platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def _platt(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
     """Slope and intercept of the logistic curve on the logit, constrained to be non-decreasing.
 
     A calibration maps scores to probabilities; it must never reverse a model's ranking. When the free fit
@@ -65,16 +67,18 @@ def _platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     constant base rate (slope 0): such a model then scores ROC AUC 0.5, and the quality gates and the canary
     see it for what it is instead of a reversed copy of a good model.
     """
-    fit = LogisticRegression(C=1e6, max_iter=1000).fit(logits.reshape(-1, 1), labels)
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(logits.reshape(-1, 1), labels, sample_weight=weights)
     slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
     if slope < 0.0:
-        rate = float(np.clip(np.mean(labels), EPS, 1 - EPS))
+        rate = float(np.clip(np.mean(labels) if weights is None else np.average(labels, weights=weights), EPS, 1 - EPS))
         return 0.0, float(np.log(rate) - np.log1p(-rate))
     return slope, intercept
 
 
-def _isotonic(logits: np.ndarray, labels: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    fit = IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip").fit(logits, labels)
+def _isotonic(
+    logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    fit = IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip").fit(logits, labels, sample_weight=weights)
     candidates = np.asarray(fit.X_thresholds_, dtype="float64")
     kept = [candidates[0]]
     for x in candidates[1:]:
@@ -86,34 +90,54 @@ def _isotonic(logits: np.ndarray, labels: np.ndarray) -> tuple[tuple[float, ...]
     return tuple(float(x) for x in knots), tuple(float(y) for y in fit.predict(knots))
 
 
-def fit(logits: np.ndarray, labels: np.ndarray, method: str | None = None, seed: int = 0) -> Calibration:
+def _sample_weight(sample_weight: np.ndarray | None, rows: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype="float64")
+    if w.shape != (rows,):
+        raise ValueError(f"calibration sample_weight has shape {w.shape}, the validation rows are {rows}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ValueError("calibration sample_weight must be finite, non-negative and not all 0")
+    return w
+
+
+def fit(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    method: str | None = None,
+    seed: int = 0,
+    sample_weight: np.ndarray | None = None,
+) -> Calibration:
     """Fit Platt and isotonic on (validation) ``logits`` and ``labels``; keep ``method``, or the one with the lower
-    ``FOLDS``-fold cross-validated log-loss (each fold scored by a curve fitted on the other folds)."""
+    ``FOLDS``-fold cross-validated log-loss (each fold scored by a curve fitted on the other folds).
+
+    ``sample_weight`` (one non-negative weight per row, e.g. reject-inference weights) weights every fit and every
+    log-loss, as if each row stood for that many applicants; None weights rows equally (``Calibration.weighted``
+    records which)."""
     z = np.asarray(logits, dtype="float64").reshape(-1)
     y = np.asarray(labels).astype("int64").reshape(-1)
+    w = _sample_weight(sample_weight, len(z))
     out_of_fold = {"platt": np.empty_like(z), "isotonic": np.empty_like(z)}
     for fit_rows, score_rows in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(z, y):
-        slope, intercept = _platt(z[fit_rows], y[fit_rows])
+        fit_weights = None if w is None else w[fit_rows]
+        slope, intercept = _platt(z[fit_rows], y[fit_rows], fit_weights)
         out_of_fold["platt"][score_rows] = sigmoid(slope * z[score_rows] + intercept)
-        knots_x, knots_y = _isotonic(z[fit_rows], y[fit_rows])
+        knots_x, knots_y = _isotonic(z[fit_rows], y[fit_rows], fit_weights)
         out_of_fold["isotonic"][score_rows] = np.interp(z[score_rows], knots_x, knots_y)
-    losses = {name: float(log_loss(y, np.clip(p, EPS, 1 - EPS))) for name, p in out_of_fold.items()}
-    losses["uncalibrated"] = float(log_loss(y, np.clip(sigmoid(z), EPS, 1 - EPS)))
+    losses = {name: float(log_loss(y, np.clip(p, EPS, 1 - EPS), sample_weight=w)) for name, p in out_of_fold.items()}
+    losses["uncalibrated"] = float(log_loss(y, np.clip(sigmoid(z), EPS, 1 - EPS), sample_weight=w))
     chosen = method or min(("platt", "isotonic"), key=lambda name: losses[name])
+    curve: dict[str, Any]
     if chosen == "platt":
-        slope, intercept = _platt(z, y)
-        return Calibration(
-            method="platt", slope=slope, intercept=intercept, validation_log_loss=losses, validation_rows=len(z)
-        )
-    if chosen != "isotonic":
+        slope, intercept = _platt(z, y, w)
+        curve = {"slope": slope, "intercept": intercept}
+    elif chosen == "isotonic":
+        knots_x, knots_y = _isotonic(z, y, w)
+        curve = {"knots_logit": knots_x, "knots_probability": knots_y}
+    else:
         raise ValueError(f"calibration method must be 'platt' or 'isotonic', got {chosen!r}")
-    knots_x, knots_y = _isotonic(z, y)
-    return Calibration(
-        method="isotonic",
-        knots_logit=knots_x,
-        knots_probability=knots_y,
-        validation_log_loss=losses,
-        validation_rows=len(z),
+    return Calibration.model_validate(
+        {"method": chosen, **curve, "validation_log_loss": losses, "validation_rows": len(z), "weighted": w is not None}
     )
 
 

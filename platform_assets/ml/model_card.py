@@ -69,7 +69,8 @@ def render_model_card(
         f"- **Decision threshold**: {_fmt(info.threshold)} (PD >= threshold -> flagged as likely default), set by "
         f"{_policy(info)}",
         f"- **Calibration**: {info.calibration.method}, fitted on {info.calibration.validation_rows} validation rows "
-        "and built into the model: its output is the calibrated probability of default",
+        + ("weighted by their inverse-approval weights (reject inference) " if info.calibration.weighted else "")
+        + "and built into the model: its output is the calibrated probability of default",
         f"- **Feature spec**: version {spec.version}, {len(spec.channels)} channels x {spec.months} months + "
         f"{len(spec.static)} static features; protected attributes as inputs: {_fmt(spec.include_protected)}",
         f"- **Target**: `{spec.target}`",

@@ -92,18 +92,31 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def policy_threshold(policy: ThresholdPolicy, validation_probabilities: np.ndarray) -> float:
+def policy_threshold(
+    policy: ThresholdPolicy, validation_probabilities: np.ndarray, sample_weight: np.ndarray | None = None
+) -> float:
     """The decision threshold on the calibrated PD: decline when ``PD >= threshold``.
 
     ``expected_cost``: ``margin / (margin + loss_given_default)``, where a decline's avoided loss equals an
-    approval's expected margin. ``approval_rate``: the validation-split PD quantile that approves
-    ``target_approval_rate`` of the rows.
+    approval's expected margin (no rows involved). ``approval_rate``: the validation-split PD quantile that approves
+    ``target_approval_rate`` of the rows; with ``sample_weight`` (reject-inference weights, one per row) of the
+    weighted rows, the smallest PD whose weighted share of rows at or below it reaches the target (numpy's
+    ``inverted_cdf``: a row of weight k counts as k rows).
     """
     if policy.kind == "expected_cost":
         assert policy.margin is not None and policy.loss_given_default is not None
         return policy.margin / (policy.margin + policy.loss_given_default)
     assert policy.target_approval_rate is not None
-    return float(np.quantile(validation_probabilities, policy.target_approval_rate, method="higher"))
+    if sample_weight is None:
+        return float(np.quantile(validation_probabilities, policy.target_approval_rate, method="higher"))
+    if np.shape(sample_weight) != np.shape(validation_probabilities):
+        raise ValueError(
+            f"threshold sample_weight has shape {np.shape(sample_weight)}, "
+            f"the validation probabilities {np.shape(validation_probabilities)}"
+        )
+    return float(
+        np.quantile(validation_probabilities, policy.target_approval_rate, method="inverted_cdf", weights=sample_weight)
+    )
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -195,9 +208,9 @@ def train_cnn(
     weights: InverseApprovalWeights | None = None,
 ) -> TrainedCNN:
     """Fit the CNN on the ``train`` stream (class-balanced; reweighted by ``weights`` for reject inference), stop
-    early on validation AUC, calibrate it on validation and set the threshold by ``config.policy``. The returned
-    model outputs the calibrated probability. ``validation`` is ``data``'s validation split when the caller already
-    holds it (else it is read here)."""
+    early on validation AUC, calibrate it on validation and set the threshold by ``config.policy`` (both weighted by
+    the validation rows' ``weights`` when given). The returned model outputs the calibrated probability.
+    ``validation`` is ``data``'s validation split when the caller already holds it (else it is read here)."""
     import keras
 
     make_deterministic(config.seed)
@@ -224,9 +237,12 @@ def train_cnn(
     history = {k: [float(x) for x in v] for k, v in fit.history.items()}
     best_epoch = int(np.argmax(history["val_auc"])) + 1
     logits = calibration.logits_of(predict_cnn(model, validation.keras_inputs()))
-    fitted = calibration.fit(logits, validation.labels, config.calibration_method, seed=config.seed)
+    validation_weight = None if weights is None else reject_inference.weights_of(weights, validation.flat())
+    fitted = calibration.fit(
+        logits, validation.labels, config.calibration_method, seed=config.seed, sample_weight=validation_weight
+    )
     served = calibration.calibrated_model(model, fitted)
-    threshold = policy_threshold(config.policy, predict_cnn(served, validation.keras_inputs()))
+    threshold = policy_threshold(config.policy, predict_cnn(served, validation.keras_inputs()), validation_weight)
     return TrainedCNN(model=served, threshold=threshold, history=history, best_epoch=best_epoch, calibration=fitted)
 
 
@@ -249,12 +265,18 @@ def train_baselines(
     seed: int,
     policy: ThresholdPolicy = DEFAULT_POLICY,
     sample_weight: np.ndarray | None = None,
+    validation_weight: np.ndarray | None = None,
 ) -> dict[str, TrainedBaseline]:
     """Logistic regression and HistGradientBoosting on the CNN's inputs, each calibrated on ``validation`` and
     thresholded by ``policy``; ``sample_weight`` (one per ``train`` row, e.g. reject-inference weights) multiplies
-    the balanced class weights."""
+    the balanced class weights, and ``validation_weight`` (one per ``validation`` row, the same weights) weights
+    the calibration and the threshold."""
     if sample_weight is not None and sample_weight.shape != (len(train),):
         raise ValueError(f"sample_weight has shape {sample_weight.shape}, the training rows are {len(train)}")
+    if validation_weight is not None and validation_weight.shape != (len(validation),):
+        raise ValueError(
+            f"validation_weight has shape {validation_weight.shape}, the validation rows are {len(validation)}"
+        )
     models: dict[str, Pipeline] = {
         "logistic_regression": make_pipeline(
             StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")
@@ -268,7 +290,8 @@ def train_baselines(
         # A pipeline routes fit parameters by step name: the weights go to the estimator, not the scaler.
         weighted = {} if sample_weight is None else {f"{model.steps[-1][0]}__sample_weight": sample_weight}
         model.fit(train.flat(), train.labels, **weighted)
-        fit = calibration.fit(model.decision_function(validation.flat()), validation.labels, seed=seed)
-        probabilities = calibration.apply(fit, model.decision_function(validation.flat()))
-        fitted[name] = TrainedBaseline(model, fit, policy_threshold(policy, probabilities))
+        scores = model.decision_function(validation.flat())
+        fit = calibration.fit(scores, validation.labels, seed=seed, sample_weight=validation_weight)
+        probabilities = calibration.apply(fit, scores)
+        fitted[name] = TrainedBaseline(model, fit, policy_threshold(policy, probabilities, validation_weight))
     return fitted

@@ -118,7 +118,10 @@ def test_training_on_the_champions_approved_with_reweighting(platform_home: Path
     assert trained["labelled_rows"].value == selection.labelled_rows
     assert trained["effective_sample_size"].value == pytest.approx(weights.effective_sample_size)
     assert materializations["baseline_models"]["reject_inference"].value == "reweight"
+    # Calibration and threshold describe the applicant flow: fitted with the validation rows' weights.
+    assert record.calibration.weighted
     baselines, _ = model_store.load_baselines(lake, version)
+    assert all(fit.weighted for fit in baselines.calibrations.values())
     assert baselines.training_sample is not None and baselines.training_sample.split_rows == record.rows["train"]
     evaluation = materializations["model_evaluation"]
     assert evaluation["test_rows"].value == everyone.rows()["test"]

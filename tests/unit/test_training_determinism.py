@@ -72,6 +72,23 @@ def test_the_threshold_follows_the_policy() -> None:
         ThresholdPolicy(kind="approval_rate", loss_given_default=0.45, margin=0.1)
 
 
+def test_a_weighted_approval_rate_threshold_counts_a_row_as_its_weight() -> None:
+    rng = np.random.default_rng(11)
+    pds = rng.random(500)
+    counts = rng.integers(1, 6, len(pds))
+    policy = ThresholdPolicy(kind="approval_rate", target_approval_rate=0.7)
+    weighted = policy_threshold(policy, pds, counts.astype("float64"))
+    assert weighted == policy_threshold(policy, np.repeat(pds, counts), np.ones(counts.sum()))
+    assert np.average(pds < weighted, weights=counts) == pytest.approx(0.7, abs=0.01)
+    # The flow holds more risky applicants than the rows do: approving 70 % of it reaches further up the PDs.
+    heavier_when_riskier = 1.0 + 9.0 * pds
+    assert policy_threshold(policy, pds, heavier_when_riskier) > policy_threshold(policy, pds) + 0.05
+    # The expected-cost threshold counts no rows: weights change nothing.
+    assert policy_threshold(DEFAULT_POLICY, pds, counts.astype("float64")) == policy_threshold(DEFAULT_POLICY, pds)
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        policy_threshold(policy, pds, np.ones(3))
+
+
 def test_the_training_config_refuses_an_unknown_method_or_policy_before_training() -> None:
     from platform_assets.defs.training.assets import CNNTrainingConfig
 

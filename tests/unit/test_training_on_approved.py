@@ -16,11 +16,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from platform_assets.core import lake_keys
-from platform_assets.core.model_version import InverseApprovalWeights, LabelSelection, ModelVersion
+from platform_assets.core.model_version import InverseApprovalWeights, LabelSelection, ModelVersion, ThresholdPolicy
 from platform_assets.dataplane.partitions import write_partition
 from platform_assets.defs.training.assets import CNNTrainingConfig
-from platform_assets.ml import dataset, features, reject_inference, synthetic
-from platform_assets.ml.train import TrainConfig, balanced_weights, train_baselines, training_stream
+from platform_assets.ml import calibration, dataset, features, reject_inference, synthetic
+from platform_assets.ml.train import TrainConfig, balanced_weights, policy_threshold, train_baselines, training_stream
 from platform_assets.resources.lake import LocalLake
 from platform_assets.resources.training_data import TrainingData, champion_decisions, select_approved
 
@@ -128,6 +128,27 @@ def test_the_baselines_fit_with_the_weights(lake: LocalLake) -> None:
     assert not np.allclose(weighted[-1].coef_, plain[-1].coef_, rtol=1e-3)
     with pytest.raises(ValueError, match="sample_weight has shape"):
         train_baselines(train, validation, seed=1, sample_weight=weights[:-1])
+
+
+def test_the_baselines_calibrate_and_threshold_with_the_validation_weights(lake: LocalLake) -> None:
+    _, approved, _ = _selected(lake)
+    spec = reject_inference.inverse_approval_weights_of(approved, seed=42)
+    train, validation = approved.materialize("train"), approved.materialize("validation")
+    validation_weight = reject_inference.weights_of(spec, validation.flat())
+    policy = ThresholdPolicy(kind="approval_rate", target_approval_rate=0.8)
+    weighted = train_baselines(train, validation, seed=1, policy=policy, validation_weight=validation_weight)
+    plain = train_baselines(train, validation, seed=1, policy=policy)
+    for name, baseline in weighted.items():
+        scores = baseline.model.decision_function(validation.flat())
+        assert baseline.calibration.weighted and not plain[name].calibration.weighted
+        assert baseline.calibration == calibration.fit(
+            scores, validation.labels, seed=1, sample_weight=validation_weight
+        )
+        probabilities = calibration.apply(baseline.calibration, scores)
+        assert baseline.threshold == policy_threshold(policy, probabilities, validation_weight)
+        assert baseline.calibration != plain[name].calibration
+    with pytest.raises(ValueError, match="validation_weight has shape"):
+        train_baselines(train, validation, seed=1, validation_weight=validation_weight[:-1])
 
 
 def test_reweighting_without_the_approved_is_a_config_error_naming_both_settings() -> None:

@@ -413,6 +413,7 @@ def baseline_models(
         validation = data.materialize("validation")
     weights = record.label_selection.weights
     sample_weight = None if weights is None else reject_inference.weights_of(weights, train.flat())
+    validation_weight = None if weights is None else reject_inference.weights_of(weights, validation.flat())
     artifacts, thresholds, calibrations, val_auc = {}, {}, {}, {}
     with tracking_run(mlflow_tracker) as run_id:
         mlflow.log_params(
@@ -424,7 +425,12 @@ def baseline_models(
             }
         )
         fitted = train_baselines(
-            train, validation, seed=config.seed, policy=record.threshold_policy, sample_weight=sample_weight
+            train,
+            validation,
+            seed=config.seed,
+            policy=record.threshold_policy,
+            sample_weight=sample_weight,
+            validation_weight=validation_weight,
         )
         for name, baseline in fitted.items():
             key = model_store.version_key(record.version, f"baselines/{name}.skops")
