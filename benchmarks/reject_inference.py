@@ -19,7 +19,8 @@ split by the platform (validation 10 %, test 20 %, by the ID hash); the champion
 and validation outcomes (``ModellingDataset.selected``), the test split keeps every outcome (through the door).
 The CNN (training defaults: early stopping on validation AUC, calibrated on validation) and the two baselines
 (balanced, calibrated, on the training split) are trained (a) on every outcome, (b) on the approved only,
-(c) on the approved with ``reject_inference='reweight'`` (``inverse_approval_weights_of``), per seed.
+(c) on the approved with ``reject_inference='reweight'`` (``inverse_approval_weights_of``), per seed; (c) is also
+calibrated and thresholded with the validation rows' weights, as the platform does.
 """
 
 from __future__ import annotations
