@@ -51,7 +51,9 @@ def test_training_on_the_champions_approved_with_reweighting(platform_home: Path
         day: features.featurize_rows(synthetic.generate_partition(date.fromisoformat(day), 700, 4)) for day in DAYS
     }
     # A real registry with a champion: v1, a version registered before (its model is not needed, its scores are).
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    # The registry URI too: MlflowClient otherwise takes a process-wide one an earlier test or run may have set.
+    uri = settings.mlflow_tracking_uri()
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(registry.MODEL_NAME)
     client.create_model_version(registry.MODEL_NAME, source=(platform_home / "champion").as_uri())
     client.set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, "1")
@@ -146,6 +148,8 @@ def test_reweighting_without_the_approved_fails_before_training_naming_both_sett
     assert "reject_inference='reweight'" in message and "outcomes='approved', not outcomes='all'" in message
     # The MLflow run dagster-mlflow opened for the Dagster run is closed as FAILED, not left running.
     assert mlflow.active_run() is None
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    # The registry URI too: MlflowClient otherwise takes a process-wide one an earlier test or run may have set.
+    uri = settings.mlflow_tracking_uri()
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FAILED"
