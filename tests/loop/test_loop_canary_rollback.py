@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,14 @@ class Client:
         while len(self.answers) < count and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(self.answers) >= count, f"{what}: only {len(self.answers)} answers"
+
+    def wait_until_answered(self, status: int, since: int, what: str) -> None:
+        """Wait until an answer after the first ``since`` has ``status`` (bounded by ``DEADLINE_SECONDS``)."""
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not any(s == status for s, _ in self.answers[since:]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        seen = Counter(s for s, _ in self.answers[since:])
+        assert seen[status], f"{what}: no {status} within {DEADLINE_SECONDS:.0f} s, only {dict(seen)}"
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +153,12 @@ def test_a_failing_challenger_is_rolled_back_and_the_champions_clients_never_fai
             None,
         )
 
-        # The service drops the challenger on its next poll; its IDs are then answered by the champion.
+        # The service drops the challenger on its next poll; its IDs are then answered by the champion. Waited
+        # for by time, not by a count of requests: a failed request takes milliseconds, a poll on a busy machine
+        # may take longer than 40 of them.
         failed_before = len(challenger.answers)
-        challenger.wait_for(failed_before + 40, "requests after the rollback")
+        challenger.wait_until_answered(200, failed_before, "a challenger ID answered by the champion")
+        challenger.wait_for(len(challenger.answers) + 40, "requests after the rollback")
         after = challenger.answers[failed_before:]
         first_ok = next(i for i, (status, _) in enumerate(after) if status == 200)
         assert set(after[first_ok:]) == {(200, "v1")}, "once dropped, the challenger never answers again"

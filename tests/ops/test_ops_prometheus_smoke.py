@@ -74,6 +74,12 @@ class FakeService:
         self.shadow_failures = Counter(
             obs.SHADOW_FAILURES_TOTAL, "shadow failures", ["model_version", "reason"], registry=r
         )
+        self.registry_failures = Counter(
+            obs.REGISTRY_REFRESH_FAILURES_TOTAL.removesuffix("_total"), "registry read failures", registry=r
+        )
+        self.registry_last_success = Gauge(
+            obs.REGISTRY_LAST_SUCCESS_TIMESTAMP_SECONDS, "last successful registry read", registry=r
+        )
         self.weight.labels(role="challenger").set(0.2)
         self.weight.labels(role="champion").set(0.8)
         self.info.labels(role="champion", model_version=CHAMPION).set(1)
@@ -83,6 +89,7 @@ class FakeService:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._traffic, name="fake-credit-risk-traffic", daemon=True)
         self._counter = itertools.count()
+        self._reads = itertools.count()
 
     def _answered(self, endpoint: str, status: int, seconds: float, version: str, role: str) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status), model_version=version, role=role).inc()
@@ -125,6 +132,11 @@ class FakeService:
             ).inc()
         self._answered("/feedback", 200, 0.001, obs.NO_MODEL, obs.NO_MODEL)
         self.feedback.labels(known="true").inc()
+        # The registry is read on every tick; one read in thirty fails (the service polls every few seconds).
+        if next(self._reads) % 30 == 29:
+            self.registry_failures.inc()
+        else:
+            self.registry_last_success.set(time.time())
 
     def _traffic(self) -> None:
         deadline = time.monotonic() + 2 * DEADLINE_SECONDS + 30  # stops by itself whatever happens
