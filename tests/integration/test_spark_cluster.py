@@ -99,12 +99,20 @@ def standalone_cluster(tmp_path: Path) -> Iterator[Cluster]:
             _stop(process)
 
 
-def _runs_python_task(executor: psutil.Process) -> bool:
-    """Whether the executor's Python workers (pyspark.daemon and its forks) are running a task's code."""
+def _runs_python_task(executor: psutil.Process, cpu_seen: dict[int, float]) -> bool:
+    """Whether one of the executor's Python workers (pyspark.daemon and its forks) is running a task's code now:
+    it used CPU since the previous look (``cpu_seen``: CPU seconds by pid, updated). The daemon and a reused
+    worker stay alive between tasks, so being alive is not enough: killing an idle executor costs no task."""
+    busy = False
     try:
-        return any("pyspark" in " ".join(p.cmdline()) for p in executor.children(recursive=True))
+        workers = [p for p in executor.children(recursive=True) if "pyspark" in " ".join(p.cmdline())]
+        for worker in workers:
+            used = sum(worker.cpu_times()[:2])
+            busy |= worker.pid in cpu_seen and used - cpu_seen[worker.pid] > 0.01
+            cpu_seen[worker.pid] = used
     except psutil.Error:  # a worker that just ended (or a zombie awaiting its parent)
         return False
+    return busy
 
 
 def test_tensor_asset_materializes_on_a_standalone_cluster(platform_home: Path, standalone_cluster: Cluster) -> None:
@@ -137,12 +145,13 @@ def test_an_executor_killed_mid_task_is_retried_and_the_partition_is_whole(
     workers = [psutil.Process(pid) for pid in standalone_cluster.workers]
     deadline = time.monotonic() + 300
     victim = None
+    cpu_seen: dict[int, float] = {}
     while victim is None:
         assert run.poll() is None, "the run ended before any Python task started"
         assert time.monotonic() < deadline, "no executor ran a Python task within 300 s"
         for worker in workers:
             for executor in worker.children():
-                if _runs_python_task(executor):
+                if _runs_python_task(executor, cpu_seen):
                     victim = executor
         time.sleep(0.05)
     victim.kill()
