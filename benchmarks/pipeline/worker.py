@@ -74,19 +74,14 @@ def scoring_model(lake: Any, onnx_file: str) -> Any:
 
 
 def rescore(spark: Any, lake: Any, partition: str, onnx_file: str) -> tuple[float, float, int]:
-    """``portfolio_scores``' Spark work on the committed tensor partition, as the asset does it: every valid
-    client scored by ONNX Runtime in the executors, the parts committed by a manifest. (start, end, rows)."""
-    from platform_assets.core import lake_keys
-    from platform_assets.dataplane import partitions, scoring
+    """``portfolio_scores``' work on the committed tensor partition, through the asset's own ``score_day``: every
+    valid client scored by ONNX Runtime in the executors, the parts committed by a manifest. (start, end, rows)."""
+    from platform_assets.defs.portfolio.assets import score_day
 
     model = scoring_model(lake, onnx_file)
-    store = lake.executor_store()
-    folder = lake_keys.portfolio_scores(model.version, partition)
     phase("rescoring")
     start = time.time()
-    with partitions.writing(store, [folder]) as token:
-        scored = scoring.score_partition(spark, store, partition, model, token)
-        committed = partitions.commit(store, folder, scored.parts, token)
+    _, committed = score_day(spark, lake.executor_store(), partition, model)
     return start, time.time(), committed.rows
 
 
