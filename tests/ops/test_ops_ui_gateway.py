@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,7 +126,14 @@ def test_bad_users_are_refused(tmp_path: Path) -> None:
         users.add('eve" operator; "x', "viewer", "pw")
     with pytest.raises(GatewayError, match="empty"):
         users.add("eve", "viewer", "")
-    users.add("eve", "viewer", "pw")
-    assert users.path.stat().st_mode & 0o777 == 0o600 and "pw" not in users.path.read_text().replace("pw_", "")
+    password = "eve's pass phrase"  # spaces and a quote: never inside a crypt hash's [./0-9A-Za-z$] alphabet
+    users.add("eve", "viewer", password)
+    assert users.path.stat().st_mode & 0o777 == 0o600 and password not in users.path.read_text()
+    [stored] = users.load()
+    salt = stored.password_hash.split("$")[2]
+    again = subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=password, capture_output=True, text=True
+    )
+    assert stored.password_hash.startswith("$6$") and again.stdout.strip() == stored.password_hash  # it verifies
     config = render_nginx(users.load(), "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", tmp_path)
     assert "default viewer;" in config and '"eve" operator' not in config
