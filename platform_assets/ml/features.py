@@ -147,13 +147,18 @@ class _Columns:
         """(n, len(names)) array of ``names``, in that order."""
         return self.values[:, [self.position[n] for n in names]]
 
-    def month_block(self, values: np.ndarray) -> np.ndarray:
-        """(n, 3, 6) of ``values``' PAY, BILL_AMT and PAY_AMT columns, each ordered oldest -> newest
-        (the schema names them most recent first): one gather for the 18 columns."""
+    def month_index(self) -> np.ndarray:
+        """Positions of the PAY, BILL_AMT and PAY_AMT columns, each group ordered oldest -> newest (the
+        schema names them most recent first)."""
         if self._month_index is None:
             names = [c for group in _MONTH_GROUPS for c in reversed(group)]
             self._month_index = np.asarray([self.position[c] for c in names])
-        return values[:, self._month_index].reshape(len(values), len(_MONTH_GROUPS), schema.N_MONTHS)
+        return self._month_index
+
+    def month_block(self, values: np.ndarray) -> np.ndarray:
+        """(n, 3, 6) of ``values``' PAY, BILL_AMT and PAY_AMT columns, each ordered oldest -> newest:
+        one gather for the 18 columns."""
+        return values[:, self.month_index()].reshape(len(values), len(_MONTH_GROUPS), schema.N_MONTHS)
 
 
 def _outside(values: np.ndarray, codes: frozenset[int]) -> np.ndarray:
@@ -228,6 +233,8 @@ def _clip(x: npt.NDArray[np.float64], low: float, high: float) -> npt.NDArray[np
 
 
 def _features(columns: _Columns, rows: np.ndarray | slice, include_protected: bool) -> FeatureBatch:
+    # ``CoalitionFeatures`` computes the same cells from their inputs' variants: change both together
+    # (tests/unit/test_features.py compares them bit for bit).
     values = columns.values if isinstance(rows, slice) and rows == slice(None) else columns.values[rows]
     n = len(values)
     months = columns.month_block(values)  # (n, 3, 6): PAY, BILL_AMT, PAY_AMT, oldest -> newest
@@ -258,6 +265,113 @@ def _features(columns: _Columns, rows: np.ndarray | slice, include_protected: bo
         static[:, 6] = values[:, col["MARRIAGE"]] == 1
         static[:, 7] = values[:, col["EDUCATION"]] == 1
     return FeatureBatch(tensor=tensor, static=static)
+
+
+#: Month m's previous month along the tensor's month axis (the oldest month is its own, see the module docstring).
+_PREVIOUS_MONTH: Final = np.maximum(np.arange(schema.N_MONTHS) - 1, 0)
+
+
+class CoalitionFeatures:
+    """The model inputs of coalition rows ``where(keep[c], row, reference)``, bit for bit what ``featurize_matrix``
+    gives for them, without building them: ``CoalitionFeatures(keep, columns)(rows, reference)`` is the batch of
+    the (n * C) coalitions, row i's coalition c at position i * C + c.
+
+    Every cell of ``_features`` reads at most two raw values: a month's PAY; a month's BILL_AMT and LIMIT_BAL;
+    a month's PAY_AMT and the previous month's BILL_AMT; a month's PAY_AMT and LIMIT_BAL; LIMIT_BAL; one
+    protected field; the share of months delayed and the worst delay read the six months' PAY. In a coalition
+    each raw value is the row's or the reference's, so every cell takes one of a few values computed from the
+    row and the reference alone (its "variants": four for a cell of two fields, 64 for the six PAY months),
+    with the same element-wise formulas on the same float64 inputs. The variants are computed per row (about
+    270 numbers) and one gather, whose index depends on ``keep`` only and is built here once, lays them out
+    as the coalitions' tensors and static vectors. ``_features`` and this class change together:
+    ``tests/unit/test_features.py`` compares them bit for bit.
+    """
+
+    #: Offsets of the sections of a row's variant vector, and its length.
+    _PAY, _UTILISATION, _COVERAGE, _LOG_PAYMENT, _TO_LIMIT, _LOG_LIMIT, _SHARE, _WORST, _PROTECTED, _SIZE = (
+        0, 48, 72, 96, 108, 132, 134, 198, 262, 270
+    )  # fmt: skip
+    _PROTECTED_FIELDS: Final = ("SEX", "AGE", "MARRIAGE", "EDUCATION")  # PROTECTED_FEATURES' fields, in order
+
+    def __init__(self, keep: np.ndarray, columns: Sequence[str], *, include_protected: bool = False) -> None:
+        keep = np.asarray(keep, dtype=bool)
+        if keep.ndim != 2 or keep.shape[1] != len(columns):
+            raise ValueError(f"keep must be a (coalitions, {len(columns)}) mask, got {keep.shape}")
+        self.keep, self.columns, self.include_protected = keep, tuple(columns), include_protected
+        self._table = _Columns(np.zeros((0, len(columns))), columns)  # positions only
+        c, month = len(keep), np.arange(schema.N_MONTHS)[None, :]
+        bits = keep[:, self._table.month_index()].reshape(c, len(_MONTH_GROUPS), schema.N_MONTHS).astype(np.intp)
+        pay, bill, paid = bits[:, 0], bits[:, 1], bits[:, 2]  # (C, 6): 1 = the row's value
+        limit = keep[:, self._table.position["LIMIT_BAL"], None].astype(np.intp)  # (C, 1)
+        tensor = np.empty((c, schema.N_MONTHS, len(CHANNELS)), dtype=np.intp)
+        tensor[..., :4] = self._PAY + ((pay * schema.N_MONTHS + month) * 4)[..., None] + np.arange(4)
+        tensor[..., 4] = self._UTILISATION + (bill * 2 + limit) * schema.N_MONTHS + month
+        tensor[..., 5] = self._COVERAGE + (paid * 2 + bill[:, _PREVIOUS_MONTH]) * schema.N_MONTHS + month
+        tensor[..., 6] = self._LOG_PAYMENT + paid * schema.N_MONTHS + month
+        tensor[..., 7] = self._TO_LIMIT + (paid * 2 + limit) * schema.N_MONTHS + month
+        pay_code = (pay << np.arange(schema.N_MONTHS)).sum(axis=1)  # which of the 64 PAY variants
+        static = [self._LOG_LIMIT + limit[:, 0], self._SHARE + pay_code, self._WORST + pay_code, tensor[:, -1, 4]]
+        if include_protected:
+            for j, name in enumerate(self._PROTECTED_FIELDS):
+                static.append(self._PROTECTED + 2 * j + keep[:, self._table.position[name]])
+        self._tensor_index = tensor.reshape(c, -1)
+        self._static_index = np.stack(static, axis=1)
+        self._pay_mix = (np.arange(64)[:, None] >> np.arange(schema.N_MONTHS)[None, :]) & 1 == 1  # (64, 6)
+
+    def __call__(self, rows: np.ndarray, reference: np.ndarray) -> FeatureBatch:
+        """``rows`` (n, columns) and ``reference`` (columns,) must be valid applications (``featurize_matrix``'s
+        rules; the reference in the fields some coalition takes from it): every rule reads one field, so then
+        every coalition is valid too."""
+        rows, c = np.asarray(rows, dtype="float64"), len(self.keep)
+        if rows.ndim != 2 or rows.shape[1] != len(self.columns):
+            raise ValueError(
+                f"expected (n, {len(self.columns)}) rows in columns {list(self.columns)}, got {rows.shape}"
+            )
+        n = len(rows)
+        if n == 0:
+            return _features(_Columns(rows, self.columns), slice(None), self.include_protected)
+        # A field every coalition keeps never takes the reference's value: the first row's stands in for it.
+        reference = np.where(self.keep.all(axis=0), rows[0], np.asarray(reference, dtype="float64"))
+        table = _Columns(np.vstack([rows, reference[None, :]]), self.columns)
+        reasons = _reasons(table)
+        if (bad := np.flatnonzero(np.not_equal(reasons, _NO_REASON))).size:
+            which = "the reference" if bad[0] == n else f"row {bad[0]}"
+            raise ValueError(f"{which} is not a valid application: {reasons[bad[0]]}")
+        both = np.empty((n, 2, len(self.columns)), dtype="float64")  # [reference's, row's]: index = keep bit
+        both[:, 0], both[:, 1] = reference, rows
+        months = both[:, :, table.month_index()].reshape(n, 2, len(_MONTH_GROUPS), schema.N_MONTHS)
+        pay, bill, paid = months[:, :, 0], months[:, :, 1], months[:, :, 2]  # (n, 2, 6)
+        limit = both[:, :, table.position["LIMIT_BAL"]]  # (n, 2)
+        per_limit = limit[:, None, :, None]  # (n, 1, 2, 1): (value, limit) pairs on axes 1 and 2
+
+        variants = np.empty((n, self._SIZE), dtype="float32")  # float64 formulas, stored as float32 as _features
+        delay = _clip(pay, 0, 9)
+        by_pay = variants[:, self._PAY : self._UTILISATION].reshape(n, 2, schema.N_MONTHS, 4)
+        by_pay[..., 0] = delay / 9.0
+        by_pay[..., 1] = pay == -1
+        by_pay[..., 2] = pay == -2
+        by_pay[..., 3] = pay == 0
+        variants[:, self._UTILISATION : self._COVERAGE] = _clip(bill[:, :, None, :] / per_limit, -1.0, 2.0).reshape(
+            n, -1
+        )
+        previous_bill = np.maximum(bill[:, None, :, _PREVIOUS_MONTH], 1.0)  # (n, 1, 2, 6)
+        coverage = _clip(paid[:, :, None, :] / previous_bill, 0.0, 2.0) / 2.0
+        variants[:, self._COVERAGE : self._LOG_PAYMENT] = coverage.reshape(n, -1)
+        variants[:, self._LOG_PAYMENT : self._TO_LIMIT] = (np.log1p(paid) / _LOG_SCALE).reshape(n, -1)
+        variants[:, self._TO_LIMIT : self._LOG_LIMIT] = _clip(paid[:, :, None, :] / per_limit, 0.0, 1.0).reshape(n, -1)
+        variants[:, self._LOG_LIMIT : self._SHARE] = np.log1p(limit) / _LOG_SCALE
+        mixed = np.where(self._pay_mix, pay[:, 1:2], pay[:, 0:1])  # (n, 64, 6): every mix of the months' PAY
+        variants[:, self._SHARE : self._WORST] = (mixed > 0).mean(axis=2)
+        variants[:, self._WORST : self._PROTECTED] = _clip(mixed, 0, 9).max(axis=2) / 9.0
+        if self.include_protected:  # one field each: _features' own values on the rows and the reference
+            own = _features(table, slice(None), include_protected=True).static[:, len(STATIC_FEATURES) :]
+            protected = variants[:, self._PROTECTED :].reshape(n, len(self._PROTECTED_FIELDS), 2)
+            protected[:, :, 0], protected[:, :, 1] = own[-1], own[:-1]
+        width = self._static_index.shape[1]
+        return FeatureBatch(
+            tensor=np.take(variants, self._tensor_index, axis=1).reshape(n * c, schema.N_MONTHS, len(CHANNELS)),
+            static=np.take(variants, self._static_index, axis=1).reshape(n * c, width),
+        )
 
 
 #: Columns of the tensor table besides the raw ones: the reason a row was quarantined (null when

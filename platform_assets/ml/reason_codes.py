@@ -131,19 +131,43 @@ def reason_codes(reference: dict[str, int], reference_probability: float, rows: 
     )
 
 
-def model_predictor(
-    predict: Callable[[np.ndarray, np.ndarray], np.ndarray], columns: Sequence[str], include_protected: bool
-) -> RawPredict:
-    """A ``RawPredict`` over ``predict(tensor, static)``: the rows go through ``features.featurize_matrix``."""
+class ModelPredictor:
+    """A ``RawPredict`` over a model's ``predict(tensor, static)``: raw rows in ``columns`` go through
+    ``features.featurize_matrix``. ``coalitions`` gives the same PDs for an explainer's coalitions of rows,
+    featurized by ``features.CoalitionFeatures`` (bit for bit the same inputs) without building them."""
 
-    def run(matrix: np.ndarray) -> np.ndarray:
-        featurized = features.featurize_matrix(matrix, columns, include_protected=include_protected)
+    def __init__(
+        self, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], columns: Sequence[str], include_protected: bool
+    ) -> None:
+        self.predict = predict
+        self.columns = tuple(columns)
+        self.include_protected = include_protected
+        self._coalition_features: features.CoalitionFeatures | None = None
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        featurized = features.featurize_matrix(matrix, self.columns, include_protected=self.include_protected)
         if not featurized.valid.all():
             first = int(np.flatnonzero(~featurized.valid)[0])
             raise ValueError(f"coalition row {first} is not a valid application: {featurized.reasons[first]}")
-        return np.asarray(predict(featurized.batch.tensor, featurized.batch.static), dtype="float64").reshape(-1)
+        return self._scores(featurized.batch)
 
-    return run
+    def coalitions(self, rows: np.ndarray, reference: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """PDs of ``where(keep[c], rows[i], reference)`` for every row i and coalition c, i-major."""
+        plan = self._coalition_features
+        if plan is None or not np.array_equal(plan.keep, keep):  # built once per explainer's coalitions
+            plan = features.CoalitionFeatures(keep, self.columns, include_protected=self.include_protected)
+            self._coalition_features = plan
+        return self._scores(plan(rows, reference))
+
+    def _scores(self, batch: features.FeatureBatch) -> np.ndarray:
+        return np.asarray(self.predict(batch.tensor, batch.static), dtype="float64").reshape(-1)
+
+
+def model_predictor(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray], columns: Sequence[str], include_protected: bool
+) -> ModelPredictor:
+    """A ``RawPredict`` over ``predict(tensor, static)`` (see ``ModelPredictor``)."""
+    return ModelPredictor(predict, columns, include_protected)
 
 
 @dataclass(frozen=True)
@@ -213,7 +237,11 @@ class Explainer:
         if len(rows) == 0:
             empty = np.empty(0, dtype="float64")
             return Explanation(np.empty((0, len(self.codes.codes))), empty, empty, [])
-        values = np.asarray(predict(self.coalition_rows(rows)), dtype="float64").reshape(len(rows), self.coalitions)
+        if isinstance(predict, ModelPredictor) and predict.columns == self.columns:  # featurized without the rows
+            flat = predict.coalitions(rows, self._reference, self._keep)
+        else:
+            flat = predict(self.coalition_rows(rows))
+        values = np.asarray(flat, dtype="float64").reshape(len(rows), self.coalitions)
         shapley = values @ self._weights
         return Explanation(shapley, values[:, -1], values[:, 0], self.rank(rows, shapley))
 

@@ -13,6 +13,7 @@ import logging
 import math
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,14 @@ class LoadedModel:
             return np.empty(0, dtype="float32")
         return self.session.predict(tensor, static[:, : self.n_static])
 
+    @cached_property
+    def _predictor(self) -> reason_codes.ModelPredictor:
+        """One per version: it keeps the coalitions' feature layout it builds on the first explanation."""
+        return reason_codes.model_predictor(self.predict, MATRIX_COLUMNS, self.include_protected)
+
     def explain(self, rows: np.ndarray) -> reason_codes.Explanation:
         """Reasons for request rows (``payloads.MATRIX_COLUMNS``): every coalition in one ``predict`` call."""
-        return self.explainer.explain(
-            rows, reason_codes.model_predictor(self.predict, MATRIX_COLUMNS, self.include_protected)
-        )
+        return self.explainer.explain(rows, self._predictor)
 
 
 def open_session(model_bytes: bytes, sha256: str, threads: int, label: str) -> onnx_runtime.OnnxModel:

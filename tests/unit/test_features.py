@@ -267,3 +267,73 @@ def test_featurize_matrix_is_featurize_on_arrays(include_protected: bool) -> Non
     assert np.array_equal(got.batch.static, expected.batch.static)
     with pytest.raises(ValueError, match="matrix"):
         features.featurize_matrix(np.zeros((2, 3)), columns)
+
+
+# --- CoalitionFeatures: the explainer's path --------------------------------------------------
+
+
+def coalition_rows(rows: np.ndarray, reference: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The coalition rows themselves: what CoalitionFeatures must featurize without building."""
+    return np.where(keep[None, :, :], rows[:, None, :], reference[None, None, :]).reshape(-1, rows.shape[1])
+
+
+def random_valid_rows(generator: np.random.Generator, n: int, columns: list[str]) -> np.ndarray:
+    """Valid raw rows over the whole ranges the features clip and branch on (delays -2..9, negative and zero
+    bills, zero payments, small limits), in ``columns`` order."""
+    values = {
+        "LIMIT_BAL": generator.choice([1, 500, 10_000, 200_000, 1_000_000], n),
+        "SEX": generator.integers(1, 3, n),
+        "EDUCATION": generator.integers(0, 7, n),
+        "MARRIAGE": generator.integers(0, 4, n),
+        "AGE": generator.integers(schema.AGE_RANGE[0], schema.AGE_RANGE[1] + 1, n),
+    }
+    for name in schema.PAY_COLUMNS:
+        values[name] = generator.integers(-2, 10, n)
+    for name in schema.BILL_COLUMNS:
+        values[name] = generator.choice([-5_000, 0, 1, 3_000, 150_000, 2_500_000], n)
+    for name in schema.PAY_AMT_COLUMNS:
+        values[name] = generator.choice([0, 1, 2_000, 90_000, 3_000_000], n)
+    return np.stack([np.asarray(values[c], dtype="float64") for c in columns], axis=1)
+
+
+@pytest.mark.parametrize("include_protected", [False, True])
+def test_coalition_features_are_featurize_matrix_on_the_coalition_rows_bit_for_bit(include_protected: bool) -> None:
+    generator = np.random.default_rng(7)
+    columns = [c for c in reversed(schema.RAW_COLUMNS) if c not in (schema.TARGET, "ID")]  # any column order
+    rows = random_valid_rows(generator, 40, columns)
+    reference = random_valid_rows(generator, 1, columns)[0]
+    # Any masks: per field, not per group (the months of one kind apart), protected fields too, all and none.
+    keep = generator.random((200, len(columns))) < 0.5
+    keep[0], keep[1] = False, True
+    plan = features.CoalitionFeatures(keep, columns, include_protected=include_protected)
+    got = plan(rows, reference)
+    expected = features.featurize_matrix(
+        coalition_rows(rows, reference, keep), columns, include_protected=include_protected
+    )
+    assert expected.valid.all()
+    assert got.tensor.shape == (40 * 200, schema.N_MONTHS, len(CHANNELS)) and got.tensor.dtype == np.float32
+    assert np.array_equal(got.tensor, expected.batch.tensor)
+    assert np.array_equal(got.static, expected.batch.static) and got.static.dtype == np.float32
+    empty = plan(rows[:0], reference)
+    assert empty.tensor.shape == (0, schema.N_MONTHS, len(CHANNELS)) and len(empty.static) == 0
+
+
+def test_coalition_features_refuse_an_invalid_row_or_reference_by_name() -> None:
+    columns = [c for c in schema.RAW_COLUMNS if c not in (schema.TARGET, "ID")]
+    rows = random_valid_rows(np.random.default_rng(1), 3, columns)
+    keep = np.zeros((2, len(columns)), dtype=bool)
+    keep[1, columns.index("PAY_0")] = True
+    keep[:, columns.index("AGE")] = True  # every coalition keeps the row's AGE: the reference's is never read
+    plan = features.CoalitionFeatures(keep, columns)
+    reference = rows[0].copy()
+    reference[columns.index("AGE")] = 0  # not a valid age, but never used
+    assert len(plan(rows, reference)) == 6
+    bad_row = rows.copy()
+    bad_row[2, columns.index("PAY_3")] = 11
+    with pytest.raises(ValueError, match=r"row 2 is not a valid application: PAY_3 not in -2\.\.9"):
+        plan(bad_row, reference)
+    reference[columns.index("LIMIT_BAL")] = 0
+    with pytest.raises(ValueError, match="the reference is not a valid application: LIMIT_BAL must be positive"):
+        plan(rows, reference)
+    with pytest.raises(ValueError, match="keep must be"):
+        features.CoalitionFeatures(keep[:, :3], columns)

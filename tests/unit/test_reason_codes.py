@@ -101,6 +101,30 @@ def test_shapley_values_are_exact_and_add_up_to_the_pd_gap() -> None:
     )
 
 
+@pytest.mark.parametrize("include_protected", [False, True])
+def test_a_model_predictor_gives_the_same_values_as_the_coalition_rows_it_does_not_build(
+    include_protected: bool,
+) -> None:
+    """``ModelPredictor`` featurizes the coalitions without building them: the same Shapley values, to the bit,
+    as the model called on the coalition rows through ``featurize_matrix``."""
+    weights = np.random.default_rng(5).normal(size=(schema.N_MONTHS * 8 + 8,))
+
+    def model(tensor: np.ndarray, static: np.ndarray) -> np.ndarray:  # non-linear in every input
+        x = np.concatenate([tensor.reshape(len(tensor), -1), static], axis=1).astype("float64")
+        return 1 / (1 + np.exp(-np.tanh(x) @ weights[: x.shape[1]]))
+
+    explainer = reason_codes.Explainer(codes(), COLUMNS)
+    rows = applicants(30, seed=4)
+    fast = reason_codes.model_predictor(model, COLUMNS, include_protected=include_protected)
+    explanation = explainer.explain(rows, fast)
+    plain = explainer.explain(rows, lambda matrix: fast(matrix))  # a RawPredict: the coalition rows are built
+    assert np.array_equal(explanation.shapley, plain.shapley) and explanation.reasons == plain.reasons
+    assert any(explanation.reasons)
+    with pytest.raises(ValueError, match="row 1 is not a valid application: LIMIT_BAL must be positive"):
+        rows[1, COLUMNS.index("LIMIT_BAL")] = 0
+        explainer.explain(rows, fast)
+
+
 def test_protected_attributes_are_held_at_the_applicants_values_and_never_a_reason() -> None:
     explainer = reason_codes.Explainer(codes(), COLUMNS)
     rows = applicants(40, seed=3)
