@@ -118,13 +118,18 @@ def delong_covariance(defaulted: np.ndarray, scores: np.ndarray) -> tuple[np.nda
     return aucs, covariance
 
 
+def z_score(confidence: float) -> float:
+    """The standard normal quantile of a two-sided interval at ``confidence`` (1.96 at 0.95)."""
+    return float(stats.norm.ppf(0.5 + confidence / 2.0))
+
+
 def _comparison(
     aucs: tuple[float, float], variance: float, confidence: float, n: int, n_positive: int, method: AucMethod
 ) -> AucComparison:
     difference = aucs[1] - aucs[0]
     se = math.sqrt(max(variance, 0.0))
     if se > 0.0:
-        half_width = float(stats.norm.ppf(0.5 + confidence / 2.0)) * se
+        half_width = z_score(confidence) * se
         p_value = float(math.erfc(abs(difference) / se / math.sqrt(2.0)))
     else:  # identical rankings (or a perfect separation by both): no sampling spread of the difference
         half_width, p_value = 0.0, 1.0 if difference == 0.0 else 0.0

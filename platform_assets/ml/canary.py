@@ -9,11 +9,13 @@ worse than the champion; when both are, the service has an incident and the cana
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from platform_assets.core import slo
+from platform_assets.ml.auc_comparison import z_score
 from platform_assets.ml.service_metrics import ServedHealth
 
 CanaryAction = Literal["wait", "step", "promote", "rollback"]
@@ -36,6 +38,9 @@ class CanaryPolicy:
     max_error_rate_excess: float = slo.CANARY.max_error_rate_excess
     max_p99_seconds: float = slo.CANARY.max_p99_seconds
     min_requests: int = slo.CANARY.min_requests
+    #: Two-sided confidence of the interval of a quality gap (the promotion gate's): a rollback on quality needs
+    #: the whole interval beyond the allowed drop.
+    confidence: float = slo.PROMOTION.confidence
 
     def __post_init__(self) -> None:
         steps = list(self.steps)
@@ -43,6 +48,8 @@ class CanaryPolicy:
             raise ValueError(f"canary steps must be increasing percentages in (0, 100], got {steps}")
         if self.min_labelled < 1:
             raise ValueError(f"min_labelled must be at least 1, got {self.min_labelled}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be within (0, 1), got {self.confidence}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,27 @@ def next_weight(weight: float, steps: Sequence[float]) -> float:
     return next((float(s) for s in steps if s > weight + 1e-9), 100.0)
 
 
+def _judge(
+    metric: str, champion: float, challenger: float, se: float | None, z: float, allowed: float, confidence: float
+) -> tuple[bool, str | None]:
+    """Whether the challenger's ``metric`` is below the champion's by more than ``allowed`` beyond noise (the lower
+    end of the gap's interval, ``gap - z * se``, over ``allowed``; without a standard error, the gap itself), and
+    what to say: why it breaches, or why a gap over ``allowed`` is not one. None when the gap is within it."""
+    gap = champion - challenger
+    if gap <= allowed:
+        return False, None
+    said = (
+        f"challenger {metric} {challenger:.4f} is {gap:.4f} below the champion's {champion:.4f} (allowed {allowed:.4f})"
+    )
+    if se is None or se == 0.0:
+        return True, said
+    low, high = gap - z * se, gap + z * se
+    interval = f"the {confidence:.0%} interval of the gap [{low:.4f}, {high:.4f}]"
+    if low > allowed:
+        return True, f"{said}, beyond it with {interval}"
+    return False, f"{said} but within noise: {interval} reaches the allowed drop"
+
+
 def canary_decision(
     weight: float,
     champion: Mapping[str, Any],
@@ -77,9 +105,13 @@ def canary_decision(
     Once the challenger answered ``policy.min_requests`` requests: rollback when its 5xx share is over
     ``max_error_rate`` and more than ``max_error_rate_excess`` over the champion's, or its p99 is over
     ``max_p99_seconds`` and over the champion's; wait when the champion breaches the same objective (a
-    service-wide incident). Then rollback on quality more than the allowed margin below the champion's; wait
-    until both have ``policy.min_labelled`` outcomes (the champion only below 100 %, since at 100 % it gets no
-    traffic); otherwise step to the next weight, where reaching 100 % is the promotion.
+    service-wide incident). Wait until both have ``policy.min_labelled`` outcomes (the champion only below 100 %,
+    since at 100 % it gets no traffic). Then rollback when the challenger's ROC AUC or accuracy is below the
+    champion's by more than the allowed drop beyond noise: the whole interval of the gap at ``policy.confidence``
+    (independent samples: DeLong's standard errors of the two AUCs, ``roc_auc_se`` from ``live_quality.quality``,
+    and the binomial ones of the accuracies) lies above the drop; a quality without a standard error is judged on
+    its gap alone. Otherwise step to the next weight, where reaching 100 % is the promotion (which the promotion
+    gate decides on paired evidence).
     """
 
     def served(health: ServedHealth | None, prefix: str) -> dict[str, Any]:
@@ -140,25 +172,32 @@ def canary_decision(
         waiting.append(f"champion has {champion['labelled']} of {policy.min_labelled} labelled outcomes")
     if waiting:
         return decide("wait", weight, waiting)
-    breaches = []
+    breaches: list[str] = []
+    within_noise: list[str] = []
     if weight < 100:
+        z = z_score(policy.confidence)
+        judged = []
         if champion.get("roc_auc") is not None and challenger.get("roc_auc") is not None:
-            gap = champion["roc_auc"] - challenger["roc_auc"]
-            if gap > policy.max_auc_drop:
-                breaches.append(
-                    f"challenger ROC AUC {challenger['roc_auc']:.4f} is {gap:.4f} below the champion's "
-                    f"{champion['roc_auc']:.4f} (allowed {policy.max_auc_drop:.4f})"
+            errors = [e for e in (champion.get("roc_auc_se"), challenger.get("roc_auc_se")) if e is not None]
+            # Each version answered other applicants: independent samples, the gap's variance is the sum.
+            se = math.sqrt(sum(e**2 for e in errors)) if len(errors) == 2 else None
+            judged.append(
+                _judge(
+                    "ROC AUC", champion["roc_auc"], challenger["roc_auc"], se, z, policy.max_auc_drop, policy.confidence
                 )
-        gap = champion["accuracy"] - challenger["accuracy"]
-        if gap > policy.max_accuracy_drop:
-            breaches.append(
-                f"challenger accuracy {challenger['accuracy']:.4f} is {gap:.4f} below the champion's "
-                f"{champion['accuracy']:.4f} (allowed {policy.max_accuracy_drop:.4f})"
             )
+        pc, pn = champion["accuracy"], challenger["accuracy"]
+        se = math.sqrt(pc * (1 - pc) / champion["labelled"] + pn * (1 - pn) / challenger["labelled"])
+        judged.append(_judge("accuracy", pc, pn, se, z, policy.max_accuracy_drop, policy.confidence))
+        for breach, reason in judged:
+            if reason is not None:
+                (breaches if breach else within_noise).append(reason)
     if breaches:
         return decide("rollback", 0.0, breaches)
     to = next_weight(weight, policy.steps)
-    held = f"challenger held against the champion over {challenger['labelled']} labelled outcomes"
+    held = f"challenger held against the champion over {challenger['labelled']} labelled outcomes" + "".join(
+        f"; {note}" for note in within_noise
+    )
     if to >= 100.0:
         return decide("promote", 100.0, [held, "next step is 100 %: promote to champion"])
     return decide("step", to, [held])

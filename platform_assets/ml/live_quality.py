@@ -25,6 +25,7 @@ from platform_assets.core.decisions import APPROVE, DECLINE
 from platform_assets.core.observability import SHADOW_ROLE
 from platform_assets.core.slo import DropMode
 from platform_assets.ml import evaluate, fairness_metrics
+from platform_assets.ml.auc_comparison import MIN_CLASS_COUNT, delong_covariance
 
 #: Inference-log columns of the protected attributes and how their groups are labelled.
 _GROUPS: dict[str, Any] = {
@@ -44,7 +45,8 @@ def quality(labels: np.ndarray, probabilities: np.ndarray, declined: np.ndarray)
     """Metrics of labelled predictions; ``roc_auc`` is ``None`` unless both outcomes occur.
 
     ``accuracy`` counts a decline of a defaulter and an approval of a repayer as correct (the service's
-    decision at the model's own threshold).
+    decision at the model's own threshold). ``roc_auc_se`` is the AUC's DeLong standard error on this sample (AUC
+    points; ``None`` below ``MIN_CLASS_COUNT`` of either outcome): what comparing two samples' AUCs needs.
     """
     labels = np.asarray(labels, dtype="int64")
     probabilities = np.asarray(probabilities, dtype="float64")
@@ -54,10 +56,15 @@ def quality(labels: np.ndarray, probabilities: np.ndarray, declined: np.ndarray)
         return {"labelled": 0, "accuracy": None, "roc_auc": None, "brier": None, "ece": None, "default_rate": None}
     both = bool(labels.min() == 0 and labels.max() == 1)
     auc = evaluate.classification_metrics(labels, probabilities, 0.5)["roc_auc"] if both else None
+    standard_error = None
+    if min(int(labels.sum()), n - int(labels.sum())) >= MIN_CLASS_COUNT:
+        variance = float(delong_covariance(labels, probabilities.reshape(1, -1))[1][0, 0])
+        standard_error = _finite(math.sqrt(max(variance, 0.0)))
     return {
         "labelled": n,
         "accuracy": float((declined == (labels == 1)).mean()),
         "roc_auc": _finite(auc) if auc is not None else None,
+        "roc_auc_se": standard_error,
         "brier": float(np.mean((probabilities - labels) ** 2)),
         "ece": evaluate.expected_calibration_error(labels, probabilities),
         "default_rate": float(labels.mean()),
