@@ -23,6 +23,7 @@ import argparse
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
@@ -41,9 +42,17 @@ from platform_assets.loop_timeline import (
     runs_in_progress,
     sensor_waits,
 )
-from platform_assets.replay import LABEL_MODES, LabelMode, ReplayStats, apply_shift, replay, synthetic_source
+from platform_assets.replay import (
+    LABEL_MODES,
+    LabelMode,
+    PendingOutcomes,
+    ReplayStats,
+    apply_shift,
+    replay,
+    synthetic_source,
+)
 
-#: Seconds of traffic per replay call: a call ends by waiting for its last outcomes to be posted.
+#: Seconds of traffic per replay call (one synthetic day each); its outcomes not yet due move on to the next call.
 CHUNK_SECONDS = 5.0
 
 
@@ -100,7 +109,7 @@ class Traffic:
         return self
 
     def stop(self, timeout: float = 60.0) -> ReplayStats:
-        """Stop after the chunk being sent (its due outcomes posted); what was sent."""
+        """Stop after the chunk being sent, once every pending outcome is posted; what was sent."""
         self._stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -114,11 +123,17 @@ class Traffic:
 
     def _run(self) -> None:
         rows = max(self.batch_size, int(self.rate * CHUNK_SECONDS))
+        # Outcomes not yet due move on to the next chunk, which starts at once: waiting for the last ones at each
+        # chunk's end sent 5/(5 + delay) of ``rate`` (83 applications/s of 100 with outcomes 1 s later).
+        pending: PendingOutcomes = deque()
         with httpx.Client(base_url=self.url.rstrip("/"), timeout=30, verify=verify(self.tls)) as client:
             chunk = 0
-            while not self._stop.is_set():
+            while True:
+                stopping = self._stop.is_set()
                 day = self.first_day + timedelta(days=chunk)
                 frame = apply_shift(synthetic_source(rows, self.seed, day), self.shift, seed=self.seed + chunk)
+                if stopping:  # no more applications: post the outcomes still pending once due
+                    frame = frame.iloc[:0]
                 try:
                     sent = replay(
                         self.url,
@@ -132,14 +147,19 @@ class Traffic:
                         labels=self.labels,
                         seed=self.seed + chunk,
                         client=client,
+                        pending=pending,
+                        wait_for_outcomes=stopping,
                     )
                 except Exception as error:  # noqa: BLE001 - counted as failures; the thread must go on
                     sent = ReplayStats(
                         sent=len(frame), predict_failures=len(frame), errors=[f"{type(error).__name__}: {error}"]
                     )
-                    time.sleep(1.0)
+                    if not stopping:
+                        time.sleep(1.0)
                 with self._lock:
                     self._stats = add_up(self._stats, sent)
+                if stopping:
+                    return
                 chunk += 1
 
 

@@ -122,6 +122,10 @@ def labelled(decisions: list[str], mode: LabelMode, share: float, rng: np.random
     return approved & (rng.random(len(decisions)) < share)
 
 
+#: Outcomes waiting to be posted: (when due, monotonic seconds; the outcomes; their decisions counted).
+PendingOutcomes = deque[tuple[float, list[dict[str, Any]], Counter[str]]]
+
+
 def replay(
     url: str,
     frame: pd.DataFrame,
@@ -137,11 +141,19 @@ def replay(
     seed: int = 0,
     client: httpx.Client | None = None,
     tls: TLSFiles | None = None,
+    pending: PendingOutcomes | None = None,
+    wait_for_outcomes: bool = True,
 ) -> ReplayStats:
     """Send ``frame``'s applications (raw columns, with the target) at about ``rate`` per second in batches,
     and post outcomes by prediction id ``feedback_delay`` seconds after their prediction: all of them, or with
     ``labels="realistic"`` those of approved applications only, a ``label_share`` (0..1) of them drawn with
-    ``seed``."""
+    ``seed``.
+
+    ``pending`` carries outcomes not yet due from one call to the next (a caller that replays chunk after chunk):
+    each call posts those due from it first. With ``wait_for_outcomes=False`` the call returns once its last batch
+    is sent and leaves the outcomes not yet due in ``pending``, so the next chunk is not held back by the label
+    delay; a last call (an empty ``frame`` will do) posts them. An outcome counts in the stats of the call that
+    posts it."""
     if rate <= 0 or batch_size <= 0:
         raise ValueError("rate and batch size must be positive")
     if labels not in LABEL_MODES:
@@ -156,7 +168,7 @@ def replay(
     stats, versions = ReplayStats(), Counter[str]()
     posted, withheld = Counter[str](), Counter[str]()
     rng = np.random.default_rng(seed)
-    pending: deque[tuple[float, list[dict[str, Any]], Counter[str]]] = deque()
+    pending = deque() if pending is None else pending
     start = time.monotonic()
     deadline = start + max_seconds
 
@@ -218,7 +230,7 @@ def replay(
                     due = Counter(d for d, c in zip(decisions, chosen, strict=True) if c)
                     pending.append((time.monotonic() + feedback_delay, outcomes, due))
         flush_due(time.monotonic())
-    if pending:
+    if pending and wait_for_outcomes:
         time.sleep(max(0.0, pending[-1][0] - time.monotonic()))
         flush_due(float("inf"))
     stats.elapsed_seconds = round(time.monotonic() - start, 3)

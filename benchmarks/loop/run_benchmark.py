@@ -361,10 +361,7 @@ class EvidenceWait:
 
 
 def evidence_wait(args: argparse.Namespace, policies: dict[str, Any]) -> EvidenceWait:
-    from platform_assets.loop_demo import CHUNK_SECONDS
-
-    # Each replay call of the traffic thread ends by waiting for its last outcomes: that much less sending.
-    rate = args.rate * CHUNK_SECONDS / (CHUNK_SECONDS + args.label_delay)
+    rate = args.rate  # the traffic thread sends at its rate: outcomes due later do not hold the next chunk back
     drop, canary, promotion = policies["drop_policy"], policies["canary_policy"], policies["promotion_policy"]
     detection = drop.min_labelled / rate + args.label_delay
     # The shadow scores every application: its minimum predictions, and outcomes for the minimum labelled pairs.

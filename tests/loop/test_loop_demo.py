@@ -4,16 +4,26 @@ timeline and the decision against a real service."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from net_support import free_port
 
-from platform_assets.loop_demo import Traffic, add_up, describe_traffic, failed_requests, main, wait_for_key
+from platform_assets.loop_demo import (
+    CHUNK_SECONDS,
+    Traffic,
+    add_up,
+    describe_traffic,
+    failed_requests,
+    main,
+    wait_for_key,
+)
 from platform_assets.replay import ReplayStats
 
 
@@ -113,3 +123,64 @@ def test_a_key_without_the_role_or_never_known_is_refused(lagging_service: tuple
     handler.seen, handler.unknown_for = [], 1000
     with pytest.raises(RuntimeError, match=r"/predict does not know the key \(401\) after 1 s"):
         wait_for_key(url, "unknown key", timeout=1)
+
+
+class ApprovingService(BaseHTTPRequestHandler):
+    """/predict approves every application; both endpoints log what they get, in order: (path, prediction ids)."""
+
+    events: list[tuple[str, list[str]]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        answer: dict[str, Any]
+        if self.path == "/predict":
+            ids = [f"p{a['ID']}" for a in body["applications"]]
+            answer = {
+                "predictions": [
+                    {"prediction_id": i, "model_version": "v1", "role": "champion", "decision": "approve"} for i in ids
+                ]
+            }
+        else:
+            ids = [o["prediction_id"] for o in body["outcomes"]]
+            answer = {"stored": len(ids)}
+        type(self).events.append((self.path, ids))
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_traffic_sends_on_while_outcomes_are_due_and_posts_every_one_by_the_time_it_stops() -> None:
+    """A chunk does not wait for its outcomes: they are posted while the next chunk is sent (waiting cut the rate
+    to 5/(5 + delay) of the asked one). Stopping posts the last ones: every application gets its outcome once."""
+    handler: type[ApprovingService] = type("Handler", (ApprovingService,), {"events": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    rate = 400
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        traffic = Traffic(url, "key", rate=rate, shift=0.0, label_delay=1.0, batch_size=50).start()
+        deadline = time.monotonic() + 60
+        while traffic.snapshot().sent < rate * CHUNK_SECONDS and time.monotonic() < deadline:  # the first chunk
+            time.sleep(0.2)
+        stats = traffic.stop()
+    finally:
+        server.shutdown()
+        thread.join()
+    assert stats.sent >= 2 * rate * CHUNK_SECONDS and failed_requests(stats) == 0, stats  # two chunks at least
+    predicted = [i for path, ids in handler.events if path == "/predict" for i in ids]
+    posted = [i for path, ids in handler.events if path == "/feedback" for i in ids]
+    assert stats.feedback_sent == stats.sent == len(predicted) and sorted(posted) == sorted(predicted), stats
+    first_chunk = set(predicted[: int(rate * CHUNK_SECONDS)])
+    second_chunk_starts = next(
+        n for n, (path, ids) in enumerate(handler.events) if path == "/predict" and ids[0] not in first_chunk
+    )
+    last_of_first_chunk = max(
+        n for n, (path, ids) in enumerate(handler.events) if path == "/feedback" and first_chunk & set(ids)
+    )
+    assert last_of_first_chunk > second_chunk_starts

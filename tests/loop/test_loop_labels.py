@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,25 @@ def test_all_labels_is_the_default_and_posts_every_outcome() -> None:
     assert set(service.outcomes) == set(service.decisions)
     assert sum(stats.labels_posted.values()) == 60 and stats.labels_withheld == {}
     assert set(stats.labels_posted) == {"approve", "decline"}
+
+
+def test_outcomes_not_yet_due_move_on_to_the_next_call_instead_of_holding_it_back() -> None:
+    """What ``loop_demo.Traffic`` does chunk after chunk: a call that need not wait leaves the outcomes not yet due
+    in ``pending`` and returns; the next call posts them once due, and counts them."""
+    first, second = synthetic_source(40, 4, date(2027, 1, 1)), synthetic_source(40, 5, date(2027, 1, 2))
+    second[schema.ID] += 1000
+    service, pending = FakeService(), deque[Any]()
+    sent = run(first, service, feedback_delay=0.5, pending=pending, wait_for_outcomes=False)
+    assert sent.sent == 40 and sent.feedback_sent == 0 and service.outcomes == {}
+    assert sum(len(outcomes) for _, outcomes, _ in pending) == 40
+    time.sleep(0.5)
+    sent = run(second, service, feedback_delay=0.5, pending=pending, wait_for_outcomes=False)
+    assert sent.feedback_sent >= 40  # the first call's, due before the second call's first batch was sent
+    last = run(first.iloc[:0], service, feedback_delay=0.5, pending=pending)
+    assert not pending and sent.feedback_sent + last.feedback_sent == 80
+    assert set(service.outcomes) == set(service.decisions)
+    for pid, (_, at) in service.outcomes.items():
+        assert at - service.predicted_at[pid] >= 0.5
 
 
 def test_label_share_keeps_a_seeded_share_of_the_approved() -> None:
