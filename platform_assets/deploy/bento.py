@@ -125,6 +125,28 @@ def build_runtime_wheel(out_dir: Path, env: dict[str, str], repo: Path = REPO) -
     return out_dir / WHEEL
 
 
+def cached_runtime_wheel(bentoml_home: Path, code: str, env: dict[str, str], repo: Path = REPO) -> Path:
+    """The runtime wheel of code version ``code``, built once per BentoML home: each model version's Bento of the
+    same code ships the same runtime (the model comes from the registry), and the wheel was 1.2 s of a 2.6 s build.
+    Keyed by the code version and the wheel's build file; published by renaming a complete folder, so a reader
+    never sees a partial wheel and of two concurrent builds one wins."""
+    build_file = hashlib.sha256(RUNTIME_PYPROJECT.encode()).hexdigest()[:8]
+    folder = bentoml_home / "runtime-wheels" / f"{code}-{build_file}"
+    if not (folder / WHEEL).is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
+        try:
+            build_runtime_wheel(scratch, env, repo)
+            try:
+                scratch.rename(folder)
+            except OSError:
+                if not (folder / WHEEL).is_file():  # not another build's finished folder: a real failure
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return folder / WHEEL
+
+
 def _run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
@@ -139,18 +161,18 @@ def build_bento(model_version: str, bentoml_home: Path, labels: dict[str, str]) 
 
     Building the same model version from the same code again returns the existing Bento.
     """
-    version = f"{model_version}-{code_version()}"
+    code = code_version()
+    version = f"{model_version}-{code}"
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
     existing = bentoml_home / "bentos" / "credit_risk" / version
     if not (existing / "bento.yaml").exists():
         with tempfile.TemporaryDirectory() as tmp:
             context = Path(tmp) / "credit_risk"
             shutil.copytree(SERVICE_DIR, context, ignore=shutil.ignore_patterns("__pycache__", "wheels"))
-            build_runtime_wheel(context / "wheels", env)
+            (context / "wheels").mkdir()
+            shutil.copy2(cached_runtime_wheel(bentoml_home, code, env), context / "wheels" / WHEEL)
             python = sys.executable
             label_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
             _run([python, "-m", "bentoml", "build", ".", "--version", version, "-o", "tag", *label_args], context, env)
     size = sum(p.stat().st_size for p in existing.rglob("*") if p.is_file())
-    return BuiltBento(
-        tag=f"credit_risk:{version}", path=existing, size_bytes=size, code_version=version.split("-", 1)[1]
-    )
+    return BuiltBento(tag=f"credit_risk:{version}", path=existing, size_bytes=size, code_version=code)

@@ -10,8 +10,10 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
+from platform_assets.deploy import bento
 from platform_assets.deploy.bento import build_runtime_wheel, code_version, runtime_files
 
 CONTROL_PLANE = ("defs", "resources", "governance", "deploy", "settings.py", "model_store.py", "definitions.py")
@@ -100,3 +102,30 @@ def test_code_outside_the_runtime_does_not_change_the_code_version(tmp_path: Pat
     served = copy / "platform_assets/serving/routing.py"
     served.write_text(served.read_text() + "\n# served change\n")
     assert code_version(copy) != before
+
+
+def test_bentos_of_the_same_code_share_one_runtime_wheel_built_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands: list[str] = []
+    run = bento._run
+
+    def counted(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+        commands.append(" ".join(command[1:4]))
+        return run(command, cwd, env)
+
+    monkeypatch.setattr(bento, "_run", counted)
+    home = tmp_path / "bentoml"
+    first = bento.build_bento("v1", home, labels={"model_version": "v1"})
+    second = bento.build_bento("v2", home, labels={"model_version": "v2"})
+    assert commands == ["-m pip wheel", "-m bentoml build", "-m bentoml build"]
+    assert first.code_version == second.code_version and first.tag != second.tag
+    shipped = [
+        next(b.path.rglob(bento.WHEEL)).read_bytes() for b in (first, second)
+    ]  # the wheel inside each built Bento
+    assert shipped[0] == shipped[1]
+    with zipfile.ZipFile(next(second.path.rglob(bento.WHEEL))) as archive:
+        assert sorted(n for n in archive.namelist() if n.startswith("platform_assets/")) == sorted(
+            p.as_posix() for p in runtime_files()
+        )
+    assert not list((home / "runtime-wheels").glob(".partial-*"))
