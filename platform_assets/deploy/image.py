@@ -110,9 +110,15 @@ def _run(command: Sequence[str], what: str, timeout: float = 1800.0) -> None:
 
 
 def _prune(rootfs: Path, patterns: Sequence[str]) -> None:
-    """Delete what ``patterns`` match under ``rootfs``, and every package's docs but its copyright file."""
+    """Delete what ``patterns`` match under ``rootfs``, and every package's docs but its copyright file.
+
+    Debian links some packages' doc folders to another's (``libtinfo6 -> libncurses6``): a linked folder is left as
+    it is (its files are the other package's, pruned there), never walked into, which would delete a file twice.
+    """
     doomed = [path for pattern in patterns for path in rootfs.glob(pattern)]
-    doomed += [path for path in (rootfs / "usr/share/doc").glob("*/*") if path.name != "copyright"]
+    doc = rootfs / "usr/share/doc"
+    packages = sorted(p for p in doc.iterdir() if p.is_dir() and not p.is_symlink()) if doc.is_dir() else []
+    doomed += [path for package in packages for path in sorted(package.iterdir()) if path.name != "copyright"]
     for path in doomed:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

@@ -19,6 +19,7 @@ from platform_assets.deploy.image import (
     IMAGE_BENTO_VERSION,
     SERVICE_UID,
     BaseRecipe,
+    _prune,
     served_wheelhouse,
 )
 
@@ -113,3 +114,28 @@ def test_without_a_daemon_and_without_root_it_says_what_to_do(monkeypatch: pytes
     with pytest.raises(docker_engine.DockerUnavailable, match="starting one needs root"):
         with docker_engine.docker_engine(tmp_path / "state"):
             pass
+
+
+def test_pruning_keeps_each_packages_copyright_and_leaves_linked_doc_folders_alone(tmp_path: Path) -> None:
+    """Debian links some packages' doc folders to another's (bookworm's libtinfo6): walking into the link deleted
+    the other package's files a second time and failed the base image's build."""
+    doc = tmp_path / "usr/share/doc"
+    for package in ("libncurses6", "zlib1g"):
+        (doc / package / "examples").mkdir(parents=True)
+        for name in ("copyright", "changelog.Debian.gz", "examples/a.c"):
+            (doc / package / name).write_text(name)
+    (doc / "libtinfo6").symlink_to("libncurses6")
+    (doc / "README").write_text("not a package")
+    (tmp_path / "usr/share/man/man1").mkdir(parents=True)
+    (tmp_path / "usr/share/man/man1/ls.1.gz").write_text("man")
+    _prune(tmp_path, ("usr/share/man/*", "var/log/*"))
+    assert sorted(p.relative_to(doc).as_posix() for p in doc.rglob("*")) == [
+        "README",
+        "libncurses6",
+        "libncurses6/copyright",
+        "libtinfo6",
+        "zlib1g",
+        "zlib1g/copyright",
+    ]
+    assert (doc / "libtinfo6").is_symlink() and (doc / "libtinfo6/copyright").read_text() == "copyright"
+    assert list((tmp_path / "usr/share/man").iterdir()) == []
